@@ -1,0 +1,48 @@
+"""Every failure a user can cause or meet, each with its own exit code.
+
+The CLI entry point catches :class:`BakeError` once and turns it into a one-paragraph
+message and the exit code; nothing else prints tracebacks for these.
+"""
+
+from __future__ import annotations
+
+
+class BakeError(Exception):
+    """Base class: a message for the user and the process exit code."""
+
+    exit_code = 1
+    kind = "error"
+
+
+class BuildFailed(BakeError):
+    """A build ran and at least one target failed."""
+
+    exit_code = 1
+    kind = "build failed"
+
+
+class UsageError(BakeError):
+    """Bad command-line usage (unknown target, conflicting flags)."""
+
+    exit_code = 2
+    kind = "usage error"
+
+
+class ConfigError(UsageError):
+    """The configuration file is missing, malformed or invalid."""
+
+    kind = "config error"
+
+
+class EnvironmentProblem(BakeError):
+    """Docker, buildx, the engine or the builder cannot do what the build needs."""
+
+    exit_code = 3
+    kind = "environment problem"
+
+
+class Interrupted(BakeError):
+    """The user or the CI runner stopped the build (SIGINT/SIGTERM)."""
+
+    exit_code = 130
+    kind = "interrupted"

@@ -1,0 +1,80 @@
+"""Names: target identifiers (``ci-py312``), branch slugs, image tags and cache refs.
+
+Everything here is pure string work, shared by planning, selection and reporting, so
+that one identifier means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+#: A docker tag: at most 128 characters, first one a word character.
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+#: A bake target name.
+TARGET_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+MAX_TAG = 128
+
+_PY_RE = re.compile(r"^(?P<major>[1-9][0-9]?)\.(?P<minor>0|[1-9][0-9]?)$")
+
+
+@dataclass(frozen=True, order=True)
+class PythonVersion:
+    """A ``X.Y`` Python version."""
+
+    major: int
+    minor: int
+
+    @classmethod
+    def parse(cls, text: str) -> PythonVersion:
+        match = _PY_RE.match(text)
+        if match is None:
+            raise ValueError(f"{text!r} is not a Python version of the form X.Y")
+        return cls(int(match["major"]), int(match["minor"]))
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+    @property
+    def group(self) -> str:
+        """The bake group and identifier suffix: ``py312``."""
+        return f"py{self.major}{self.minor}"
+
+
+def target_id(stage: str, python: PythonVersion) -> str:
+    """The identifier ``STAGE-pyXY`` used for selection, logs and results."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", stage)
+    return f"{safe}-{python.group}"
+
+
+def tag_prefix(stage: str, python: PythonVersion) -> str:
+    """The tag of a target's image on the default branch: ``STAGE-pyX.Y``."""
+    return f"{stage}-py{python}"
+
+
+def slug(text: str, max_len: int) -> str:
+    """Turn a branch name into a tag fragment of at most ``max_len`` characters.
+
+    Lowercase, only ``[a-z0-9_.-]``, no leading or trailing separators. A name that
+    has to be shortened keeps a hash of the original, so two long branches that share
+    a prefix still get different tags.
+    """
+    if max_len < 1:
+        raise ValueError("no room left for the branch in the tag")
+    cleaned = re.sub(r"[^a-z0-9_.-]+", "-", text.lower()).strip("-.")
+    if not cleaned:
+        cleaned = "branch-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    if len(cleaned) <= max_len:
+        return cleaned
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    if max_len <= len(digest):
+        return digest[:max_len]
+    head = cleaned[: max_len - len(digest) - 1].rstrip("-.")
+    return f"{head}-{digest}" if head else digest
+
+
+def branch_tag(stage: str, python: PythonVersion, branch: str) -> str:
+    """``STAGE-pyX.Y-BRANCH``, always a valid tag of at most 128 characters."""
+    prefix = tag_prefix(stage, python)
+    return f"{prefix}-{slug(branch, MAX_TAG - len(prefix) - 1)}"
