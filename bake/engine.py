@@ -1,0 +1,311 @@
+"""The one module that runs processes: docker, buildx and git.
+
+Every command goes through :func:`_run` (short calls, output captured) or
+:func:`bake` (the long-running build, streamed), and both log the command they run.
+python-on-whales finds the docker CLI and carries its global options; its ``run``
+raises a ``DockerException`` with the captured output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+import structlog
+
+from bake.errors import EnvironmentProblem, Interrupted
+
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
+
+log = structlog.get_logger("bake.engine")
+
+MIN_BUILDX = (0, 13)
+_CREDENTIALS_RE = re.compile(r"(?<=://)[^/@\s]+@|(?<=[?&])(token|access_token|password)=[^&\s]+")
+
+
+def redact(text: str) -> str:
+    """Hide credentials that may hide in URLs (``https://user:pw@host``, ``?token=``)."""
+    return _CREDENTIALS_RE.sub(lambda m: "***@" if m.group(0).endswith("@") else f"{m.group(1)}=***", text)
+
+
+def _shell(args: Sequence[str | Path]) -> str:
+    return redact(shlex.join(str(a) for a in args))
+
+
+def _client() -> DockerClient:
+    from python_on_whales import DockerClient
+
+    return DockerClient()
+
+
+def _docker_cmd() -> list[str]:
+    from python_on_whales.client_config import ClientNotFoundError
+
+    try:
+        return [str(a) for a in _client().docker_cmd]
+    except ClientNotFoundError:
+        raise EnvironmentProblem(
+            "the docker CLI is not on PATH. Install Docker (the CLI and the buildx plugin) "
+            "or fix PATH; on a bare Debian machine `ci/engine-up` of this project sets up "
+            "an engine, buildx and a local registry."
+        ) from None
+
+
+class CommandFailed(Exception):
+    def __init__(self, args: Sequence[str], code: int, output: str) -> None:
+        super().__init__(f"{_shell(args)} exited {code}")
+        self.args_ = list(args)
+        self.code = code
+        self.output = output
+
+
+def _run(args: Sequence[str], *, cwd: Path | None = None) -> str:
+    """Run a short command, log it, return its stdout; raise CommandFailed on failure."""
+    log.debug("run", cmd=_shell(args))
+    try:
+        proc = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise CommandFailed(args, 127, f"{args[0]}: not found") from None
+    if proc.returncode != 0:
+        raise CommandFailed(args, proc.returncode, (proc.stderr or proc.stdout).strip())
+    return proc.stdout
+
+
+def docker(*args: str, cwd: Path | None = None) -> str:
+    """``docker ARGS`` with the client's global options; stdout, or CommandFailed."""
+    return _run([*_docker_cmd(), *args], cwd=cwd)
+
+
+# -- git and the CI's view of the checkout ------------------------------------------------
+
+
+def _git(args: Sequence[str], cwd: Path) -> str | None:
+    try:
+        return _run(["git", *args], cwd=cwd).strip() or None
+    except CommandFailed:
+        return None
+
+
+def detect_branch(cwd: Path, environ: Mapping[str, str]) -> str:
+    """The branch being built: the CI's variables first, then git."""
+    for var in ("GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_REF_NAME"):
+        if environ.get(var):
+            return environ[var]
+    branch = _git(["rev-parse", "--abbrev-ref", "HEAD"], cwd)
+    if branch is None:
+        return "local"
+    return "detached" if branch == "HEAD" else branch
+
+
+def detect_sha(cwd: Path, environ: Mapping[str, str]) -> str | None:
+    for var in ("GITHUB_SHA", "CI_COMMIT_SHA"):
+        if environ.get(var):
+            return environ[var]
+    return _git(["rev-parse", "HEAD"], cwd)
+
+
+# -- checking the environment before a build ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    buildx_version: tuple[int, int, int]
+    builder: str
+    driver: str
+
+
+def parse_buildx_version(text: str) -> tuple[int, int, int] | None:
+    """``github.com/docker/buildx 0.13.1+ds1 ...`` or ``... v0.20.0 ...`` -> (0, 13, 1)."""
+    match = re.search(r"\bv?(\d+)\.(\d+)\.(\d+)", text)
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+def _engine_hint(environ: Mapping[str, str]) -> str:
+    host = environ.get("DOCKER_HOST")
+    where = f"DOCKER_HOST={redact(host)}" if host else "the default socket"
+    return (
+        f"the Docker engine does not answer at {where}. Start dockerd (on this project's "
+        "CI machines: `ci/engine-up`), or point DOCKER_HOST / `docker context use` at a "
+        "running engine."
+    )
+
+
+def check(builder: str | None, *, cache_export: bool, environ: Mapping[str, str] = os.environ) -> EngineInfo:
+    """Fail with EnvironmentProblem unless docker, buildx, the engine and builder can build."""
+    try:
+        raw = docker("buildx", "version")
+    except CommandFailed as exc:
+        raise EnvironmentProblem(
+            f"docker buildx is not available ({exc.output.splitlines()[-1] if exc.output else exc}). "
+            "Install the buildx plugin, version 0.13 or newer (Debian: docker-buildx)."
+        ) from None
+    version = parse_buildx_version(raw)
+    if version is None or version[:2] < MIN_BUILDX:
+        raise EnvironmentProblem(
+            f"docker buildx {raw.strip()!r} is too old: bake-ci needs 0.13 or newer. Upgrade buildx."
+        )
+    try:
+        docker("version", "--format", "{{.Server.Version}}")
+    except CommandFailed:
+        raise EnvironmentProblem(_engine_hint(environ)) from None
+    try:
+        text = docker("buildx", "inspect", *([builder] if builder else []))
+    except CommandFailed as exc:
+        raise EnvironmentProblem(
+            f"builder {builder or '(current)'} cannot be inspected: {exc.output.strip()}. "
+            "List builders with `docker buildx ls` and pass one with --builder."
+        ) from None
+    fields = dict((k.strip(), v.strip()) for k, v in (line.split(":", 1) for line in text.splitlines() if ":" in line))
+    info = EngineInfo(version, fields.get("Name", builder or "default"), fields.get("Driver", "unknown"))
+    if cache_export and info.driver == "docker" and not containerd_store():
+        raise EnvironmentProblem(
+            f"builder {info.builder!r} uses the docker driver, which can export build cache "
+            "only with the containerd image store, and this engine uses the classic store. "
+            'Turn it on (`{"features": {"containerd-snapshotter": true}}` in '
+            "/etc/docker/daemon.json, then restart dockerd), or create a builder that "
+            "can: `docker buildx create --use --driver docker-container`."
+        )
+    log.debug("engine", buildx=".".join(map(str, version)), builder=info.builder, driver=info.driver)
+    return info
+
+
+def containerd_store() -> bool:
+    """Whether the engine keeps images in containerd (needed for cache export with the docker driver)."""
+    status = docker("info", "--format", "{{json .DriverStatus}}")
+    return "io.containerd.snapshotter" in status
+
+
+# -- building -----------------------------------------------------------------------------
+
+
+@dataclass
+class BakeRun:
+    returncode: int
+    #: Non-JSON lines buildx printed (its final error message, warnings).
+    messages: list[str]
+
+
+Progress = Literal["rawjson", "tty"]
+
+
+def iter_json_objects(stream: IO[str], on_text: Callable[[str], None]) -> Iterator[dict[str, Any]]:
+    """Decode a stream of (possibly indented) JSON objects mixed with plain text lines."""
+    decoder = json.JSONDecoder()
+    buffer = ""
+    for line in stream:
+        if not buffer and not line.startswith("{"):
+            if line.strip():
+                on_text(line.rstrip("\n"))
+            continue
+        buffer += line
+        try:
+            obj, end = decoder.raw_decode(buffer)
+        except json.JSONDecodeError:
+            continue
+        rest = buffer[end:].strip()
+        buffer = ""
+        if isinstance(obj, dict):
+            yield obj
+        if rest:
+            on_text(rest)
+    if buffer.strip():
+        on_text(buffer.strip())
+
+
+def bake(
+    files: Sequence[Path],
+    targets: Sequence[str],
+    *,
+    cwd: Path,
+    metadata_file: Path,
+    builder: str | None = None,
+    no_cache: bool = False,
+    pull: bool = False,
+    progress: Progress = "rawjson",
+    on_status: Callable[[dict[str, Any]], None] = lambda status: None,
+    on_text: Callable[[str], None] = lambda line: None,
+) -> BakeRun:
+    """Run one ``docker buildx bake`` over ``targets``; stream its progress.
+
+    The child gets its own process group, so Ctrl-C or SIGTERM stop it (and whatever
+    it started) cleanly; the interruption is then raised as :class:`Interrupted`.
+    """
+    cmd = [*_docker_cmd(), "buildx", "bake", "--progress", progress, "--metadata-file", str(metadata_file)]
+    for file in files:
+        cmd += ["--file", str(file)]
+    if builder:
+        cmd += ["--builder", builder]
+    if no_cache:
+        cmd.append("--no-cache")
+    if pull:
+        cmd.append("--pull")
+    cmd += list(targets)
+    log.info("run", cmd=_shell(cmd), cwd=str(cwd))
+    messages: list[str] = []
+
+    def text(line: str) -> None:
+        messages.append(line)
+        on_text(line)
+
+    capture = progress == "rawjson"
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        stdout=sys.stderr,
+        stderr=subprocess.PIPE if capture else None,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
+    with _stop_on_signal(proc):
+        if proc.stderr is not None:
+            for status in iter_json_objects(proc.stderr, text):
+                on_status(status)
+        returncode = proc.wait()
+    return BakeRun(returncode, messages)
+
+
+@contextlib.contextmanager
+def _stop_on_signal(proc: subprocess.Popen[str]) -> Iterator[None]:
+    """Turn SIGINT/SIGTERM into stopping the child's process group and Interrupted."""
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term) if _main_thread() else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        _stop(proc)
+        raise Interrupted("interrupted: the build was stopped before it finished.") from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
