@@ -1,0 +1,124 @@
+"""Engine tests: the real dockerd, buildx and the registry on 127.0.0.1:5000 (ci/engine-up)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REGISTRY = "localhost:5000"
+BASE_IMAGE = f"{REGISTRY}/library/python:{{python}}-slim"
+FIXTURE = Path(__file__).parent / "fixture"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.engine)
+
+
+def _engine_problem() -> str | None:
+    if shutil.which("docker") is None:
+        return "no docker CLI"
+    probe = subprocess.run(["docker", "info", "--format", "{{json .DriverStatus}}"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"the engine does not answer: {probe.stderr.strip()}"
+    try:
+        urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=5).close()
+    except OSError as exc:
+        return f"no registry at {REGISTRY}: {exc}"
+    return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine() -> None:
+    problem = _engine_problem()
+    if problem is None:
+        return
+    message = f"{problem}; start the engine with ci/engine-up"
+    if os.environ.get("BAKE_CI_REQUIRE_ENGINE"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def events(self, name: str) -> list[dict[str, object]]:
+        """JSON log events (``--log-format json``) with the given event name."""
+        found = []
+        for line in self.err.splitlines():
+            if line.startswith("{"):
+                event = json.loads(line)
+                if event.get("event") == name:
+                    found.append(event)
+        return found
+
+
+def bake_ci(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> Result:
+    """Run the real CLI as a user would, in its own process."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("BAKE_CI_", "GITHUB_", "CI"))}
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "bake", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=1200
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=600)
+
+
+def registry_tags(repository: str) -> set[str]:
+    """Tags the registry holds for ``repository`` (without the registry host)."""
+    try:
+        with urllib.request.urlopen(f"http://{REGISTRY}/v2/{repository}/tags/list", timeout=10) as resp:
+            return set(json.load(resp).get("tags") or [])
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return set()
+        raise
+
+
+@dataclass
+class Project:
+    path: Path
+    namespace: str
+    env: dict[str, str]
+    sha: str
+
+    @property
+    def registry(self) -> str:
+        return f"{REGISTRY}/{self.namespace}"
+
+
+def make_project(tmp: Path, source: Path = FIXTURE, branch: str = "main") -> Project:
+    """A copy of a fixture project in a git repository of its own, with a fresh registry namespace."""
+    path = tmp / "project"
+    shutil.copytree(source, path)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "init", "-q", "-b", branch], cwd=path, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=path, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "fixture"], cwd=path, check=True)
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True).stdout
+    namespace = f"test-{uuid.uuid4().hex[:10]}"
+    env = {"BAKE_CI_REGISTRY": f"{REGISTRY}/{namespace}", "BAKE_CI_BASE_IMAGE": BASE_IMAGE}
+    return Project(path, namespace, env, sha.strip())
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return make_project(tmp_path)
