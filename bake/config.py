@@ -19,7 +19,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from bake import dockerfile
 from bake.errors import ConfigError
-from bake.naming import PythonVersion
+from bake.naming import PythonVersion, target_id
+from bake.redact import redact
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,8 +32,8 @@ TABLE = "tool.bake-ci"
 ENV_OVERRIDES = {"registry": "BAKE_CI_REGISTRY", "base-image": "BAKE_CI_BASE_IMAGE"}
 
 _REPO_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_IMAGE_RE = re.compile(rf"^{_REPO_COMPONENT}(?:/{_REPO_COMPONENT})*$")
-_REGISTRY_RE = re.compile(rf"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/{_REPO_COMPONENT})*$")
+_IMAGE_RE = re.compile(rf"{_REPO_COMPONENT}(?:/{_REPO_COMPONENT})*")
+_REGISTRY_RE = re.compile(rf"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/{_REPO_COMPONENT})*")
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 
 
@@ -44,14 +45,19 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         alias_generator=_kebab,
-        populate_by_name=True,
         frozen=True,
         strict=True,
     )
 
 
 def _image(value: str) -> str:
-    if not _IMAGE_RE.match(value):
+    first = value.split("/", 1)[0]
+    if "/" in value and ("." in first or ":" in first or first == "localhost"):
+        raise ValueError(
+            f'starts with the registry host {first!r}: move it to registry = "{first}..." '
+            'and keep only the repository here, e.g. image = "acme/app-ci"'
+        )
+    if not _IMAGE_RE.fullmatch(value):
         raise ValueError(
             "not a repository name: use lowercase path components separated by '/', "
             'with no registry host and no tag, e.g. image = "acme/app-ci"'
@@ -68,7 +74,7 @@ def _registry(value: str) -> str:
             "credentials do not belong in the registry name; log in with `docker login` "
             "(or docker/login-action in GitHub Actions) instead"
         )
-    if not _REGISTRY_RE.match(value):
+    if not _REGISTRY_RE.fullmatch(value):
         raise ValueError(
             "not a registry: write a lowercase host with optional :port and path, "
             'e.g. "ghcr.io/acme" or "localhost:5000"'
@@ -92,10 +98,24 @@ def _base_image(value: str) -> str:
     return value
 
 
+MAX_STAGE = 64
+
+
 def _stage_name(value: str) -> str:
-    if not re.match(r"^[a-z][a-z0-9._-]*$", value):
+    if not re.fullmatch(r"[a-z][a-z0-9._-]*", value):
         raise ValueError("a stage name is lowercase letters, digits, '.', '_' and '-'")
+    if len(value) > MAX_STAGE:
+        raise ValueError(f"stage names longer than {MAX_STAGE} characters leave no room for tags; shorten it")
     return value
+
+
+def _unique(values: list[str]) -> list[str]:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{value!r} is listed twice; list each once")
+        seen.add(value)
+    return values
 
 
 Image = Annotated[str, AfterValidator(_image)]
@@ -120,8 +140,8 @@ class Config(StrictModel):
 
     image: Image
     registry: Registry | None = None
-    python: list[PythonStr] = Field(min_length=1)
-    stages: list[StageName] | None = Field(default=None, min_length=1)
+    python: Annotated[list[PythonStr], AfterValidator(_unique)] = Field(min_length=1)
+    stages: Annotated[list[StageName], AfterValidator(_unique)] | None = Field(default=None, min_length=1)
     dockerfile: str = "Dockerfile"
     context: str = "."
     platforms: list[str] = []
@@ -238,6 +258,11 @@ def load(config_file: Path | None, environ: Mapping[str, str]) -> Project:
         )
     if config.stages is None:
         last = found[-1].name
+        if last is not None and len(last) > MAX_STAGE:
+            raise ConfigError(
+                f"{shown}: the last stage of {config.dockerfile}, {last[:20]!r}..., is longer than "
+                f"{MAX_STAGE} characters, which leaves no room for tags. Shorten its name."
+            )
         if last is None:
             raise ConfigError(
                 f"{shown}: {TABLE}.stages is not set and the last stage of "
@@ -253,10 +278,15 @@ def load(config_file: Path | None, environ: Mapping[str, str]) -> Project:
                     f"{shown}: {TABLE}.stages[{i}] = {stage!r}: {config.dockerfile} has no "
                     f"such stage.{hint} Its stages are: {', '.join(named) or '(none named)'}."
                 )
-        if len(set(config.stages)) != len(config.stages):
-            dup = next(s for s in config.stages if config.stages.count(s) > 1)
-            raise ConfigError(f"{shown}: {TABLE}.stages lists {dup!r} twice. List each stage once.")
         stage_list = list(config.stages)
+    ids: dict[str, str] = {}
+    for stage in stage_list:
+        other = ids.setdefault(target_id(stage, config.pythons[0]), stage)
+        if other != stage:
+            raise ConfigError(
+                f"{shown}: {TABLE}.stages: stages {other!r} and {stage!r} give the same target "
+                f"names ({target_id(stage, config.pythons[0])}); rename one of them in {config.dockerfile}."
+            )
 
     bake_file = root / "docker-bake.hcl"
     has_bake = bake_file.is_file()
@@ -314,6 +344,8 @@ def _explain_one(err: Mapping[str, Any], overridden: Mapping[str, str]) -> str:
     if loc and loc[0] in overridden:
         key = f"{overridden[str(loc[0])]} (overrides {key})"
     value = err.get("input")
+    if isinstance(value, str):
+        value = redact(value)
     kind = err["type"]
     if kind == "missing":
         examples = {"image": 'image = "OWNER/NAME-ci"', "python": 'python = ["3.12"]'}

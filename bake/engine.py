@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 import structlog
 
 from bake.errors import EnvironmentProblem, Interrupted
+from bake.redact import redact
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
@@ -31,12 +32,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("bake.engine")
 
 MIN_BUILDX = (0, 13)
-_CREDENTIALS_RE = re.compile(r"(?<=://)[^/@\s]+@|(?<=[?&])(token|access_token|password)=[^&\s]+")
-
-
-def redact(text: str) -> str:
-    """Hide credentials that may hide in URLs (``https://user:pw@host``, ``?token=``)."""
-    return _CREDENTIALS_RE.sub(lambda m: "***@" if m.group(0).endswith("@") else f"{m.group(1)}=***", text)
 
 
 def _shell(args: Sequence[str | Path]) -> str:

@@ -16,7 +16,7 @@ TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 TARGET_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 MAX_TAG = 128
 
-_PY_RE = re.compile(r"^(?P<major>[1-9][0-9]?)\.(?P<minor>0|[1-9][0-9]?)$")
+_PY_RE = re.compile(r"(?P<major>[1-9][0-9]?)\.(?P<minor>0|[1-9][0-9]?)")
 
 
 @dataclass(frozen=True, order=True)
@@ -28,7 +28,7 @@ class PythonVersion:
 
     @classmethod
     def parse(cls, text: str) -> PythonVersion:
-        match = _PY_RE.match(text)
+        match = _PY_RE.fullmatch(text)
         if match is None:
             raise ValueError(f"{text!r} is not a Python version of the form X.Y")
         return cls(int(match["major"]), int(match["minor"]))

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 _STEP_RE = re.compile(r"^\[(?:\S+/\S+ )?(?:(?P<stage>[^\s\]]+) )?(?P<n>\d+)/(?P<m>\d+)\] (?P<cmd>.*)$", re.S)
-_TS_RE = re.compile(r"^(?P<base>[^.Z+]+(?:T[^.Z+-]+)?)(?:\.(?P<frac>\d+))?(?P<tz>Z|[+-]\d\d:\d\d)?$")
+_TS_RE = re.compile(r"(?P<base>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(?P<frac>\d+))?(?P<tz>Z|[+-]\d\d:\d\d)?")
 _CANCELED = ("context canceled", "canceled")
 _NEVER = datetime.max.replace(tzinfo=timezone.utc)
 
@@ -26,7 +26,7 @@ def parse_time(text: str | None) -> datetime | None:
     """RFC 3339 with nanoseconds (Go) -> aware datetime (Python keeps microseconds)."""
     if not text:
         return None
-    match = _TS_RE.match(text)
+    match = _TS_RE.fullmatch(text)
     if match is None:
         return None
     frac = (match["frac"] or "0")[:6].ljust(6, "0")
