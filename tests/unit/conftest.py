@@ -1,0 +1,67 @@
+"""Unit-test fixtures: a throwaway project directory and the real CLI entry point, no engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bake.cli import main
+
+#: A Dockerfile with three named stages; the last one (``ci``) is the default stage.
+DOCKERFILE = """\
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE} AS base
+RUN pip install --upgrade pip
+
+FROM base AS deps
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+FROM deps AS ci
+COPY . .
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    rc: int
+    out: str
+    err: str
+
+
+MakeProject = Callable[..., Path]
+RunCli = Callable[..., Run]
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MakeProject:
+    """Write ``pyproject.toml`` (and a Dockerfile, and any other files) and chdir there."""
+    monkeypatch.chdir(tmp_path)
+
+    def make(toml: str, *, dockerfile: str | None = DOCKERFILE, files: Mapping[str, str] | None = None) -> Path:
+        (tmp_path / "pyproject.toml").write_text(toml, encoding="utf-8")
+        if dockerfile is not None:
+            (tmp_path / "Dockerfile").write_text(dockerfile, encoding="utf-8")
+        for name, text in (files or {}).items():
+            path = tmp_path / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        return tmp_path
+
+    return make
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> RunCli:
+    """``bake-ci ARGS`` through ``bake.cli.main`` with exactly the given environment."""
+
+    def run(*args: str, env: Mapping[str, str] | None = None) -> Run:
+        capsys.readouterr()
+        rc = main(list(args), environ=dict(env or {}))
+        out, err = capsys.readouterr()
+        return Run(rc, out, err)
+
+    return run

@@ -1,0 +1,177 @@
+"""The command line around planning (no build), and how results are shown."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bake import __version__, report
+from bake.cli import main
+
+TOML = """\
+[tool.bake-ci]
+image = "acme/app-ci"
+python = ["3.12", "3.13"]
+stages = ["deps", "ci"]
+"""
+ENV = {"GITHUB_SHA": "0123456789abcdef0123456789abcdef01234567"}
+
+
+def test_matrix_shape(project, cli) -> None:
+    project(TOML)
+    run = cli("matrix")
+    assert (run.rc, run.err) == (0, "")
+    assert run.out.count("\n") == 1, "one line, for $GITHUB_OUTPUT"
+    assert json.loads(run.out) == {
+        "include": [
+            {"target": "deps-py312", "stage": "deps", "python": "3.12"},
+            {"target": "deps-py313", "stage": "deps", "python": "3.13"},
+            {"target": "ci-py312", "stage": "ci", "python": "3.12"},
+            {"target": "ci-py313", "stage": "ci", "python": "3.13"},
+        ]
+    }
+
+
+def test_matrix_with_selection(project, cli) -> None:
+    project(TOML)
+    run = cli("matrix", "--stage", "ci")
+    assert json.loads(run.out) == {
+        "include": [
+            {"target": "ci-py312", "stage": "ci", "python": "3.12"},
+            {"target": "ci-py313", "stage": "ci", "python": "3.13"},
+        ]
+    }
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"], environ={})
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"bake-ci {__version__}\n"
+
+
+def test_push_without_registry_is_a_usage_error(project, cli) -> None:
+    project(TOML)
+    run = cli("plan", "--push", "--branch", "main", env=ENV)
+    assert (run.rc, run.out) == (2, "")
+    assert run.err.startswith("bake-ci: usage error: --push needs a registry")
+    assert "BAKE_CI_REGISTRY" in run.err
+    assert "--load" in run.err
+
+
+def test_push_with_registry_unset_by_env_is_a_usage_error(project, cli) -> None:
+    project(TOML + 'registry = "ghcr.io/acme"\n')
+    run = cli("plan", "--push", "--branch", "main", env={**ENV, "BAKE_CI_REGISTRY": ""})
+    assert run.rc == 2
+    assert "--push needs a registry" in run.err
+
+
+def test_push_and_load_are_exclusive(project, cli) -> None:
+    project(TOML)
+    with pytest.raises(SystemExit) as exit_:
+        cli("plan", "--push", "--load", env=ENV)
+    assert exit_.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("registry", "env", "output"),
+    [
+        ('registry = "ghcr.io/acme"\n', {"CI": "true"}, "type=registry"),
+        ('registry = "ghcr.io/acme"\n', {}, "type=docker"),
+        ("", {"CI": "true"}, "type=docker"),
+    ],
+)
+def test_default_output(project, cli, registry: str, env: dict[str, str], output: str) -> None:
+    # in CI with a registry: push; anywhere else: load into the local engine
+    project(TOML + registry)
+    run = cli("plan", "--branch", "main", env={**ENV, **env})
+    assert run.rc == 0, run.err
+    for target in json.loads(run.out)["target"].values():
+        assert target["output"] == [output]
+
+
+def test_config_option(tmp_path, monkeypatch: pytest.MonkeyPatch, cli) -> None:
+    sub = tmp_path / "app"
+    sub.mkdir()
+    (sub / "pyproject.toml").write_text(TOML, encoding="utf-8")
+    (sub / "Dockerfile").write_text("FROM python AS deps\nFROM deps AS ci\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    run = cli("matrix", "--config", "app/pyproject.toml")
+    assert run.rc == 0, run.err
+    assert len(json.loads(run.out)["include"]) == 4
+
+
+def test_missing_config_file(tmp_path, monkeypatch: pytest.MonkeyPatch, cli) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = cli("matrix")
+    assert run.rc == 2
+    assert run.err.startswith("bake-ci: config error: pyproject.toml: no such file.")
+    assert "--config" in run.err
+
+
+# -- report ----------------------------------------------------------------------------------
+
+DIGEST = "sha256:" + "ab" * 32
+ROWS = [
+    report.Result("deps-py312", "built", "ghcr.io/acme/app-ci:deps-py3.12-main", DIGEST, 12.34, 5, 3),
+    report.Result(
+        "ci-py312",
+        "failed",
+        "ghcr.io/acme/app-ci:ci-py3.12-main",
+        None,
+        3.0,
+        4,
+        1,
+        failed_step="[deps 2/2] RUN pip install -r requirements.txt",
+    ),
+    report.Result("ci-py313", "cancelled", "ghcr.io/acme/app-ci:ci-py3.13-main", None, None, None, None),
+]
+
+
+def test_table_lists_every_target_and_status() -> None:
+    lines = report.table(ROWS).splitlines()
+    assert lines[0].split() == ["TARGET", "STATUS", "TIME", "CACHED", "IMAGE", "DIGEST"]
+    assert len(lines) == 1 + len(ROWS)
+    assert lines[1].split() == [
+        "deps-py312",
+        "built",
+        "12.3s",
+        "3/5",
+        "ghcr.io/acme/app-ci:deps-py3.12-main",
+        DIGEST[:19],
+    ]
+    assert lines[2].split() == ["ci-py312", "failed", "3.0s", "1/4", "ghcr.io/acme/app-ci:ci-py3.12-main", "-"]
+    assert lines[3].split() == ["ci-py313", "cancelled", "-", "-", "ghcr.io/acme/app-ci:ci-py3.13-main", "-"]
+    # columns line up
+    status_at = lines[0].index("STATUS")
+    assert [line[status_at:].split()[0] for line in lines[1:]] == ["built", "failed", "cancelled"]
+
+
+def test_markdown_lists_every_target_status_and_failure() -> None:
+    text = report.markdown(ROWS)
+    lines = text.splitlines()
+    assert lines[0] == "### bake-ci build"
+    assert "| TARGET | STATUS | TIME | CACHED | IMAGE | DIGEST |" in lines
+    assert f"| deps-py312 | ✅ built | 12.3s | 3/5 | `ghcr.io/acme/app-ci:deps-py3.12-main` | `{DIGEST}` |" in lines
+    assert "| ci-py312 | ❌ failed | 3.0s | 1/4 | `ghcr.io/acme/app-ci:ci-py3.12-main` | - |" in lines
+    assert "| ci-py313 | ⏹️ cancelled | - | - | `ghcr.io/acme/app-ci:ci-py3.13-main` | - |" in lines
+    assert "**ci-py312** failed at `[deps 2/2] RUN pip install -r requirements.txt`" in lines
+    assert text.endswith("\n\n"), "appending several summaries keeps them apart"
+
+
+def test_results_without_progress_use_the_overall_outcome() -> None:
+    tags = {"ci-py312": "a:1", "ci-py313": "a:2"}
+    meta = report.load_metadata(json.dumps({"ci-py312": {"containerimage.digest": DIGEST}}))
+    built = report.results(["ci-py312", "ci-py313"], tags, meta, None, succeeded=True, total_seconds=7.5)
+    assert [(r.target, r.status, r.digest, r.seconds, r.steps) for r in built] == [
+        ("ci-py312", "built", DIGEST, 7.5, None),
+        ("ci-py313", "built", None, 7.5, None),
+    ]
+    failed = report.results(["ci-py312"], tags, {}, None, succeeded=False, total_seconds=1.0)
+    assert failed[0].status == "cancelled"
+
+
+@pytest.mark.parametrize("text", ["", "not json", "[1, 2]"])
+def test_unreadable_metadata_is_empty(text: str) -> None:
+    assert report.load_metadata(text) == {}
