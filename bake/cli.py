@@ -7,17 +7,16 @@ import json
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from bake import __version__, config, engine, logs, report
-from bake.errors import BakeError, BuildFailed, UsageError
-from bake.plan import STATE_DIR, Output, Plan, Selection, build_plan, matrix, select
-from bake.progress import Tracker, describe
+from bake import __version__, config, display, engine, logs, report
+from bake.errors import BakeError, BuildFailed, Interrupted, UsageError
+from bake.execute import Executor, Options
+from bake.plan import STATE_DIR, Output, Selection, build_plan, matrix, select
 
 log = structlog.get_logger("bake")
 
@@ -29,54 +28,76 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"bake-ci {__version__}")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config", type=Path, metavar="FILE", help="pyproject.toml with [tool.bake-ci] (default: ./pyproject.toml)"
-    )
-    common.add_argument(
-        "--log-format",
-        choices=["auto", "console", "json"],
-        default="auto",
-        help="log format (default: json when CI is set)",
-    )
-    common.add_argument("-v", "--verbose", action="store_true", help="log every command run")
+    add = common.add_argument
+    add("--config", type=Path, metavar="FILE", help="pyproject.toml with [tool.bake-ci] (default: ./pyproject.toml)")
+    add("--log-format", choices=["auto", "console", "json"], default="auto", help="default: json when CI is set")
+    add("-v", "--verbose", action="store_true", help="log every command run")
+
     select_ = argparse.ArgumentParser(add_help=False)
-    select_.add_argument(
-        "targets", nargs="*", metavar="TARGET", help="identifiers (ci-py312), patterns (ci-*), stage or pyXY groups"
-    )
-    select_.add_argument("--stage", action="append", default=[], help="only this stage (repeatable)")
-    select_.add_argument("--python", action="append", default=[], help="only this Python version X.Y (repeatable)")
+    add = select_.add_argument
+    add("targets", nargs="*", metavar="TARGET", help="identifiers (ci-py312), patterns ('ci-*'), stage or pyXY groups")
+    add("--stage", action="append", default=[], help="only this stage (repeatable)")
+    add("--python", action="append", default=[], help="only this Python version X.Y (repeatable)")
+
     ref = argparse.ArgumentParser(add_help=False)
     out = ref.add_mutually_exclusive_group()
+    out.add_argument("--push", dest="output", action="store_const", const="push", help="push images and cache")
+    out.add_argument("--load", dest="output", action="store_const", const="load", help="load images into the engine")
     out.add_argument(
-        "--push", dest="output", action="store_const", const="push", help="push images and export registry cache"
-    )
-    out.add_argument(
-        "--load", dest="output", action="store_const", const="load", help="load images into the local engine"
-    )
+        "--cache-only", dest="output", action="store_const", const="cache-only",
+        help="export registry cache and push no image",
+    )  # fmt: skip
     ref.add_argument("--branch", help="branch to tag and cache for (default: from CI variables or git)")
+
+    run = argparse.ArgumentParser(add_help=False)
+    add = run.add_argument
+    add("--jobs", type=_positive, metavar="N", help="with --keep-going: at most N bake calls at once (default: all)")
+    add("--retries", type=_count, default=2, metavar="N", help="retries after a registry or network failure (2)")
+    add("--builder", help="buildx builder to use (default: the current one)")
+    add("--metadata-file", type=Path, metavar="PATH", help="write buildx's metadata of every target here")
+    add("--report", type=Path, metavar="FILE", help="write per-target results here as JSON")
+    add(
+        "--progress", choices=["auto", "plain", "tty", "quiet"], default="auto",
+        help="auto: a live board on a terminal, plain lines elsewhere (grouped in GitHub Actions)",
+    )  # fmt: skip
 
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("plan", parents=[common, select_, ref], help="print the bake definition JSON handed to buildx")
-    build = sub.add_parser("build", parents=[common, select_, ref], help="build the selected targets in one bake call")
-    build.add_argument("--no-cache", action="store_true", help="do not use any cache")
-    build.add_argument("--pull", action="store_true", help="always pull newer base images")
-    build.add_argument("--builder", help="buildx builder to use (default: the current one)")
-    build.add_argument("--metadata-file", type=Path, metavar="PATH", help="also write buildx's metadata file here")
-    build.add_argument(
-        "--progress",
-        choices=["auto", "plain", "tty", "quiet"],
-        default="auto",
-        help="progress output (default: tty on a terminal, plain otherwise)",
-    )
+    build = sub.add_parser("build", parents=[common, select_, ref, run], help="build the selected targets")
+    add = build.add_argument
+    add("--keep-going", action="store_true", help="one bake call per target, so a failure cancels nothing else")
+    add("--no-cache", action="store_true", help="do not use any cache")
+    add("--pull", action="store_true", help="always pull newer base images")
+    sub.add_parser(
+        "warm", parents=[common, select_, run],
+        help="nightly: build every target as the default branch with fresh bases; push images and cache; keep going",
+    )  # fmt: skip
     sub.add_parser("matrix", parents=[common, select_], help='print {"include": [...]} for a CI matrix')
     return parser
 
 
+def _positive(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
 def _output(args: argparse.Namespace, project: config.Project, environ: Mapping[str, str]) -> Output:
     wanted: Output | None = getattr(args, "output", None)
-    if wanted == "push" and not project.config.registry:
+    if wanted in ("push", "cache-only") and not project.config.registry:
         raise UsageError(
-            "--push needs a registry, and none is configured. Set registry in "
+            f"--{wanted} needs a registry, and none is configured. Set registry in "
             f"[{config.TABLE}] or BAKE_CI_REGISTRY, or build locally with --load."
         )
     if wanted is not None:
@@ -84,16 +105,12 @@ def _output(args: argparse.Namespace, project: config.Project, environ: Mapping[
     return "push" if project.config.registry and environ.get("CI") else "load"
 
 
-def _plan(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[config.Project, Plan]:
+def cmd_plan(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     project = config.load(args.config, environ)
     targets = select(matrix(project), Selection(args.targets, args.stage, args.python))
     branch = args.branch or engine.detect_branch(project.root, environ)
     sha = engine.detect_sha(project.root, environ)
-    return project, build_plan(project, targets, branch=branch, sha=sha, output=_output(args, project, environ))
-
-
-def cmd_plan(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    _, plan = _plan(args, environ)
+    plan = build_plan(project, targets, branch=branch, sha=sha, output=_output(args, project, environ))
     sys.stdout.write(plan.to_json())
     return 0
 
@@ -117,7 +134,22 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def cmd_build(args: argparse.Namespace, environ: Mapping[str, str], log_format: str) -> int:
-    project, plan = _plan(args, environ)
+    warm = args.command == "warm"
+    project = config.load(args.config, environ)
+    targets = select(matrix(project), Selection(args.targets, args.stage, args.python))
+    output: Output
+    if warm:
+        if not project.config.registry:
+            raise UsageError(
+                f"warm fills the registry cache, and no registry is configured. Set registry in [{config.TABLE}] "
+                "or BAKE_CI_REGISTRY."
+            )
+        branch, output = project.config.default_branch, "push"
+    else:
+        branch = args.branch or engine.detect_branch(project.root, environ)
+        output = _output(args, project, environ)
+    sha = engine.detect_sha(project.root, environ)
+    plan = build_plan(project, targets, branch=branch, sha=sha, output=output)
     ids = [t.id for t in plan.targets]
     exports_cache = any(t.get("cache-to") for t in plan.definition["target"].values())
     info = engine.check(args.builder, cache_export=exports_cache, environ=environ)
@@ -125,53 +157,33 @@ def cmd_build(args: argparse.Namespace, environ: Mapping[str, str], log_format: 
     state = project.root / STATE_DIR
     plan_file = state / "bake.json"
     write_atomic(plan_file, plan.to_json())
-    files = [p for p in (project.bake_file, plan_file) if p is not None]
-    metadata = args.metadata_file.resolve() if args.metadata_file else state / "metadata.json"
-    metadata.unlink(missing_ok=True)
-
-    progress = args.progress
-    if progress == "auto":
-        progress = "tty" if sys.stderr.isatty() and not environ.get("CI") else "plain"
-    tracker = Tracker(ids) if progress != "tty" else None
-
-    def on_status(status: dict[str, Any]) -> None:
-        assert tracker is not None
-        for event in tracker.feed(status):
-            if progress != "plain":
-                continue
-            if log_format == "json":
-                log.info(event.kind, target=event.target, step=event.vertex.name, text=describe(event))
-            else:
-                print(describe(event), file=sys.stderr, flush=True)
-
-    def on_text(line: str) -> None:
-        if progress != "quiet":
-            print(line, file=sys.stderr, flush=True)
-
-    log.info(
-        "build",
-        targets=ids,
-        builder=info.builder,
-        driver=info.driver,
-        output=plan.definition["target"][ids[0]]["output"][0],
-    )
-    started = time.monotonic()
-    run = engine.bake(
-        files,
-        ids,
-        cwd=project.root,
-        metadata_file=metadata,
+    options = Options(
+        keep_going=warm or args.keep_going,
+        jobs=args.jobs,
+        retries=args.retries,
         builder=args.builder,
-        no_cache=args.no_cache,
-        pull=args.pull,
-        progress="tty" if progress == "tty" else "rawjson",
-        on_status=on_status,
-        on_text=on_text,
+        no_cache=getattr(args, "no_cache", False),
+        pull=warm or args.pull,
     )
-    elapsed = time.monotonic() - started
-    meta = report.load_metadata(metadata.read_text()) if metadata.exists() else {}
-    tags = {t: plan.definition["target"][t]["tags"][0] for t in ids}
-    rows = report.results(ids, tags, meta, tracker.targets if tracker else None, run.returncode == 0, elapsed)
+    shown = display.choose(args.progress, ids, dict(environ), json_logs=log_format == "json")
+    log.info(
+        "build", targets=ids, branch=branch, output=output, keep_going=options.keep_going,
+        builder=info.builder, driver=info.driver,
+    )  # fmt: skip
+    executor = Executor(
+        plan,
+        root=project.root,
+        files=[p for p in (project.bake_file, plan_file) if p is not None],
+        state=state,
+        options=options,
+        display=shown,
+    )
+    with engine.sigterm_as_interrupt():
+        try:
+            rows = executor.run()
+        finally:
+            shown.close()
+
     sys.stdout.write(report.table(rows))
     if log_format == "json":
         for row in rows:
@@ -179,24 +191,55 @@ def cmd_build(args: argparse.Namespace, environ: Mapping[str, str], log_format: 
     summary = environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with Path(summary).open("a", encoding="utf-8") as fh:
-            fh.write(report.markdown(rows))
-    if run.returncode != 0:
-        raise BuildFailed(_failure_text(rows, tracker, run.messages))
+            fh.write(report.markdown(rows, title=f"bake-ci {args.command}"))
+    if args.report:
+        document = {"command": args.command, "branch": branch, "output": output, "targets": [r.to_dict() for r in rows]}
+        write_atomic(args.report, json.dumps(document, indent=2) + "\n")
+    if args.metadata_file:
+        merged: dict[str, Any] = {}
+        for file in sorted((state / "metadata").glob("*.json")):
+            merged.update({k: v for k, v in report.load_metadata(file.read_text()).items() if k in ids})
+        write_atomic(args.metadata_file, json.dumps(merged, indent=2) + "\n")
+    if executor.interrupted:
+        done = sum(r.status == "built" for r in rows)
+        raise Interrupted(f"stopped: {done} of {len(rows)} targets had finished; the others were cancelled.")
+    failed = [r for r in rows if r.status != "built"]
+    if failed:
+        if args.progress != "quiet":
+            _print_logs([r for r in failed if r.status == "failed"], github=environ.get("GITHUB_ACTIONS") == "true")
+        raise BuildFailed(_failure_text(failed))
     return 0
 
 
-def _failure_text(rows: Sequence[report.Result], tracker: Tracker | None, messages: Sequence[str]) -> str:
+def _print_logs(rows: Sequence[report.Result], github: bool) -> None:
+    for row in rows:
+        if not row.log_file or not Path(row.log_file).is_file():
+            continue
+        text = Path(row.log_file).read_text(encoding="utf-8", errors="replace")
+        print(
+            f"::group::log of {row.target}" if github else f"----- log of {row.target} ({row.log_file}) -----",
+            file=sys.stderr,
+        )
+        sys.stderr.write(text)
+        print("::endgroup::" if github else "-----", file=sys.stderr, flush=True)
+
+
+def _failure_text(rows: Sequence[report.Result]) -> str:
     parts = []
     for row in rows:
-        if row.status != "failed" or tracker is None:
+        if row.status == "cancelled":
             continue
-        vertex = tracker.targets[row.target].failure
-        assert vertex is not None
-        tail = "\n".join(f"    {line}" for line in vertex.logs[-15:])
-        parts.append(f"{row.target} failed at {vertex.name}: {vertex.error}" + (f"\n{tail}" if tail else ""))
-    if not parts:
-        parts = (
-            [m for m in messages if m.startswith("ERROR")][-3:] or list(messages[-5:]) or ["docker buildx bake failed"]
+        where = f" at {row.failed_step}" if row.failed_step else ""
+        tries = f" after {row.attempts} attempts" if row.attempts > 1 else ""
+        parts.append(f"{row.target} failed{where}{tries}: {row.error or 'see its log'}")
+        parts += [f"    {line}" for line in row.log_tail[-10:]]
+        if row.log_file:
+            parts.append(f"    full log: {row.log_file}")
+    cancelled = [r.target for r in rows if r.status == "cancelled"]
+    if cancelled:
+        parts.append(
+            f"Cancelled because another target of the same bake call failed: {', '.join(cancelled)}. "
+            "Use --keep-going to build every target on its own."
         )
     return "\n".join(parts)
 

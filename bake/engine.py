@@ -15,15 +15,16 @@ import re
 import shlex
 import signal
 import subprocess
-import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any
 
 import structlog
 
-from bake.errors import EnvironmentProblem, Interrupted
+from bake.errors import EnvironmentProblem
 from bake.redact import redact
 
 if TYPE_CHECKING:
@@ -191,7 +192,8 @@ class BakeRun:
     messages: list[str]
 
 
-Progress = Literal["rawjson", "tty"]
+_live: set[subprocess.Popen[str]] = set()
+_live_lock = threading.Lock()
 
 
 def iter_json_objects(stream: IO[str], on_text: Callable[[str], None]) -> Iterator[dict[str, Any]]:
@@ -227,16 +229,15 @@ def bake(
     builder: str | None = None,
     no_cache: bool = False,
     pull: bool = False,
-    progress: Progress = "rawjson",
     on_status: Callable[[dict[str, Any]], None] = lambda status: None,
     on_text: Callable[[str], None] = lambda line: None,
 ) -> BakeRun:
-    """Run one ``docker buildx bake`` over ``targets``; stream its progress.
+    """Run one ``docker buildx bake`` over ``targets``, streaming its rawjson progress.
 
-    The child gets its own process group, so Ctrl-C or SIGTERM stop it (and whatever
-    it started) cleanly; the interruption is then raised as :class:`Interrupted`.
+    The child gets a process group of its own: a Ctrl-C on the terminal does not reach
+    it directly, and :func:`stop_all` stops it together with the buildx plugin it runs.
     """
-    cmd = [*_docker_cmd(), "buildx", "bake", "--progress", progress, "--metadata-file", str(metadata_file)]
+    cmd = [*_docker_cmd(), "buildx", "bake", "--progress", "rawjson", "--metadata-file", str(metadata_file)]
     for file in files:
         cmd += ["--file", str(file)]
     if builder:
@@ -253,54 +254,59 @@ def bake(
         messages.append(line)
         on_text(line)
 
-    capture = progress == "rawjson"
-    proc = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        stdout=sys.stderr,
-        stderr=subprocess.PIPE if capture else None,
-        text=True,
-        errors="replace",
-        start_new_session=True,
-    )
-    with _stop_on_signal(proc):
-        if proc.stderr is not None:
-            for status in iter_json_objects(proc.stderr, text):
-                on_status(status)
+    with _live_lock:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+        _live.add(proc)
+    try:
+        assert proc.stderr is not None
+        for status in iter_json_objects(proc.stderr, text):
+            on_status(status)
         returncode = proc.wait()
+    finally:
+        with _live_lock:
+            _live.discard(proc)
     return BakeRun(returncode, messages)
 
 
+def stop_all(grace: float = 10.0) -> None:
+    """Stop every running bake: SIGINT to its process group (buildx cancels the build),
+    SIGKILL after ``grace`` seconds."""
+    with _live_lock:
+        procs = list(_live)
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 @contextlib.contextmanager
-def _stop_on_signal(proc: subprocess.Popen[str]) -> Iterator[None]:
-    """Turn SIGINT/SIGTERM into stopping the child's process group and Interrupted."""
+def sigterm_as_interrupt() -> Iterator[None]:
+    """In the main thread, make SIGTERM (a CI runner cancelling the job) act like Ctrl-C."""
 
     def on_term(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_term) if _main_thread() else None
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, on_term)
     try:
         yield
-    except KeyboardInterrupt:
-        _stop(proc)
-        raise Interrupted("interrupted: the build was stopped before it finished.") from None
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        signal.signal(signal.SIGTERM, previous)

@@ -17,7 +17,9 @@ from bake.config import Project
 from bake.errors import UsageError
 from bake.naming import PythonVersion, branch_tag, tag_prefix, target_id
 
-Output = Literal["push", "load"]
+#: push: images and cache to the registry; load: images into the local engine;
+#: cache-only: registry cache without any image (pull requests from forks, pre-warming).
+Output = Literal["push", "load", "cache-only"]
 #: Where local (no registry) cache lives, relative to the project root.
 STATE_DIR = ".bake-ci"
 #: The target of a project's docker-bake.hcl that generated targets inherit.
@@ -133,11 +135,11 @@ def _target(
         cache_from = [f"type=registry,ref={cache_repo}:{branch_tag(target.stage, target.python, b)}" for b in branches]
         cache_from.append(f"type=registry,ref={image}:{prefix}")
         cache_to: list[str] = []
-        if output == "push":
+        if output in ("push", "cache-only"):
             ref = f"{cache_repo}:{branch_tag(target.stage, target.python, branch)}"
             cache_to.append(f"type=registry,ref={ref}{_cache_opts(project)}")
-            if config.cache.inline:
-                cache_to.append("type=inline")
+        if output == "push" and config.cache.inline:
+            cache_to.append("type=inline")
     else:
         directory = posixpath.join(STATE_DIR, "cache", target.id)
         cache_from = [f"type=local,src={directory}"]
@@ -157,10 +159,10 @@ def _target(
         "target": target.stage,
         "args": args,
         "labels": labels,
-        "tags": tags,
+        "tags": tags if output != "cache-only" else [],
         "cache-from": cache_from,
         "cache-to": cache_to,
-        "output": ["type=registry" if output == "push" else "type=docker"],
+        "output": [{"push": "type=registry", "load": "type=docker", "cache-only": "type=cacheonly"}[output]],
     }
     if project.inherits_base:
         definition["inherits"] = [BASE_TARGET]

@@ -183,7 +183,7 @@ class Tracker:
                 events.append(Event(target, "start", vertex))
             if vertex.completed and not was_completed:
                 events.append(Event(target, "done", vertex))
-        for entry in status.get("logs") or []:
+        for entry in sorted(status.get("logs") or [], key=lambda e: str(e.get("timestamp", ""))):
             digest = str(entry.get("vertex", ""))
             owners = names.get(digest) or [t for t, p in self.targets.items() if digest in p.vertexes]
             try:

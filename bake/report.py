@@ -12,6 +12,8 @@ from bake.progress import TargetProgress
 
 @dataclass(frozen=True)
 class Result:
+    """What happened to one target, as the summary, the report file and CI show it."""
+
     target: str
     status: str  # built | failed | cancelled
     image: str
@@ -20,54 +22,62 @@ class Result:
     steps: int | None
     cached: int | None
     failed_step: str | None = None
+    error: str | None = None
+    log_tail: tuple[str, ...] = ()
+    attempts: int = 1
+    log_file: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["log_tail"] = list(self.log_tail)
+        return data
 
 
-def results(
-    targets: Sequence[str],
-    tags: Mapping[str, str],
+def result(
+    target: str,
+    *,
+    image: str,
     metadata: Mapping[str, Any],
-    progress: Mapping[str, TargetProgress] | None,
+    progress: TargetProgress | None,
     succeeded: bool,
-    total_seconds: float,
-) -> list[Result]:
-    """Combine buildx's metadata file (digests) with the progress stream (steps, times)."""
-    out: list[Result] = []
-    for target in targets:
-        meta = metadata.get(target) or {}
-        digest = meta.get("containerimage.digest") if isinstance(meta, dict) else None
-        seen = progress.get(target) if progress else None
-        failure = seen.failure if seen else None
-        if succeeded:
-            status = "built"
-        elif failure is not None:
-            status = "failed"
-        elif seen is not None and seen.finished and any("exporting to" in v.name for v in seen.vertexes.values()):
-            status = "built"
-        else:
-            status = "cancelled"
-        out.append(
-            Result(
-                target=target,
-                status=status,
-                image=tags[target],
-                digest=digest,
-                seconds=(seen.seconds if seen and seen.seconds is not None else total_seconds),
-                steps=len(seen.steps) if seen else None,
-                cached=seen.cached_steps if seen else None,
-                failed_step=failure.name if failure else None,
-            )
-        )
-    return out
+    stopped: bool,
+    seconds: float,
+    attempts: int = 1,
+    log_file: str | None = None,
+) -> Result:
+    """Combine buildx's metadata (digest) with what the progress stream showed (steps, times)."""
+    meta = metadata.get(target)
+    digest = meta.get("containerimage.digest") if isinstance(meta, dict) else None
+    failure = progress.failure if progress and not stopped else None
+    if succeeded:
+        status = "built"
+    elif failure is not None:
+        status = "failed"
+    elif progress is not None and progress.finished:
+        status = "built"  # done before another target of the same bake call failed
+    else:
+        status = "cancelled"
+    return Result(
+        target=target,
+        status=status,
+        image=image,
+        digest=digest,
+        seconds=progress.seconds if progress and progress.seconds is not None else seconds,
+        steps=len(progress.steps) if progress else None,
+        cached=progress.cached_steps if progress else None,
+        failed_step=failure.name if failure else None,
+        error=failure.error if failure else None,
+        log_tail=tuple(failure.logs[-20:]) if failure else (),
+        attempts=attempts,
+        log_file=log_file,
+    )
 
 
 def _row(r: Result) -> list[str]:
     digest = r.digest[:19] if r.digest else "-"
     secs = f"{r.seconds:.1f}s" if r.seconds is not None else "-"
     cached = f"{r.cached}/{r.steps}" if r.steps is not None else "-"
-    return [r.target, r.status, secs, cached, r.image, digest]
+    return [r.target, r.status, secs, cached, r.image or "-", digest]
 
 
 HEADER = ["TARGET", "STATUS", "TIME", "CACHED", "IMAGE", "DIGEST"]

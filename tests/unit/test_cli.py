@@ -9,6 +9,23 @@ import pytest
 from bake import __version__, report
 from bake.cli import main
 
+
+def results(ids, tags, meta, progress, succeeded, total_seconds):
+    """Results of one bake call over ``ids``, as the executor builds them."""
+    return [
+        report.result(
+            t,
+            image=tags[t],
+            metadata=meta,
+            progress=progress[t] if progress else None,
+            succeeded=succeeded,
+            stopped=False,
+            seconds=total_seconds,
+        )
+        for t in ids
+    ]
+
+
 TOML = """\
 [tool.bake-ci]
 image = "acme/app-ci"
@@ -163,12 +180,12 @@ def test_markdown_lists_every_target_status_and_failure() -> None:
 def test_results_without_progress_use_the_overall_outcome() -> None:
     tags = {"ci-py312": "a:1", "ci-py313": "a:2"}
     meta = report.load_metadata(json.dumps({"ci-py312": {"containerimage.digest": DIGEST}}))
-    built = report.results(["ci-py312", "ci-py313"], tags, meta, None, succeeded=True, total_seconds=7.5)
+    built = results(["ci-py312", "ci-py313"], tags, meta, None, succeeded=True, total_seconds=7.5)
     assert [(r.target, r.status, r.digest, r.seconds, r.steps) for r in built] == [
         ("ci-py312", "built", DIGEST, 7.5, None),
         ("ci-py313", "built", None, 7.5, None),
     ]
-    failed = report.results(["ci-py312"], tags, {}, None, succeeded=False, total_seconds=1.0)
+    failed = results(["ci-py312"], tags, {}, None, succeeded=False, total_seconds=1.0)
     assert failed[0].status == "cancelled"
 
 

@@ -19,6 +19,23 @@ from bake import report
 from bake.engine import iter_json_objects
 from bake.progress import Event, Tracker, describe, parse_time
 
+
+def results(ids, tags, meta, progress, succeeded, total_seconds):
+    """Results of one bake call over ``ids``, as the executor builds them."""
+    return [
+        report.result(
+            t,
+            image=tags[t],
+            metadata=meta,
+            progress=progress[t] if progress else None,
+            succeeded=succeeded,
+            stopped=False,
+            seconds=total_seconds,
+        )
+        for t in ids
+    ]
+
+
 PIP_ERROR = 'process "/bin/sh -c pip install -r requirements.txt" did not complete successfully: exit code: 1'
 
 
@@ -204,7 +221,7 @@ def test_results_of_a_partly_failed_build(mixed: tuple[Tracker, list[Event]]) ->
     tracker, _ = mixed
     tags = {"ci-py311": "acme/app-ci:ci-py3.11-main", "ci-py312": "acme/app-ci:ci-py3.12-main"}
     meta = {"ci-py311": {"containerimage.digest": "sha256:" + "1" * 64}}
-    rows = report.results(["ci-py311", "ci-py312"], tags, meta, tracker.targets, succeeded=False, total_seconds=9.0)
+    rows = results(["ci-py311", "ci-py312"], tags, meta, tracker.targets, succeeded=False, total_seconds=9.0)
     built, failed = rows
     assert (built.status, built.steps, built.cached, built.seconds) == ("built", 4, 1, pytest.approx(3.5))
     assert built.digest == "sha256:" + "1" * 64
@@ -227,7 +244,7 @@ def test_a_target_cancelled_because_another_failed_is_not_a_failure() -> None:
     failure = tracker.targets["ci-py312"].failure
     assert failure is not None
     assert failure.name == "[" + PIP
-    rows = report.results(["ci-py311", "ci-py312"], {"ci-py311": "a", "ci-py312": "b"}, {}, tracker.targets, False, 2.0)
+    rows = results(["ci-py311", "ci-py312"], {"ci-py311": "a", "ci-py312": "b"}, {}, tracker.targets, False, 2.0)
     assert [r.status for r in rows] == ["cancelled", "failed"]
 
 
@@ -279,7 +296,7 @@ def test_single_target_stream_has_no_prefixes() -> None:
     assert {e.target for e in events} == {"ci-py312"}
     assert "[ci-py312] [ci 2/2] RUN pytest -q: DONE 1.5s" in [describe(e) for e in events]
     # buildx failed afterwards for another reason: this target still shows as built.
-    rows = report.results(["ci-py312"], {"ci-py312": "acme/app-ci:ci-py3.12-main"}, {}, tracker.targets, False, 9.0)
+    rows = results(["ci-py312"], {"ci-py312": "acme/app-ci:ci-py3.12-main"}, {}, tracker.targets, False, 9.0)
     assert (rows[0].status, rows[0].steps, rows[0].cached) == ("built", 3, 2)
 
 
@@ -289,7 +306,7 @@ def test_an_unfinished_target_is_not_built() -> None:
     progress = tracker.targets["ci-py312"]
     assert not progress.finished
     assert [(s.name, s.state) for s in progress.steps] == [("[ci 1/1] RUN pytest -q", "done")]
-    rows = report.results(["ci-py312"], {"ci-py312": "acme/app-ci:ci-py3.12-main"}, {}, tracker.targets, False, 9.0)
+    rows = results(["ci-py312"], {"ci-py312": "acme/app-ci:ci-py3.12-main"}, {}, tracker.targets, False, 9.0)
     assert rows[0].status == "cancelled"
 
 
@@ -327,7 +344,7 @@ def test_a_cache_import_that_finds_nothing_is_not_a_failure() -> None:
         )
     )
     assert tracker.targets["ci-py312"].failure is None
-    rows = report.results(["ci-py312"], {"ci-py312": "x"}, {}, tracker.targets, True, 2.0)
+    rows = results(["ci-py312"], {"ci-py312": "x"}, {}, tracker.targets, True, 2.0)
     assert (rows[0].status, rows[0].failed_step) == ("built", None)
 
 

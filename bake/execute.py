@@ -1,0 +1,234 @@
+"""Running a plan: one bake call (fail-fast) or one call per target (keep-going).
+
+Calls run in worker threads on the same builder, so BuildKit still shares the steps
+that concurrent targets have in common. The main thread only waits, so Ctrl-C and
+SIGTERM land there: every child process group is stopped, unstarted calls are
+dropped, and the results say what finished. A call that fails for a transient
+registry or network reason (never inside a ``RUN`` step) is retried with backoff.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import structlog
+
+from bake import engine, report
+from bake.display import Display
+from bake.plan import Plan
+from bake.progress import Tracker, Vertex, describe
+from bake.redact import redact
+from bake.report import Result
+
+log = structlog.get_logger("bake")
+
+#: Failures worth another attempt: the registry or the network, not the build itself.
+TRANSIENT_RE = re.compile(
+    r"connection reset|connection refused|i/o timeout|timed? ?out|tls handshake|unexpected eof|"
+    r"broken pipe|no such host|temporary failure in name resolution|server misbehaving|"
+    r"too many requests|service unavailable|bad gateway|gateway timeout|internal server error|"
+    r"\b(?:429|500|502|503|504)\b",
+    re.IGNORECASE,
+)
+
+
+def is_transient(failure: Vertex | None, messages: Sequence[str]) -> bool:
+    """Whether a failed call is worth retrying. A failing ``RUN`` step never is."""
+    if failure is not None and failure.instruction == "RUN":
+        return False
+    text = "\n".join([failure.error if failure else "", *messages])
+    return TRANSIENT_RE.search(text) is not None
+
+
+@dataclass(frozen=True)
+class Options:
+    keep_going: bool = False
+    jobs: int | None = None
+    retries: int = 2
+    backoff: float = 1.0
+    builder: str | None = None
+    no_cache: bool = False
+    pull: bool = False
+
+
+class Executor:
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        root: Path,
+        files: Sequence[Path],
+        state: Path,
+        options: Options,
+        display: Display,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.plan = plan
+        self.root = root
+        self.files = list(files)
+        self.state = state
+        self.options = options
+        self.display = display
+        self.sleep = sleep
+        self.stopping = threading.Event()
+        self.interrupted = False
+        self.log_dir = state / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        (state / "metadata").mkdir(parents=True, exist_ok=True)
+
+    # -- the whole run ------------------------------------------------------------------
+
+    def run(self) -> list[Result]:
+        ids = [t.id for t in self.plan.targets]
+        calls = [[t] for t in ids] if self.options.keep_going else [ids]
+        workers = min(self.options.jobs or len(calls), len(calls))
+        results: dict[str, Result] = {}
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bake")
+        futures: dict[Future[list[Result]], list[str]] = {}
+        for call in calls:
+            ctx = contextvars.copy_context()
+            futures[pool.submit(ctx.run, self._call, call)] = call
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    for r in future.result():
+                        results[r.target] = r
+        except KeyboardInterrupt:
+            self.interrupted = True
+            self.stopping.set()
+            for future in pending:
+                future.cancel()
+            engine.stop_all()
+            for future in pending:
+                if not future.cancelled():
+                    for r in future.result():
+                        results[r.target] = r
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        for target in ids:
+            if target not in results:
+                results[target] = self._not_run(target)
+        return [results[t] for t in ids]
+
+    def _not_run(self, target: str) -> Result:
+        return Result(target, "cancelled", self._image(target), None, None, None, None)
+
+    def _image(self, target: str) -> str:
+        tags = self.plan.definition["target"][target].get("tags") or []
+        return str(tags[0]) if tags else ""
+
+    # -- one bake call, with retries ------------------------------------------------------
+
+    def _call(self, ids: list[str]) -> list[Result]:
+        if self.stopping.is_set():
+            return [self._not_run(t) for t in ids]
+        name = ids[0] if len(ids) == 1 else "all"
+        logs = {t: (self.log_dir / f"{t}.log").open("w", encoding="utf-8") for t in ids}
+        try:
+            attempt = 0
+            while True:
+                attempt += 1
+                tracker, run, seconds = self._attempt(ids, name, attempt, logs)
+                failures = [tracker.targets[t].failure for t in ids]
+                failure = next((f for f in failures if f is not None), None)
+                retry = (
+                    run.returncode != 0
+                    and not self.stopping.is_set()
+                    and attempt <= self.options.retries
+                    and is_transient(failure, run.messages)
+                )
+                if not retry:
+                    break
+                delay = self.options.backoff * 2 ** (attempt - 1)
+                reason = failure.error if failure else (run.messages[-1] if run.messages else "")
+                log.warning("retry", targets=ids, attempt=attempt + 1, delay=delay, reason=redact(reason))
+                self.sleep(delay)
+            metadata_file = self.state / "metadata" / f"{name}.json"
+            meta = report.load_metadata(metadata_file.read_text()) if metadata_file.exists() else {}
+            results = []
+            blame = run.returncode != 0 and not self.stopping.is_set() and failure is None
+            for t in ids:
+                r = report.result(
+                    t,
+                    image=self._image(t),
+                    metadata=meta,
+                    progress=tracker.targets[t],
+                    succeeded=run.returncode == 0,
+                    stopped=self.stopping.is_set(),
+                    seconds=seconds,
+                    attempts=attempt,
+                    log_file=str(self.log_dir / f"{t}.log"),
+                )
+                if blame and r.status != "built":
+                    # failed outside any step (resolving, pushing): buildx only said so in text
+                    r = _with_error(r, run.messages)
+                results.append(r)
+                self.display.finished(r, tracker.targets[t])
+            return results
+        finally:
+            for fh in logs.values():
+                fh.close()
+
+    def _attempt(
+        self, ids: list[str], name: str, attempt: int, logs: Mapping[str, IO[str]]
+    ) -> tuple[Tracker, engine.BakeRun, float]:
+        tracker = Tracker(ids)
+        lock = threading.Lock()
+        metadata_file = self.state / "metadata" / f"{name}.json"
+        metadata_file.unlink(missing_ok=True)
+        for t in ids:
+            if attempt > 1:
+                logs[t].write(f"--- attempt {attempt} ---\n")
+            self.display.started(t, attempt)
+
+        def on_status(status: dict[str, Any]) -> None:
+            for event in tracker.feed(status):
+                with lock:
+                    logs[event.target].write(describe(event) + "\n")
+                self.display.event(event)
+
+        def on_text(line: str) -> None:
+            owner = _owner(line, ids)
+            for t in [owner] if owner else ids:
+                with lock:
+                    logs[t].write(line + "\n")
+            self.display.text(owner or name, line)
+
+        started = time.monotonic()
+        run = engine.bake(
+            self.files,
+            ids,
+            cwd=self.root,
+            metadata_file=metadata_file,
+            builder=self.options.builder,
+            no_cache=self.options.no_cache,
+            pull=self.options.pull,
+            on_status=on_status,
+            on_text=on_text,
+        )
+        return tracker, run, time.monotonic() - started
+
+
+def _owner(line: str, ids: Sequence[str]) -> str | None:
+    """The target a line of buildx's own text is about (``ERROR: target ci-py312: ...``)."""
+    if len(ids) == 1:
+        return ids[0]
+    match = re.search(r"\btarget ([A-Za-z0-9_-]+)", line)
+    return match[1] if match and match[1] in ids else None
+
+
+def _with_error(r: Result, messages: Sequence[str]) -> Result:
+    errors = [m for m in messages if "ERROR" in m or "error" in m] or list(messages) or ["docker buildx bake failed"]
+    data = {**r.to_dict(), "status": "failed", "error": redact(errors[-1])}
+    data["log_tail"] = tuple(redact(m) for m in messages[-20:])
+    return Result(**data)
