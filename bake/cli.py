@@ -15,7 +15,7 @@ import structlog
 
 from bake import __version__, config, display, engine, logs, report
 from bake.errors import BakeError, BuildFailed, Interrupted, UsageError
-from bake.execute import Executor, Options
+from bake.execute import TRANSIENT_RE, Executor, Options
 from bake.plan import STATE_DIR, Output, Selection, build_plan, matrix, select
 
 log = structlog.get_logger("bake")
@@ -207,7 +207,7 @@ def cmd_build(args: argparse.Namespace, environ: Mapping[str, str], log_format: 
     if failed:
         if args.progress != "quiet":
             _print_logs([r for r in failed if r.status == "failed"], github=environ.get("GITHUB_ACTIONS") == "true")
-        raise BuildFailed(_failure_text(failed))
+        raise BuildFailed(_failure_text(failed, project.config.registry))
     return 0
 
 
@@ -224,7 +224,7 @@ def _print_logs(rows: Sequence[report.Result], github: bool) -> None:
         print("::endgroup::" if github else "-----", file=sys.stderr, flush=True)
 
 
-def _failure_text(rows: Sequence[report.Result]) -> str:
+def _failure_text(rows: Sequence[report.Result], registry: str | None) -> str:
     parts = []
     for row in rows:
         if row.status == "cancelled":
@@ -233,6 +233,11 @@ def _failure_text(rows: Sequence[report.Result]) -> str:
         tries = f" after {row.attempts} attempts" if row.attempts > 1 else ""
         parts.append(f"{row.target} failed{where}{tries}: {row.error or 'see its log'}")
         parts += [f"    {line}" for line in row.log_tail[-10:]]
+        if registry and row.error and TRANSIENT_RE.search(row.error):
+            parts.append(
+                f"    this is the registry or the network, not the build: check that {registry} is up and "
+                "reachable from the builder (the failed request is above)."
+            )
         if row.log_file:
             parts.append(f"    full log: {row.log_file}")
     cancelled = [r.target for r in rows if r.status == "cancelled"]

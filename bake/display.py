@@ -33,8 +33,8 @@ class Display(Protocol):
 
 def step_lines(target: str, progress: TargetProgress | None) -> list[str]:
     """Each build step of a finished target with its final state (what the summary counts)."""
-    if progress is None:
-        return []
+    if progress is None or (not progress.finished and progress.failure is None):
+        return []  # cancelled before it got anywhere: its steps say nothing
     names = {"cached": "CACHED", "skipped": "CACHED", "done": "DONE", "error": "ERROR", "pending": "NOT RUN"}
     return [f"[{target}] step {s.name}: {names[s.state]}" for s in progress.steps]
 
