@@ -6,17 +6,18 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from bake import __version__, config, display, engine, logs, report
-from bake.errors import BakeError, BuildFailed, Interrupted, UsageError
+from bake import __version__, config, display, engine, local, logs, report, reuse
+from bake.errors import BakeError, BuildFailed, EnvironmentProblem, Interrupted, UsageError
 from bake.execute import TRANSIENT_RE, Executor, Options
-from bake.plan import STATE_DIR, Output, Selection, build_plan, matrix, select
+from bake.files import write_atomic
+from bake.plan import STATE_DIR, Output, Plan, Selection, Target, build_plan, matrix, select
 
 log = structlog.get_logger("bake")
 
@@ -48,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
         help="export registry cache and push no image",
     )  # fmt: skip
     ref.add_argument("--branch", help="branch to tag and cache for (default: from CI variables or git)")
+    ref.add_argument("--no-reuse", action="store_true", help="build even when the registry has an image for the inputs")
+    ref.add_argument("--cache-to", action="store_true", help="with --load: also export registry cache (off by default)")
 
     run = argparse.ArgumentParser(add_help=False)
     add = run.add_argument
@@ -73,6 +76,17 @@ def _parser() -> argparse.ArgumentParser:
         help="nightly: build every target as the default branch with fresh bases; push images and cache; keep going",
     )  # fmt: skip
     sub.add_parser("matrix", parents=[common, select_], help='print {"include": [...]} for a CI matrix')
+    status = sub.add_parser(
+        "status", parents=[common, select_, ref], help="is each image up to date? what would build do?"
+    )
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sub.add_parser(
+        "pull", parents=[common, select_, ref], help="fetch the images for the current inputs from the registry"
+    )
+    doctor = sub.add_parser(
+        "doctor", parents=[common], help="check docker, buildx, the engine, builder, registry, Dockerfile"
+    )
+    doctor.add_argument("--builder", help="buildx builder to check (default: the current one)")
     return parser
 
 
@@ -93,6 +107,17 @@ def _count(text: str) -> int:
     return value
 
 
+@dataclass(frozen=True)
+class Request:
+    """What a command works on: the project, its selected targets, the branch and commit."""
+
+    project: config.Project
+    targets: list[Target]
+    branch: str
+    sha: str | None
+    output: Output
+
+
 def _output(args: argparse.Namespace, project: config.Project, environ: Mapping[str, str]) -> Output:
     wanted: Output | None = getattr(args, "output", None)
     if wanted in ("push", "cache-only") and not project.config.registry:
@@ -105,12 +130,52 @@ def _output(args: argparse.Namespace, project: config.Project, environ: Mapping[
     return "push" if project.config.registry and environ.get("CI") else "load"
 
 
-def cmd_plan(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+def _request(args: argparse.Namespace, environ: Mapping[str, str]) -> Request:
     project = config.load(args.config, environ)
     targets = select(matrix(project), Selection(args.targets, args.stage, args.python))
-    branch = args.branch or engine.detect_branch(project.root, environ)
-    sha = engine.detect_sha(project.root, environ)
-    plan = build_plan(project, targets, branch=branch, sha=sha, output=_output(args, project, environ))
+    output: Output
+    if args.command == "warm":
+        if not project.config.registry:
+            raise UsageError(
+                f"warm fills the registry cache, and no registry is configured. Set registry in [{config.TABLE}] "
+                "or BAKE_CI_REGISTRY."
+            )
+        branch, output = project.config.default_branch, "push"
+    else:
+        branch = getattr(args, "branch", None) or engine.detect_branch(project.root, environ)
+        output = _output(args, project, environ)
+    return Request(project, targets, branch, engine.detect_sha(project.root, environ), output)
+
+
+def _fingerprints(request: Request) -> reuse.Fingerprints:
+    """Fingerprints of the request's targets (their build args come from a plain plan)."""
+    plain = build_plan(request.project, request.targets, branch=request.branch, sha=None, output="load")
+    args = {t.id: plain.definition["target"][t.id]["args"] for t in request.targets}
+    fps = reuse.compute(request.project, request.targets, args)
+    for target, why in fps.missing.items():
+        log.warning("no fingerprint", target=target, reason=why)
+    return fps
+
+
+def _plan(request: Request, args: argparse.Namespace) -> tuple[Plan, reuse.Fingerprints | None]:
+    """The plan as build runs it: pushed images carry their fingerprint tag and label."""
+    fps = None
+    if request.output == "push" and not getattr(args, "no_reuse", False):
+        fps = _fingerprints(request)
+    plan = build_plan(
+        request.project,
+        request.targets,
+        branch=request.branch,
+        sha=request.sha,
+        output=request.output,
+        fingerprints={t: fp.value for t, fp in fps.values.items()} if fps else None,
+        export_cache=True if getattr(args, "cache_to", False) else None,
+    )
+    return plan, fps
+
+
+def cmd_plan(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    plan, _ = _plan(_request(args, environ), args)
     sys.stdout.write(plan.to_json())
     return 0
 
@@ -123,33 +188,13 @@ def cmd_matrix(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a file so that readers see the old content or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", delete=False, encoding="utf-8"
-    ) as tmp:
-        tmp.write(text)
-    Path(tmp.name).replace(path)
-
-
 def cmd_build(args: argparse.Namespace, environ: Mapping[str, str], log_format: str) -> int:
     warm = args.command == "warm"
-    project = config.load(args.config, environ)
-    targets = select(matrix(project), Selection(args.targets, args.stage, args.python))
-    output: Output
-    if warm:
-        if not project.config.registry:
-            raise UsageError(
-                f"warm fills the registry cache, and no registry is configured. Set registry in [{config.TABLE}] "
-                "or BAKE_CI_REGISTRY."
-            )
-        branch, output = project.config.default_branch, "push"
-    else:
-        branch = args.branch or engine.detect_branch(project.root, environ)
-        output = _output(args, project, environ)
-    sha = engine.detect_sha(project.root, environ)
-    plan = build_plan(project, targets, branch=branch, sha=sha, output=output)
+    request = _request(args, environ)
+    project = request.project
+    plan, fps = _plan(request, args)
+    if fps is None and request.output == "load":
+        fps = _fingerprints(request)  # not in the plan, but recorded for status
     ids = [t.id for t in plan.targets]
     exports_cache = any(t.get("cache-to") for t in plan.definition["target"].values())
     info = engine.check(args.builder, cache_export=exports_cache, environ=environ)
@@ -167,7 +212,7 @@ def cmd_build(args: argparse.Namespace, environ: Mapping[str, str], log_format: 
     )
     shown = display.choose(args.progress, ids, dict(environ), json_logs=log_format == "json")
     log.info(
-        "build", targets=ids, branch=branch, output=output, keep_going=options.keep_going,
+        "build", targets=ids, branch=request.branch, output=request.output, keep_going=options.keep_going,
         builder=info.builder, driver=info.driver,
     )  # fmt: skip
     executor = Executor(
@@ -178,11 +223,20 @@ def cmd_build(args: argparse.Namespace, environ: Mapping[str, str], log_format: 
         options=options,
         display=shown,
     )
+    reused: dict[str, report.Result] = {}
     with engine.sigterm_as_interrupt():
         try:
-            rows = executor.run()
+            if fps is not None and request.output == "push" and not warm:
+                reused = reuse.reuse(plan, fps)
+                for row in reused.values():
+                    shown.finished(row, None)
+            built = executor.run([t for t in ids if t not in reused]) if len(reused) < len(ids) else []
         finally:
             shown.close()
+    by_target = {**reused, **{r.target: r for r in built}}
+    rows = [by_target[t] for t in ids]
+    if fps is not None:
+        _record(project, plan, fps, rows, request.output)
 
     sys.stdout.write(report.table(rows))
     if log_format == "json":
@@ -193,7 +247,10 @@ def cmd_build(args: argparse.Namespace, environ: Mapping[str, str], log_format: 
         with Path(summary).open("a", encoding="utf-8") as fh:
             fh.write(report.markdown(rows, title=f"bake-ci {args.command}"))
     if args.report:
-        document = {"command": args.command, "branch": branch, "output": output, "targets": [r.to_dict() for r in rows]}
+        document = {
+            "command": args.command, "branch": request.branch, "output": request.output,
+            "targets": [r.to_dict() for r in rows],
+        }  # fmt: skip
         write_atomic(args.report, json.dumps(document, indent=2) + "\n")
     if args.metadata_file:
         merged: dict[str, Any] = {}
@@ -201,13 +258,67 @@ def cmd_build(args: argparse.Namespace, environ: Mapping[str, str], log_format: 
             merged.update({k: v for k, v in report.load_metadata(file.read_text()).items() if k in ids})
         write_atomic(args.metadata_file, json.dumps(merged, indent=2) + "\n")
     if executor.interrupted:
-        done = sum(r.status == "built" for r in rows)
+        done = sum(r.status in ("built", "reused") for r in rows)
         raise Interrupted(f"stopped: {done} of {len(rows)} targets had finished; the others were cancelled.")
-    failed = [r for r in rows if r.status != "built"]
+    failed = [r for r in rows if r.status in ("failed", "cancelled")]
     if failed:
         if args.progress != "quiet":
             _print_logs([r for r in failed if r.status == "failed"], github=environ.get("GITHUB_ACTIONS") == "true")
         raise BuildFailed(_failure_text(failed, project.config.registry))
+    return 0
+
+
+def _record(
+    project: config.Project, plan: Plan, fps: reuse.Fingerprints, rows: Sequence[report.Result], output: Output
+) -> None:
+    """Remember the fingerprint of each image now in the local engine (built; reused ones are not)."""
+    for row in rows:
+        fp = fps.values.get(row.target)
+        if fp is None or row.status != "built" or output == "cache-only":
+            continue
+        tag = plan.definition["target"][row.target]["tags"][0]
+        reuse.record(project, row.target, fp, tag, engine.local_image_id(tag))
+
+
+def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    request = _request(args, environ)
+    rows = local.status(request.project, request.targets, request.branch, request.output, _fingerprints(request))
+    if args.json:
+        sys.stdout.write(json.dumps([r.to_dict() for r in rows], indent=2) + "\n")
+    else:
+        sys.stdout.write(local.status_table(rows))
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    request = _request(args, environ)
+    if not request.project.config.registry:
+        raise UsageError(
+            f"pull needs a registry, and none is configured. Set registry in [{config.TABLE}] or BAKE_CI_REGISTRY."
+        )
+    plan = build_plan(request.project, request.targets, branch=request.branch, sha=request.sha, output="load")
+    missing = local.pull(request.project, plan, _fingerprints(request))
+    if missing:
+        raise BuildFailed(
+            "the registry has no image for the current inputs of: "
+            + ", ".join(missing)
+            + f". Build them: bake-ci build {' '.join(missing)} --load"
+        )
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    checks = local.doctor(args.config, environ, args.builder)
+    width = max(len(c.name) for c in checks)
+    for check in checks:
+        mark = "ok  " if check.ok else "FAIL"
+        print(f"{mark}  {check.name.ljust(width)}  {check.detail}")
+        if not check.ok and check.fix:
+            print(f"      {' ' * width}  fix: {check.fix}")
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        print(f"\n{len(failed)} of {len(checks)} checks failed.", file=sys.stderr)
+        return EnvironmentProblem.exit_code
     return 0
 
 
@@ -259,6 +370,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             return cmd_plan(args, env)
         if args.command == "matrix":
             return cmd_matrix(args, env)
+        if args.command == "status":
+            return cmd_status(args, env)
+        if args.command == "pull":
+            return cmd_pull(args, env)
+        if args.command == "doctor":
+            return cmd_doctor(args, env)
         return cmd_build(args, env, fmt)
     except BakeError as exc:
         print(f"bake-ci: {exc.kind}: {exc}", file=sys.stderr)

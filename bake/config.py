@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from bake import dockerfile
 from bake.errors import ConfigError
@@ -125,6 +125,23 @@ StageName = Annotated[str, AfterValidator(_stage_name)]
 BaseImage = Annotated[str, AfterValidator(_base_image)]
 
 
+class StageConfig(StrictModel):
+    """``[tool.bake-ci.stages.NAME]``."""
+
+    #: Globs relative to the context whose content defines the stage (for fingerprints).
+    inputs: list[str] | None = None
+
+
+def _stages_table(value: Any) -> Any:
+    """``stages = ["deps", "ci"]`` is shorthand for empty ``[tool.bake-ci.stages.NAME]`` tables."""
+    if isinstance(value, list):
+        names = [v for v in value if isinstance(v, str)]
+        if len(names) == len(value):
+            _unique(names)
+            return {name: {} for name in names}
+    return value
+
+
 class CacheConfig(StrictModel):
     """``[tool.bake-ci.cache]``."""
 
@@ -141,7 +158,9 @@ class Config(StrictModel):
     image: Image
     registry: Registry | None = None
     python: Annotated[list[PythonStr], AfterValidator(_unique)] = Field(min_length=1)
-    stages: Annotated[list[StageName], AfterValidator(_unique)] | None = Field(default=None, min_length=1)
+    stages: Annotated[dict[StageName, StageConfig], BeforeValidator(_stages_table)] | None = Field(
+        default=None, min_length=1
+    )
     dockerfile: str = "Dockerfile"
     context: str = "."
     platforms: list[str] = []
@@ -171,6 +190,10 @@ class Project:
     config: Config
     #: Stages to build, in order (the configured ones, or the Dockerfile's last).
     stages: list[str]
+    #: Configured ``inputs`` per stage (stages without any are derived from the Dockerfile).
+    inputs: dict[str, list[str]]
+    #: The Dockerfile's text (for fingerprints).
+    dockerfile_text: str
     #: ``docker-bake.hcl`` next to the config, if the project has one.
     bake_file: Path | None
     #: Whether that file defines a target ``bake-ci`` for generated targets to inherit.
@@ -298,6 +321,8 @@ def load(config_file: Path | None, environ: Mapping[str, str]) -> Project:
         config_file=path,
         config=config,
         stages=stage_list,
+        inputs={name: s.inputs for name, s in (config.stages or {}).items() if s.inputs is not None},
+        dockerfile_text=text,
         bake_file=bake_file if has_bake else None,
         inherits_base=inherits,
     )
@@ -321,7 +346,8 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
 def _key_path(loc: tuple[int | str, ...]) -> str:
     out = TABLE
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+        if part != "[key]":  # pydantic's marker for a dict key's own error
+            out += f"[{part}]" if isinstance(part, int) else f".{part}"
     return out
 
 

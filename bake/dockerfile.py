@@ -1,11 +1,13 @@
-"""Just enough Dockerfile parsing to know its stages: ``FROM IMAGE [AS NAME]``."""
+"""Just enough Dockerfile parsing: stages, what each depends on, what it copies from the context."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import shlex
+from dataclasses import dataclass, field
 
 _FROM_RE = re.compile(r"^FROM\s+(?:--\S+\s+)*(?P<image>\S+)(?:\s+AS\s+(?P<name>\S+))?\s*$", re.IGNORECASE)
+_FLAG_RE = re.compile(r"^--(?P<key>[a-z-]+)(?:=(?P<value>\S*))?$")
 
 
 @dataclass(frozen=True)
@@ -13,6 +15,17 @@ class Stage:
     index: int
     name: str | None
     base: str
+    #: The stage's instructions after FROM, as written (continuations joined).
+    body: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def key(self) -> str:
+        """How other stages refer to it: its name, else its index."""
+        return self.name or str(self.index)
+
+    @property
+    def text(self) -> str:
+        return "\n".join([f"FROM {self.base}" + (f" AS {self.name}" if self.name else ""), *self.body])
 
 
 def instructions(text: str) -> list[str]:
@@ -37,13 +50,131 @@ def instructions(text: str) -> list[str]:
     return out
 
 
+def preamble(text: str) -> list[str]:
+    """Instructions before the first FROM (global ARGs and parser-relevant lines)."""
+    out = []
+    for line in instructions(text):
+        if _FROM_RE.match(line):
+            break
+        out.append(line)
+    return out
+
+
 def stages(text: str) -> list[Stage]:
     """The stages of a Dockerfile, in order; names are lowercased as BuildKit does."""
     found: list[Stage] = []
+    body: list[str] = []
     for line in instructions(text):
         match = _FROM_RE.match(line)
         if match is None:
+            if found:
+                body.append(line)
             continue
+        if found:
+            found[-1] = Stage(found[-1].index, found[-1].name, found[-1].base, tuple(body))
+            body = []
         name = match["name"]
         found.append(Stage(len(found), name.lower() if name else None, match["image"]))
+    if found:
+        found[-1] = Stage(found[-1].index, found[-1].name, found[-1].base, tuple(body))
     return found
+
+
+def _flags(words: list[str]) -> tuple[dict[str, str], list[str]]:
+    flags: dict[str, str] = {}
+    rest = list(words)
+    while rest and (match := _FLAG_RE.match(rest[0])):
+        flags[match["key"]] = match["value"] or ""
+        rest.pop(0)
+    return flags, rest
+
+
+def _split(line: str) -> list[str]:
+    try:
+        return shlex.split(line)
+    except ValueError:
+        return line.split()
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What a stage reads from the build context, as far as the Dockerfile says."""
+
+    #: Context paths or patterns of COPY/ADD/RUN --mount=type=bind without --from.
+    paths: tuple[str, ...]
+    #: References the context cannot tell about (ADD URLs, COPY --from=image).
+    external: tuple[str, ...]
+
+
+def _mount_sources(mounts: list[str]) -> list[tuple[str | None, str]]:
+    out: list[tuple[str | None, str]] = []
+    for mount in mounts:
+        opts = {}
+        for part in mount.split(","):
+            key, _, value = part.partition("=")
+            opts[key] = value
+        if opts.get("type", "bind") == "bind":
+            out.append((opts.get("from"), opts.get("source", opts.get("src", "."))))
+    return out
+
+
+def analyse(stage: Stage) -> tuple[set[str], list[tuple[str | None, str]]]:
+    """The stage keys/images it reads from (``--from``), and (from, path) of what it reads."""
+    reads: list[tuple[str | None, str]] = []
+    parents: set[str] = set()
+    for line in stage.body:
+        words = _split(line)
+        if not words:
+            continue
+        op = words[0].upper()
+        if op in ("COPY", "ADD"):
+            flags, rest = _flags(words[1:])
+            if rest and rest[0].startswith("["):  # JSON form
+                rest = [w.strip('[]",') for w in rest if w.strip('[]",')]
+            source_from = flags.get("from")
+            if source_from:
+                parents.add(source_from.lower())
+            reads += [(source_from, src) for src in rest[:-1]]
+        elif op == "RUN":
+            mounts = [w.split("=", 1)[1] for w in words[1:] if w.startswith("--mount=")]
+            for source_from, src in _mount_sources(mounts):
+                if source_from:
+                    parents.add(source_from.lower())
+                reads.append((source_from, src))
+    return parents, reads
+
+
+def chain(all_stages: list[Stage], target: str) -> list[Stage]:
+    """The target stage and every stage it depends on, in Dockerfile order."""
+    by_key = {s.key: s for s in all_stages}
+    needed: set[str] = set()
+    todo = [target]
+    while todo:
+        key = todo.pop()
+        if key in needed or key not in by_key:
+            continue
+        needed.add(key)
+        stage = by_key[key]
+        parents, _ = analyse(stage)
+        todo += [stage.base.lower(), *parents]
+    return [s for s in all_stages if s.key in needed]
+
+
+def context_sources(all_stages: list[Stage], target: str) -> Sources:
+    """What the target's stages read from the build context, and what lies outside it."""
+    keys = {s.key for s in all_stages}
+    paths: list[str] = []
+    external: list[str] = []
+    for stage in chain(all_stages, target):
+        if stage.base.lower() not in keys:
+            external.append(f"FROM {stage.base}")
+        _, reads = analyse(stage)
+        for source_from, src in reads:
+            if source_from is None:
+                if re.match(r"^[a-z]+://", src) or src.startswith("git@"):
+                    external.append(src)
+                else:
+                    paths.append(src)
+            elif source_from.lower() not in keys:
+                external.append(f"--from={source_from}")
+    return Sources(tuple(dict.fromkeys(paths)), tuple(dict.fromkeys(external)))

@@ -78,6 +78,11 @@ def _run(args: Sequence[str], *, cwd: Path | None = None) -> str:
     return proc.stdout
 
 
+def docker_cli() -> str:
+    """Where the docker CLI is (EnvironmentProblem if it is not on PATH)."""
+    return _docker_cmd()[0]
+
+
 def docker(*args: str, cwd: Path | None = None) -> str:
     """``docker ARGS`` with the client's global options; stdout, or CommandFailed."""
     return _run([*_docker_cmd(), *args], cwd=cwd)
@@ -137,8 +142,8 @@ def _engine_hint(environ: Mapping[str, str]) -> str:
     )
 
 
-def check(builder: str | None, *, cache_export: bool, environ: Mapping[str, str] = os.environ) -> EngineInfo:
-    """Fail with EnvironmentProblem unless docker, buildx, the engine and builder can build."""
+def check_buildx() -> tuple[int, int, int]:
+    """The buildx version; EnvironmentProblem if it is missing or older than 0.13."""
     try:
         raw = docker("buildx", "version")
     except CommandFailed as exc:
@@ -151,10 +156,19 @@ def check(builder: str | None, *, cache_export: bool, environ: Mapping[str, str]
         raise EnvironmentProblem(
             f"docker buildx {raw.strip()!r} is too old: bake-ci needs 0.13 or newer. Upgrade buildx."
         )
+    return version
+
+
+def check_engine(environ: Mapping[str, str] = os.environ) -> str:
+    """The engine's version; EnvironmentProblem if it does not answer."""
     try:
-        docker("version", "--format", "{{.Server.Version}}")
+        return docker("version", "--format", "{{.Server.Version}}").strip()
     except CommandFailed:
         raise EnvironmentProblem(_engine_hint(environ)) from None
+
+
+def check_builder(builder: str | None, *, cache_export: bool) -> tuple[str, str]:
+    """The builder's name and driver; EnvironmentProblem if it cannot export cache when needed."""
     try:
         text = docker("buildx", "inspect", *([builder] if builder else []))
     except CommandFailed as exc:
@@ -163,17 +177,25 @@ def check(builder: str | None, *, cache_export: bool, environ: Mapping[str, str]
             "List builders with `docker buildx ls` and pass one with --builder."
         ) from None
     fields = dict((k.strip(), v.strip()) for k, v in (line.split(":", 1) for line in text.splitlines() if ":" in line))
-    info = EngineInfo(version, fields.get("Name", builder or "default"), fields.get("Driver", "unknown"))
-    if cache_export and info.driver == "docker" and not containerd_store():
+    name, driver = fields.get("Name", builder or "default"), fields.get("Driver", "unknown")
+    if cache_export and driver == "docker" and not containerd_store():
         raise EnvironmentProblem(
-            f"builder {info.builder!r} uses the docker driver, which can export build cache "
+            f"builder {name!r} uses the docker driver, which can export build cache "
             "only with the containerd image store, and this engine uses the classic store. "
             'Turn it on (`{"features": {"containerd-snapshotter": true}}` in '
             "/etc/docker/daemon.json, then restart dockerd), or create a builder that "
             "can: `docker buildx create --use --driver docker-container`."
         )
-    log.debug("engine", buildx=".".join(map(str, version)), builder=info.builder, driver=info.driver)
-    return info
+    return name, driver
+
+
+def check(builder: str | None, *, cache_export: bool, environ: Mapping[str, str] = os.environ) -> EngineInfo:
+    """Fail with EnvironmentProblem unless docker, buildx, the engine and builder can build."""
+    version = check_buildx()
+    check_engine(environ)
+    name, driver = check_builder(builder, cache_export=cache_export)
+    log.debug("engine", buildx=".".join(map(str, version)), builder=name, driver=driver)
+    return EngineInfo(version, name, driver)
 
 
 def containerd_store() -> bool:
@@ -310,3 +332,67 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+# -- images in registries and in the local engine -----------------------------------------
+
+
+def _not_found(output: str) -> bool:
+    text = output.lower()
+    return any(s in text for s in ("not found", "no such", "manifest unknown", "name unknown", "404"))
+
+
+def registry_digest(ref: str) -> str | None:
+    """The digest of ``ref`` in its registry, or None if the registry does not have it."""
+    try:
+        out = docker("buildx", "imagetools", "inspect", ref, "--format", "{{json .Manifest}}")
+    except CommandFailed as exc:
+        if _not_found(exc.output):
+            return None
+        raise
+    digest = json.loads(out).get("digest")
+    return str(digest) if digest else None
+
+
+def local_image_id(ref: str) -> str | None:
+    """The local engine's image ID for ``ref``, or None if it has no such image."""
+    try:
+        return docker("image", "inspect", "--format", "{{.Id}}", ref).strip() or None
+    except CommandFailed as exc:
+        if _not_found(exc.output):
+            return None
+        raise
+
+
+def local_images_with_label(key: str, value: str) -> list[str]:
+    """IDs of local images labelled ``key=value``."""
+    return docker("image", "ls", "--quiet", "--no-trunc", "--filter", f"label={key}={value}").split()
+
+
+def retag(source: str, tags: Sequence[str]) -> None:
+    """Add ``tags`` to the image ``source`` in the registry, without pulling or building."""
+    args = ["buildx", "imagetools", "create", "--progress", "plain"]
+    for tag in tags:
+        args += ["--tag", tag]
+    docker(*args, source)
+
+
+def pull(ref: str) -> None:
+    docker("pull", "--quiet", ref)
+
+
+def tag(source: str, target: str) -> None:
+    docker("tag", source, target)
+
+
+def registry_reachable(registry: str) -> str | None:
+    """None when the registry answers (any HTTP status); else what went wrong."""
+    host = registry.split("/", 1)[0]
+    probe = f"{host}/bake-ci-doctor/probe:none"
+    try:
+        docker("buildx", "imagetools", "inspect", probe)
+    except CommandFailed as exc:
+        if _not_found(exc.output) or "unauthorized" in exc.output.lower() or "denied" in exc.output.lower():
+            return None
+        return exc.output.strip().splitlines()[-1] if exc.output.strip() else str(exc)
+    return None

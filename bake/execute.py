@@ -86,8 +86,9 @@ class Executor:
 
     # -- the whole run ------------------------------------------------------------------
 
-    def run(self) -> list[Result]:
-        ids = [t.id for t in self.plan.targets]
+    def run(self, targets: Sequence[str] | None = None) -> list[Result]:
+        """Build ``targets`` (default: all of the plan's); results in plan order."""
+        ids = [t.id for t in self.plan.targets if targets is None or t.id in targets]
         calls = [[t] for t in ids] if self.options.keep_going else [ids]
         workers = min(self.options.jobs or len(calls), len(calls))
         results: dict[str, Result] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -116,8 +116,22 @@ def _cache_opts(project: Project) -> str:
     return opts
 
 
+FINGERPRINT_LABEL = "dev.bake-ci.fingerprint"
+
+
+def fingerprint_tag(target: Target, fingerprint: str) -> str:
+    """The tag that names an image by its inputs: ``STAGE-pyX.Y-fp-<12 hex>``."""
+    return f"{tag_prefix(target.stage, target.python)}-fp-{fingerprint[:12]}"
+
+
 def _target(
-    project: Project, target: Target, branch: str, sha: str | None, output: Output
+    project: Project,
+    target: Target,
+    branch: str,
+    sha: str | None,
+    output: Output,
+    fingerprint: str | None,
+    export_cache: bool,
 ) -> tuple[dict[str, Any], str]:
     config = project.config
     python = str(target.python)
@@ -128,6 +142,8 @@ def _target(
         tags.append(f"{image}:{prefix}-{sha[:7]}")
     if branch == config.default_branch:
         tags.append(f"{image}:{prefix}")
+    if fingerprint:
+        tags.append(f"{image}:{fingerprint_tag(target, fingerprint)}")
 
     if config.registry:
         cache_repo = f"{config.registry}/{config.image}-cache"
@@ -135,7 +151,7 @@ def _target(
         cache_from = [f"type=registry,ref={cache_repo}:{branch_tag(target.stage, target.python, b)}" for b in branches]
         cache_from.append(f"type=registry,ref={image}:{prefix}")
         cache_to: list[str] = []
-        if output in ("push", "cache-only"):
+        if export_cache:
             ref = f"{cache_repo}:{branch_tag(target.stage, target.python, branch)}"
             cache_to.append(f"type=registry,ref={ref}{_cache_opts(project)}")
         if output == "push" and config.cache.inline:
@@ -153,6 +169,8 @@ def _target(
         "PYTHON_VERSION": python,
     }
     labels = {**config.labels, "dev.bake-ci.target": target.id}
+    if fingerprint:
+        labels[FINGERPRINT_LABEL] = fingerprint
     definition: dict[str, Any] = {
         "context": context,
         "dockerfile": dockerfile,
@@ -178,16 +196,26 @@ def build_plan(
     branch: str,
     sha: str | None,
     output: Output,
+    fingerprints: Mapping[str, str] | None = None,
+    export_cache: bool | None = None,
 ) -> Plan:
     """The bake definition for ``targets``: one target each, plus groups.
 
     Groups: ``default`` (everything selected), one per stage (``ci``) and one per
-    Python version (``py312``).
+    Python version (``py312``). With ``fingerprints`` (pushing to a registry), each
+    image also gets its fingerprint tag and label. Registry cache is exported when
+    pushing (or cache-only), and with ``--load`` only if ``export_cache`` asks for it:
+    a laptop reads the team's cache but does not write it.
     """
+    fingerprints = fingerprints or {}
+    if export_cache is None:
+        export_cache = output != "load"
     defs: dict[str, Any] = {}
     refs: dict[str, str] = {}
     for target in targets:
-        defs[target.id], refs[target.id] = _target(project, target, branch, sha, output)
+        defs[target.id], refs[target.id] = _target(
+            project, target, branch, sha, output, fingerprints.get(target.id), export_cache
+        )
     groups: dict[str, list[str]] = {"default": [t.id for t in targets]}
     for target in targets:
         groups.setdefault(target.stage, []).append(target.id)

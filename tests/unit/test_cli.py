@@ -70,7 +70,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_push_without_registry_is_a_usage_error(project, cli) -> None:
     project(TOML)
-    run = cli("plan", "--push", "--branch", "main", env=ENV)
+    run = cli("plan", "--push", "--no-reuse", "--branch", "main", env=ENV)
     assert (run.rc, run.out) == (2, "")
     assert run.err.startswith("bake-ci: usage error: --push needs a registry")
     assert "BAKE_CI_REGISTRY" in run.err
@@ -79,7 +79,7 @@ def test_push_without_registry_is_a_usage_error(project, cli) -> None:
 
 def test_push_with_registry_unset_by_env_is_a_usage_error(project, cli) -> None:
     project(TOML + 'registry = "ghcr.io/acme"\n')
-    run = cli("plan", "--push", "--branch", "main", env={**ENV, "BAKE_CI_REGISTRY": ""})
+    run = cli("plan", "--push", "--no-reuse", "--branch", "main", env={**ENV, "BAKE_CI_REGISTRY": ""})
     assert run.rc == 2
     assert "--push needs a registry" in run.err
 

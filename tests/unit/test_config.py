@@ -169,7 +169,14 @@ def test_duplicate_python_version_is_rejected_or_built_once(project, cli) -> Non
 def test_registry_with_trailing_newline_never_reaches_a_tag(project, cli) -> None:
     # CI variables and secrets often end with a newline.
     project(GOOD)
-    run = cli("plan", "--push", "--branch", "main", env={"BAKE_CI_REGISTRY": "ghcr.io/acme\n", "GITHUB_SHA": "0" * 40})
+    run = cli(
+        "plan",
+        "--push",
+        "--no-reuse",
+        "--branch",
+        "main",
+        env={"BAKE_CI_REGISTRY": "ghcr.io/acme\n", "GITHUB_SHA": "0" * 40},
+    )
     if run.rc == 2:
         assert "BAKE_CI_REGISTRY" in run.err
     else:

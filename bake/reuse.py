@@ -1,0 +1,173 @@
+"""Build avoidance: fingerprints for the targets of a project, and reusing images that match.
+
+Fingerprinting reads the project's files and resolves each base image's digest (from
+its registry, else from the local engine). With a registry, every pushed image also
+carries the tag ``STAGE-pyX.Y-fp-<12 hex>`` and the label ``dev.bake-ci.fingerprint``;
+a later build whose target has the same fingerprint adds this branch's tags to that
+image with ``imagetools create`` instead of building it.
+
+What was built or fetched locally is recorded in ``.bake-ci/fingerprints/TARGET.json``
+(fingerprint, its parts, the local image ID), so ``status`` can tell which inputs
+changed since the local image.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import structlog
+
+from bake import dockerfile, engine, fingerprint
+from bake.config import Project
+from bake.errors import EnvironmentProblem
+from bake.files import write_atomic
+from bake.fingerprint import Fingerprint
+from bake.plan import STATE_DIR, Plan, Target, fingerprint_tag
+from bake.redact import redact
+from bake.report import Result
+
+log = structlog.get_logger("bake")
+T = TypeVar("T")
+R = TypeVar("R")
+LABEL = "dev.bake-ci.fingerprint"
+
+
+def parallel(fn: Callable[[T], R], items: Sequence[T], workers: int = 8) -> list[R]:
+    """``fn`` over ``items`` in threads (each docker call is its own process)."""
+    if len(items) <= 1:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+def resolve_base(ref: str) -> str | None:
+    """A base image's digest in its registry, else its ID in the local engine, else None."""
+    for lookup in (engine.registry_digest, engine.local_image_id):
+        try:
+            found = lookup(ref)
+        except engine.CommandFailed as exc:
+            log.debug("base image not resolvable", image=ref, error=exc.output[-300:])
+            continue
+        except EnvironmentProblem:  # no docker CLI: no fingerprint, not a failure of planning
+            return None
+        if found:
+            return found
+    return None
+
+
+@dataclass(frozen=True)
+class Fingerprints:
+    """Fingerprints of some targets, and why the others have none."""
+
+    values: dict[str, Fingerprint]
+    missing: dict[str, str]
+
+
+def compute(project: Project, targets: Sequence[Target], args: Mapping[str, Mapping[str, str]]) -> Fingerprints:
+    """Fingerprint ``targets``; ``args`` are each target's resolved build args (from the plan)."""
+    config = project.config
+    context = project.root / config.context
+    ignore = fingerprint.read_ignore(context, project.root / config.dockerfile)
+    all_files = fingerprint.context_files(context, ignore)
+    stages = dockerfile.stages(project.dockerfile_text)
+    keys = {s.key for s in stages}
+    preamble = dockerfile.preamble(project.dockerfile_text)
+    defaults = fingerprint.arg_defaults(preamble)
+
+    bases: dict[str, list[str]] = {}
+    for target in targets:
+        resolved = {**defaults, **args[target.id]}
+        bases[target.id] = [
+            fingerprint.substitute(s.base, resolved)
+            for s in dockerfile.chain(stages, target.stage)
+            if s.base.lower() not in keys
+        ]
+    unique = sorted({ref for refs in bases.values() for ref in refs})
+    digests = dict(zip(unique, parallel(resolve_base, unique), strict=True))
+
+    extra: dict[str, str] = {}
+    if project.inherits_base and project.bake_file is not None:
+        extra["bake file"] = fingerprint.file_hashes(project.root, [project.bake_file.name])[project.bake_file.name]
+    if config.labels:
+        extra["labels"] = json.dumps(config.labels, sort_keys=True)
+
+    hashes: dict[str, str] = {}
+    values: dict[str, Fingerprint] = {}
+    missing: dict[str, str] = {}
+    for target in targets:
+        unresolved = [ref for ref in bases[target.id] if not digests[ref]]
+        if unresolved:
+            missing[target.id] = f"base image {unresolved[0]} is in neither its registry nor the local engine"
+            continue
+        patterns, external = fingerprint.input_patterns(stages, target.stage, project.inputs)
+        files = all_files if "." in patterns else fingerprint.select(all_files, patterns)
+        for path in files:
+            if path not in hashes:
+                hashes.update(fingerprint.file_hashes(context, [path]))
+        values[target.id] = fingerprint.compute(
+            stage_texts=["\n".join(preamble)] + [s.text for s in dockerfile.chain(stages, target.stage)],
+            args=args[target.id],
+            base_digests={ref: str(digests[ref]) for ref in bases[target.id]},
+            files={p: hashes[p] for p in files},
+            platforms=config.platforms,
+            external=external,
+            extra=extra,
+        )
+    return Fingerprints(values, missing)
+
+
+# -- the local record -----------------------------------------------------------------------
+
+
+def _record_file(project: Project, target: str) -> Path:
+    return project.root / STATE_DIR / "fingerprints" / f"{target}.json"
+
+
+def record(project: Project, target: str, fp: Fingerprint, image: str, image_id: str | None) -> None:
+    """Remember which fingerprint the local image of ``target`` was made from."""
+    data = {"fingerprint": fp.value, "parts": fp.parts, "image": image, "image_id": image_id}
+    write_atomic(_record_file(project, target), json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def recorded(project: Project, target: str) -> dict[str, object] | None:
+    try:
+        data = json.loads(_record_file(project, target).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def reuse(plan: Plan, fps: Fingerprints) -> dict[str, Result]:
+    """Targets whose fingerprint image is in the registry, with this branch's tags added to it."""
+
+    def one(target: Target) -> Result | None:
+        fp = fps.values.get(target.id)
+        if fp is None:
+            return None
+        started = time.monotonic()
+        image = plan.image_refs[target.id]
+        fp_tag = fingerprint_tag(target, fp.value)
+        try:
+            digest = engine.registry_digest(f"{image}:{fp_tag}")
+        except engine.CommandFailed as exc:
+            log.warning("cannot look up the fingerprint image", target=target.id, error=redact(exc.output[-300:]))
+            return None
+        if digest is None:
+            return None
+        tags = [t for t in plan.definition["target"][target.id]["tags"] if not t.endswith(f":{fp_tag}")]
+        try:
+            engine.retag(f"{image}@{digest}", tags)
+        except engine.CommandFailed as exc:
+            log.warning("cannot tag the fingerprint image", target=target.id, error=redact(exc.output[-300:]))
+            return None
+        log.debug("reused", target=target.id, fingerprint=fp.short, digest=digest)
+        return Result(target.id, "reused", tags[0], digest, time.monotonic() - started, None, None)
+
+    found = parallel(one, plan.targets)
+    return {r.target: r for r in found if r is not None}
