@@ -1,0 +1,115 @@
+"""Build avoidance on the real engine: reuse by fingerprint, status, pull, doctor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .conftest import Project, bake_ci, docker, make_project
+
+TARGETS = ["deps-py311", "deps-py313", "ci-py311", "ci-py313"]
+
+
+def statuses(path: Path) -> dict[str, str]:
+    return {t["target"]: t["status"] for t in json.loads(path.read_text())["targets"]}
+
+
+def digest(ref: str) -> str:
+    out = docker("buildx", "imagetools", "inspect", ref, "--format", "{{json .Manifest}}").stdout
+    return str(json.loads(out)["digest"])
+
+
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    project = make_project(tmp_path_factory.mktemp("reuse"))
+    result = bake_ci("build", "--push", "--progress", "quiet", cwd=project.path, env=project.env)
+    assert result.code == 0, result.err
+    return project
+
+
+def test_no_change_on_a_new_branch_reuses_every_image_without_building(pushed: Project, tmp_path: Path) -> None:
+    args = [
+        "build",
+        "--push",
+        "--branch",
+        "feature/reuse",
+        "--log-format",
+        "json",
+        "--report",
+        str(tmp_path / "r.json"),
+    ]
+    result = bake_ci(*args, cwd=pushed.path, env=pushed.env)
+    assert result.code == 0, result.err
+    assert statuses(tmp_path / "r.json") == dict.fromkeys(TARGETS, "reused")
+    assert not [e for e in result.events("run") if "buildx bake" in str(e.get("cmd"))], "a BuildKit solve ran"
+    image = f"{pushed.registry}/fixture/app-ci"
+    for target in TARGETS:
+        stage, python = target.split("-py")
+        tag = f"{stage}-py{python[0]}.{python[1:]}"
+        assert digest(f"{image}:{tag}-feature-reuse") == digest(f"{image}:{tag}-main")
+
+
+def test_a_non_input_change_rebuilds_only_what_reads_it(pushed: Project, tmp_path: Path) -> None:
+    test_file = pushed.path / "test_app.py"
+    test_file.write_text(test_file.read_text() + "\n# a test-only change: not an input of deps\n")
+    args = ["build", "--push", "--branch", "feature/tests", "--report", str(tmp_path / "r.json")]
+    result = bake_ci(*args, cwd=pushed.path, env=pushed.env)
+    assert result.code == 0, result.err
+    assert statuses(tmp_path / "r.json") == {
+        "deps-py311": "reused",
+        "deps-py313": "reused",
+        "ci-py311": "built",
+        "ci-py313": "built",
+    }
+
+
+def test_status_names_the_changed_input_then_says_reuse_once_pushed(pushed: Project) -> None:
+    requirements = pushed.path / "requirements.txt"
+    requirements.write_text(requirements.read_text() + "# pinned again\n")
+    before = bake_ci("status", "--load", "--branch", "main", "--json", cwd=pushed.path, env=pushed.env)
+    assert before.code == 0, before.err
+    rows = {r["target"]: r for r in json.loads(before.out)}
+    for target in TARGETS:
+        assert rows[target]["action"] == "build", rows[target]
+        assert "requirements.txt" in rows[target]["changed"], rows[target]
+        assert "requirements.txt" in rows[target]["why"]
+
+    built = bake_ci("build", "--push", "--progress", "quiet", "--branch", "main", cwd=pushed.path, env=pushed.env)
+    assert built.code == 0, built.err
+    after = bake_ci("status", "--push", "--branch", "feature/next", "--json", cwd=pushed.path, env=pushed.env)
+    assert after.code == 0, after.err
+    assert {r["target"]: r["action"] for r in json.loads(after.out)} == dict.fromkeys(TARGETS, "reuse")
+
+
+def test_pull_fetches_the_image_for_the_current_inputs(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    built = bake_ci("build", "deps-py311", "--push", "--progress", "quiet", cwd=project.path, env=project.env)
+    assert built.code == 0, built.err
+    image = f"{project.registry}/fixture/app-ci"
+    local = f"{image}:deps-py3.11-main"
+    docker("image", "rm", local, f"{image}:deps-py3.11-{project.sha[:7]}", f"{image}:deps-py3.11")
+
+    pulled = bake_ci("pull", "deps-py311", cwd=project.path, env=project.env)
+    assert pulled.code == 0, pulled.err
+    assert docker("image", "inspect", local, check=False).returncode == 0
+
+    missing = bake_ci("pull", "ci-py311", cwd=project.path, env=project.env)
+    assert missing.code == 1
+    assert "bake-ci build ci-py311 --load" in missing.err
+
+
+def test_doctor_passes_on_the_provisioned_engine(project: Project) -> None:
+    result = bake_ci("doctor", cwd=project.path, env=project.env)
+    assert result.code == 0, result.out + result.err
+    for name in ("docker CLI", "buildx", "engine", "builder", "config", "Dockerfile", "registry", "base image"):
+        assert any(line.startswith("ok") and name in line for line in result.out.splitlines()), name
+
+
+def test_doctor_names_the_fix_when_the_engine_is_unreachable(project: Project) -> None:
+    env = {**project.env, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    result = bake_ci("doctor", cwd=project.path, env=env)
+    assert result.code == 3
+    assert "FAIL  engine" in result.out
+    assert "fix: start dockerd, or point DOCKER_HOST" in result.out
