@@ -364,9 +364,10 @@ def local_image_id(ref: str) -> str | None:
         raise
 
 
-def local_images_with_label(key: str, value: str) -> list[str]:
-    """IDs of local images labelled ``key=value``."""
-    return docker("image", "ls", "--quiet", "--no-trunc", "--filter", f"label={key}={value}").split()
+def local_repositories_with_label(key: str, value: str) -> set[str]:
+    """Repositories of the local images labelled ``key=value``."""
+    out = docker("image", "ls", "--filter", f"label={key}={value}", "--format", "{{.Repository}}")
+    return set(out.split())
 
 
 def retag(source: str, tags: Sequence[str]) -> None:

@@ -32,9 +32,12 @@ class Status:
         return data
 
 
-def _local_state(project: config.Project, target: str, fp: Fingerprint) -> tuple[bool, tuple[str, ...]]:
-    """Whether the local engine has an image for ``fp``, and which inputs changed since the local image."""
-    if engine.local_images_with_label(FINGERPRINT_LABEL, fp.value):
+def _local_state(
+    project: config.Project, target: str, repository: str, fp: Fingerprint
+) -> tuple[bool, tuple[str, ...]]:
+    """Whether the local engine has an image of ``repository`` for ``fp``, and which inputs
+    changed since the local image of ``target``."""
+    if repository in engine.local_repositories_with_label(FINGERPRINT_LABEL, fp.value):
         return True, ()
     record = reuse.recorded(project, target)
     if record is None or engine.local_image_id(str(record.get("image"))) != record.get("image_id"):
@@ -65,7 +68,7 @@ def status(
             except engine.CommandFailed as exc:
                 error = redact(exc.output.strip().splitlines()[-1] if exc.output.strip() else str(exc))
                 return Status(target.id, fp.short, False, False, "build", f"registry not reachable: {error}")
-        local, changed = _local_state(project, target.id, fp)
+        local, changed = _local_state(project, target.id, plan.image_refs[target.id], fp)
         if output == "push" and in_registry:
             return Status(target.id, fp.short, True, local, "reuse", "the registry has an image for these inputs")
         if local:

@@ -159,6 +159,7 @@ def reuse(plan: Plan, fps: Fingerprints) -> dict[str, Result]:
             log.warning("cannot look up the fingerprint image", target=target.id, error=redact(exc.output[-300:]))
             return None
         if digest is None:
+            log.info("not reused: no image for this fingerprint", target=target.id, tag=fp_tag)
             return None
         tags = [t for t in plan.definition["target"][target.id]["tags"] if not t.endswith(f":{fp_tag}")]
         try:

@@ -70,7 +70,7 @@ def test_cached_counts_follow_what_changed(project: Project, tmp_path: Path) -> 
     assert first.code == 0, first.err
     (project.path / "app.py").write_text((project.path / "app.py").read_text() + "\n# a source-only change\n")
     docker("buildx", "prune", "-af")
-    args = ["build", "--push", "--progress", "plain", "--report", str(tmp_path / "r.json")]
+    args = ["build", "--push", "--no-reuse", "--progress", "plain", "--report", str(tmp_path / "r.json")]
     result = bake_ci(*args, cwd=project.path, env=project.env)
     assert result.code == 0, result.err
     rows = report(tmp_path / "r.json")
@@ -125,7 +125,7 @@ def test_warm_fills_the_default_branch_cache_that_new_branches_reuse(project: Pr
     assert {f"{t.split('-py')[0]}-py3.{t[-2:]}-main" for t in TARGETS} <= cache
 
     docker("buildx", "prune", "-af")
-    args = ["build", "--push", "--branch", "feature/new", "--report", str(tmp_path / "r.json")]
+    args = ["build", "--push", "--no-reuse", "--branch", "feature/new", "--report", str(tmp_path / "r.json")]
     result = bake_ci(*args, cwd=project.path, env=project.env)
     assert result.code == 0, result.err
     for target, row in report(tmp_path / "r.json").items():

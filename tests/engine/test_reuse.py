@@ -42,7 +42,7 @@ def test_no_change_on_a_new_branch_reuses_every_image_without_building(pushed: P
     ]
     result = bake_ci(*args, cwd=pushed.path, env=pushed.env)
     assert result.code == 0, result.err
-    assert statuses(tmp_path / "r.json") == dict.fromkeys(TARGETS, "reused")
+    assert statuses(tmp_path / "r.json") == dict.fromkeys(TARGETS, "reused"), result.err
     assert not [e for e in result.events("run") if "buildx bake" in str(e.get("cmd"))], "a BuildKit solve ran"
     image = f"{pushed.registry}/fixture/app-ci"
     for target in TARGETS:
