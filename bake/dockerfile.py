@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -34,9 +35,7 @@ def instructions(text: str) -> list[str]:
     pending = ""
     for raw in text.splitlines():
         line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
-            continue
-        if pending and line.startswith("#"):
+        if not line or line.startswith("#"):  # BuildKit skips both, also inside a continuation
             continue
         if line.endswith("\\"):
             pending += line[:-1] + " "
@@ -129,8 +128,14 @@ def analyse(stage: Stage) -> tuple[set[str], list[tuple[str | None, str]]]:
         op = words[0].upper()
         if op in ("COPY", "ADD"):
             flags, rest = _flags(words[1:])
-            if rest and rest[0].startswith("["):  # JSON form
-                rest = [w.strip('[]",') for w in rest if w.strip('[]",')]
+            json_form = line.split(None, 1)[1].lstrip() if " " in line else ""
+            while json_form.startswith("--"):
+                json_form = json_form.split(None, 1)[1].lstrip() if " " in json_form else ""
+            if json_form.startswith("["):
+                try:
+                    rest = [str(w) for w in json.loads(json_form)]
+                except ValueError:
+                    rest = [w.strip('[]",') for w in rest if w.strip('[]",')]
             source_from = flags.get("from")
             if source_from:
                 parents.add(source_from.lower())
@@ -144,25 +149,31 @@ def analyse(stage: Stage) -> tuple[set[str], list[tuple[str | None, str]]]:
     return parents, reads
 
 
+def _by_key(all_stages: list[Stage]) -> dict[str, Stage]:
+    """Stages by how they can be referred to: name, and index (``--from=0``)."""
+    found = {str(s.index): s for s in all_stages}
+    found.update({s.name: s for s in all_stages if s.name})
+    return found
+
+
 def chain(all_stages: list[Stage], target: str) -> list[Stage]:
     """The target stage and every stage it depends on, in Dockerfile order."""
-    by_key = {s.key: s for s in all_stages}
-    needed: set[str] = set()
+    by_key = _by_key(all_stages)
+    needed: set[int] = set()
     todo = [target]
     while todo:
-        key = todo.pop()
-        if key in needed or key not in by_key:
+        stage = by_key.get(todo.pop())
+        if stage is None or stage.index in needed:
             continue
-        needed.add(key)
-        stage = by_key[key]
+        needed.add(stage.index)
         parents, _ = analyse(stage)
         todo += [stage.base.lower(), *parents]
-    return [s for s in all_stages if s.key in needed]
+    return [s for s in all_stages if s.index in needed]
 
 
 def context_sources(all_stages: list[Stage], target: str) -> Sources:
     """What the target's stages read from the build context, and what lies outside it."""
-    keys = {s.key for s in all_stages}
+    keys = set(_by_key(all_stages))
     paths: list[str] = []
     external: list[str] = []
     for stage in chain(all_stages, target):

@@ -15,7 +15,6 @@ minus ``.dockerignore``.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import os
@@ -125,12 +124,9 @@ def _matches(path: str, pattern: str) -> bool:
     pattern = os.path.normpath(pattern).lstrip("/").replace(os.sep, "/")
     if pattern in (".", ""):
         return True
-    if "**" in pattern:
-        return re.fullmatch(_translate(pattern) + "(?:/.*)?", path) is not None
-    # COPY semantics: a file, a directory (everything below it), or a glob of either
-    return fnmatch.fnmatchcase(path, pattern) or any(
-        fnmatch.fnmatchcase(path[:i], pattern) for i in range(len(path)) if path[i] == "/"
-    )
+    # COPY semantics: a file, a directory (everything below it), or a glob of either;
+    # ``*`` and ``?`` never cross ``/`` (Go's filepath.Match), ``**`` does
+    return re.fullmatch(_translate(pattern) + "(?:/.*)?", path) is not None
 
 
 def select(files: Sequence[str], patterns: Iterable[str]) -> list[str]:

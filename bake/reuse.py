@@ -76,7 +76,7 @@ def compute(project: Project, targets: Sequence[Target], args: Mapping[str, Mapp
     ignore = fingerprint.read_ignore(context, project.root / config.dockerfile)
     all_files = fingerprint.context_files(context, ignore)
     stages = dockerfile.stages(project.dockerfile_text)
-    keys = {s.key for s in stages}
+    keys = {s.key for s in stages} | {str(s.index) for s in stages} | {"scratch"}
     preamble = dockerfile.preamble(project.dockerfile_text)
     defaults = fingerprint.arg_defaults(preamble)
 

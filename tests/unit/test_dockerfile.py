@@ -71,7 +71,6 @@ def test_stages_of_text_without_from_is_empty() -> None:
     assert dockerfile.stages("") == []
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an empty line inside a continuation ends the instruction")
 def test_empty_continuation_line_is_skipped_as_buildkit_does() -> None:
     # BuildKit skips empty lines inside a continuation (with a warning): this is one COPY.
     (stage,) = dockerfile.stages("FROM python AS ci\nCOPY \\\n\n    requirements.txt /app/\n")
@@ -139,7 +138,6 @@ def test_chain_follows_copy_from_an_unnamed_stage_by_index() -> None:
     assert keys(dockerfile.chain(dockerfile.stages(text), "ci")) == ["1", "ci"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: --from=<index> of a named stage is not followed")
 def test_chain_follows_copy_from_a_named_stage_by_index() -> None:
     # BuildKit accepts the index of any stage in --from, named or not.
     text = "FROM python AS builder\nRUN make\nFROM python AS ci\nCOPY --from=0 /out /out\n"
@@ -207,7 +205,6 @@ def test_json_form_copy() -> None:
     assert sources(text, "ci").paths == ("my file.txt", "conf/")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: JSON-form COPY without spaces after commas yields no sources")
 def test_json_form_copy_without_spaces() -> None:
     text = 'FROM python AS ci\nCOPY ["requirements.txt","/app/"]\n'
     assert sources(text, "ci").paths == ("requirements.txt",)
