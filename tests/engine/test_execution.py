@@ -46,7 +46,8 @@ def test_keep_going_builds_and_pushes_everything_else(failing: Project, tmp_path
     result = bake_ci(*args, cwd=failing.path, env=failing.env)
     assert result.code == 1
     rows = report(tmp_path / "r.json")
-    assert [t for t, r in rows.items() if r["status"] != "built"] == ["ci-py313"]
+    not_built = {t: (r["status"], r["error"]) for t, r in rows.items() if r["status"] != "built"}
+    assert list(not_built) == ["ci-py313"], not_built
     failed = rows["ci-py313"]
     assert str(failed["failed_step"]).startswith("[ci 2/2] RUN python -c")
     assert "not supported on 3.13" in failed["log_tail"]
