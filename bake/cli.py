@@ -40,17 +40,27 @@ def _parser() -> argparse.ArgumentParser:
     add("--stage", action="append", default=[], help="only this stage (repeatable)")
     add("--python", action="append", default=[], help="only this Python version X.Y (repeatable)")
 
-    ref = argparse.ArgumentParser(add_help=False)
-    out = ref.add_mutually_exclusive_group()
-    out.add_argument("--push", dest="output", action="store_const", const="push", help="push images and cache")
-    out.add_argument("--load", dest="output", action="store_const", const="load", help="load images into the engine")
-    out.add_argument(
-        "--cache-only", dest="output", action="store_const", const="cache-only",
-        help="export registry cache and push no image",
-    )  # fmt: skip
-    ref.add_argument("--branch", help="branch to tag and cache for (default: from CI variables or git)")
-    ref.add_argument("--no-reuse", action="store_true", help="build even when the registry has an image for the inputs")
-    ref.add_argument("--cache-to", action="store_true", help="with --load: also export registry cache (off by default)")
+    branch = argparse.ArgumentParser(add_help=False)
+    branch.add_argument("--branch", help="branch to tag and cache for (default: from CI variables or git)")
+
+    def outputs(cache_only: bool) -> argparse.ArgumentParser:
+        parent = argparse.ArgumentParser(add_help=False)
+        out = parent.add_mutually_exclusive_group()
+        out.add_argument("--push", dest="output", action="store_const", const="push", help="push images and cache")
+        out.add_argument(
+            "--load", dest="output", action="store_const", const="load", help="load images into the engine"
+        )
+        if cache_only:
+            out.add_argument(
+                "--cache-only", dest="output", action="store_const", const="cache-only",
+                help="export registry cache and push no image",
+            )  # fmt: skip
+            add = parent.add_argument
+            add("--no-reuse", action="store_true", help="build even when the registry has an image for the inputs")
+            add("--cache-to", action="store_true", help="with --load: also export registry cache (off by default)")
+        return parent
+
+    ref = [outputs(cache_only=True), branch]
 
     run = argparse.ArgumentParser(add_help=False)
     add = run.add_argument
@@ -65,8 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
 
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("plan", parents=[common, select_, ref], help="print the bake definition JSON handed to buildx")
-    build = sub.add_parser("build", parents=[common, select_, ref, run], help="build the selected targets")
+    sub.add_parser("plan", parents=[common, select_, *ref], help="print the bake definition JSON handed to buildx")
+    build = sub.add_parser("build", parents=[common, select_, *ref, run], help="build the selected targets")
     add = build.add_argument
     add("--keep-going", action="store_true", help="one bake call per target, so a failure cancels nothing else")
     add("--no-cache", action="store_true", help="do not use any cache")
@@ -77,11 +87,13 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sub.add_parser("matrix", parents=[common, select_], help='print {"include": [...]} for a CI matrix')
     status = sub.add_parser(
-        "status", parents=[common, select_, ref], help="is each image up to date? what would build do?"
+        "status",
+        parents=[common, select_, outputs(cache_only=False), branch],
+        help="is each image up to date? what would build do?",
     )
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     sub.add_parser(
-        "pull", parents=[common, select_, ref], help="fetch the images for the current inputs from the registry"
+        "pull", parents=[common, select_, branch], help="fetch the images for the current inputs from the registry"
     )
     doctor = sub.add_parser(
         "doctor", parents=[common], help="check docker, buildx, the engine, builder, registry, Dockerfile"
