@@ -9,7 +9,6 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import structlog
 
@@ -159,13 +158,13 @@ def _request(args: argparse.Namespace, environ: Mapping[str, str]) -> Request:
     return Request(project, targets, branch, engine.detect_sha(project.root, environ), output)
 
 
-def _fingerprints(request: Request) -> reuse.Fingerprints:
+def _fingerprints(request: Request, quiet: bool = False) -> reuse.Fingerprints:
     """Fingerprints of the request's targets (their build args come from a plain plan)."""
     plain = build_plan(request.project, request.targets, branch=request.branch, sha=None, output="load")
     args = {t.id: plain.definition["target"][t.id]["args"] for t in request.targets}
     fps = reuse.compute(request.project, request.targets, args)
     for target, why in fps.missing.items():
-        log.warning("no fingerprint", target=target, reason=why)
+        (log.debug if quiet else log.warning)("no fingerprint", target=target, reason=why)
     return fps
 
 
@@ -205,44 +204,22 @@ def cmd_build(args: argparse.Namespace, environ: Mapping[str, str], log_format: 
     request = _request(args, environ)
     project = request.project
     plan, fps = _plan(request, args)
-    if fps is None and request.output == "load":
-        fps = _fingerprints(request)  # not in the plan, but recorded for status
     ids = [t.id for t in plan.targets]
-    exports_cache = any(t.get("cache-to") for t in plan.definition["target"].values())
-    info = engine.check(args.builder, cache_export=exports_cache, environ=environ)
-
-    state = project.root / STATE_DIR
-    plan_file = state / "bake.json"
-    write_atomic(plan_file, plan.to_json())
-    options = Options(
-        keep_going=warm or args.keep_going,
-        jobs=args.jobs,
-        retries=args.retries,
-        builder=args.builder,
-        no_cache=getattr(args, "no_cache", False),
-        pull=warm or args.pull,
-    )
     shown = display.choose(args.progress, ids, dict(environ), json_logs=log_format == "json")
-    log.info(
-        "build", targets=ids, branch=request.branch, output=request.output, keep_going=options.keep_going,
-        builder=info.builder, driver=info.driver,
-    )  # fmt: skip
-    executor = Executor(
-        plan,
-        root=project.root,
-        files=[p for p in (project.bake_file, plan_file) if p is not None],
-        state=state,
-        options=options,
-        display=shown,
-    )
     reused: dict[str, report.Result] = {}
+    built: list[report.Result] = []
+    executor: Executor | None = None
     with engine.sigterm_as_interrupt():
         try:
             if fps is not None and request.output == "push" and not warm:
-                reused = reuse.reuse(plan, fps)
+                reused = reuse.reuse(plan, fps)  # needs only the registry: no engine check yet
                 for row in reused.values():
                     shown.finished(row, None)
-            built = executor.run([t for t in ids if t not in reused]) if len(reused) < len(ids) else []
+            if len(reused) < len(ids):
+                executor = _executor(args, request, plan, shown, warm)
+                if fps is None and request.output == "load":
+                    fps = _fingerprints(request, quiet=True)  # not in the plan; recorded for status
+                built = executor.run([t for t in ids if t not in reused])
         finally:
             shown.close()
     by_target = {**reused, **{r.target: r for r in built}}
@@ -265,11 +242,9 @@ def cmd_build(args: argparse.Namespace, environ: Mapping[str, str], log_format: 
         }  # fmt: skip
         write_atomic(args.report, json.dumps(document, indent=2) + "\n")
     if args.metadata_file:
-        merged: dict[str, Any] = {}
-        for file in sorted((state / "metadata").glob("*.json")):
-            merged.update({k: v for k, v in report.load_metadata(file.read_text()).items() if k in ids})
-        write_atomic(args.metadata_file, json.dumps(merged, indent=2) + "\n")
-    if executor.interrupted:
+        metadata = executor.metadata if executor is not None else {}
+        write_atomic(args.metadata_file, json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    if executor is not None and executor.interrupted:
         done = sum(r.status in ("built", "reused") for r in rows)
         raise Interrupted(f"stopped: {done} of {len(rows)} targets had finished; the others were cancelled.")
     failed = [r for r in rows if r.status in ("failed", "cancelled")]
@@ -278,6 +253,35 @@ def cmd_build(args: argparse.Namespace, environ: Mapping[str, str], log_format: 
             _print_logs([r for r in failed if r.status == "failed"], github=environ.get("GITHUB_ACTIONS") == "true")
         raise BuildFailed(_failure_text(failed, project.config.registry))
     return 0
+
+
+def _executor(args: argparse.Namespace, request: Request, plan: Plan, shown: display.Display, warm: bool) -> Executor:
+    """Check the engine can do the build, write the plan, and set up its execution."""
+    exports_cache = any(t.get("cache-to") for t in plan.definition["target"].values())
+    info = engine.check(args.builder, cache_export=exports_cache)
+    state = request.project.root / STATE_DIR
+    plan_file = state / "bake.json"
+    write_atomic(plan_file, plan.to_json())
+    options = Options(
+        keep_going=warm or args.keep_going,
+        jobs=args.jobs,
+        retries=args.retries,
+        builder=args.builder,
+        no_cache=getattr(args, "no_cache", False),
+        pull=warm or args.pull,
+    )
+    log.info(
+        "build", targets=[t.id for t in plan.targets], branch=request.branch, output=request.output,
+        keep_going=options.keep_going, builder=info.builder, driver=info.driver,
+    )  # fmt: skip
+    return Executor(
+        plan,
+        root=request.project.root,
+        files=[p for p in (request.project.bake_file, plan_file) if p is not None],
+        state=state,
+        options=options,
+        display=shown,
+    )
 
 
 def _record(

@@ -18,6 +18,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -176,26 +177,65 @@ def check_builder(builder: str | None, *, cache_export: bool) -> tuple[str, str]
             f"builder {builder or '(current)'} cannot be inspected: {exc.output.strip()}. "
             "List builders with `docker buildx ls` and pass one with --builder."
         ) from None
-    fields = dict((k.strip(), v.strip()) for k, v in (line.split(":", 1) for line in text.splitlines() if ":" in line))
-    name, driver = fields.get("Name", builder or "default"), fields.get("Driver", "unknown")
+    name, driver = _builder_fields(text, builder)
     if cache_export and driver == "docker" and not containerd_store():
-        raise EnvironmentProblem(
-            f"builder {name!r} uses the docker driver, which can export build cache "
-            "only with the containerd image store, and this engine uses the classic store. "
-            'Turn it on (`{"features": {"containerd-snapshotter": true}}` in '
-            "/etc/docker/daemon.json, then restart dockerd), or create a builder that "
-            "can: `docker buildx create --use --driver docker-container`."
-        )
+        raise EnvironmentProblem(_NO_CACHE_EXPORT.format(name=name))
     return name, driver
 
 
 def check(builder: str | None, *, cache_export: bool, environ: Mapping[str, str] = os.environ) -> EngineInfo:
-    """Fail with EnvironmentProblem unless docker, buildx, the engine and builder can build."""
-    version = check_buildx()
-    check_engine(environ)
-    name, driver = check_builder(builder, cache_export=cache_export)
+    """Fail with EnvironmentProblem unless docker, buildx, the engine and builder can build.
+
+    One ``docker info`` tells the buildx plugin's version, whether the engine answers and
+    its image store; ``buildx inspect`` (run alongside) tells the builder's driver.
+    """
+    cmd = [*_docker_cmd(), "info", "--format", "{{json .}}"]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        inspecting = pool.submit(docker, "buildx", "inspect", *([builder] if builder else []))
+        log.debug("run", cmd=_shell(cmd))
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        try:
+            info = json.loads(proc.stdout or "{}")
+        except ValueError:
+            info = {}
+        plugins = (info.get("ClientInfo") or {}).get("Plugins") or []
+        raw = next((str(p.get("Version", "")) for p in plugins if p.get("Name") == "buildx"), None)
+        if raw is None:
+            inspecting.cancel()
+            raise EnvironmentProblem(
+                "docker buildx is not available (the docker CLI has no buildx plugin). "
+                "Install the buildx plugin, version 0.13 or newer (Debian: docker-buildx)."
+            )
+        version = parse_buildx_version(raw)
+        if version is None or version[:2] < MIN_BUILDX:
+            raise EnvironmentProblem(f"docker buildx {raw!r} is too old: bake-ci needs 0.13 or newer. Upgrade buildx.")
+        if not info.get("ServerVersion"):
+            raise EnvironmentProblem(_engine_hint(environ))
+        try:
+            text = inspecting.result()
+        except CommandFailed as exc:
+            raise EnvironmentProblem(
+                f"builder {builder or '(current)'} cannot be inspected: {exc.output.strip()}. "
+                "List builders with `docker buildx ls` and pass one with --builder."
+            ) from None
+    name, driver = _builder_fields(text, builder)
+    if cache_export and driver == "docker" and "io.containerd.snapshotter" not in json.dumps(info.get("DriverStatus")):
+        raise EnvironmentProblem(_NO_CACHE_EXPORT.format(name=name))
     log.debug("engine", buildx=".".join(map(str, version)), builder=name, driver=driver)
     return EngineInfo(version, name, driver)
+
+
+_NO_CACHE_EXPORT = (
+    "builder {name!r} uses the docker driver, which can export build cache only with the containerd "
+    "image store, and this engine uses the classic store. Turn it on "
+    '(`{{"features": {{"containerd-snapshotter": true}}}}` in /etc/docker/daemon.json, then restart '
+    "dockerd), or create a builder that can: `docker buildx create --use --driver docker-container`."
+)
+
+
+def _builder_fields(text: str, builder: str | None) -> tuple[str, str]:
+    fields = dict((k.strip(), v.strip()) for k, v in (line.split(":", 1) for line in text.splitlines() if ":" in line))
+    return fields.get("Name", builder or "default"), fields.get("Driver", "unknown")
 
 
 def containerd_store() -> bool:
@@ -276,10 +316,15 @@ def bake(
         messages.append(line)
         on_text(line)
 
+    # No default provenance attestation: BuildKit in dockerd 26.1 panics in walkProvenance
+    # under concurrent bake calls (seen in keep-going runs), and CI images gain little from
+    # it. A project can still ask for it: attest in its docker-bake.hcl, or this variable.
+    env = {"BUILDX_NO_DEFAULT_ATTESTATIONS": "1", **os.environ}
     with _live_lock:
         proc = subprocess.Popen(
             cmd,
             cwd=cwd,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

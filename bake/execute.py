@@ -80,6 +80,8 @@ class Executor:
         self.sleep = sleep
         self.stopping = threading.Event()
         self.interrupted = False
+        #: buildx's metadata (digests, image names) of every target built in this run
+        self.metadata: dict[str, Any] = {}
         self.log_dir = state / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         (state / "metadata").mkdir(parents=True, exist_ok=True)
@@ -156,6 +158,7 @@ class Executor:
                 self.sleep(delay)
             metadata_file = self.state / "metadata" / f"{name}.json"
             meta = report.load_metadata(metadata_file.read_text()) if metadata_file.exists() else {}
+            self.metadata.update({t: meta[t] for t in ids if t in meta})
             results = []
             blame = run.returncode != 0 and not self.stopping.is_set() and failure is None
             for t in ids:
