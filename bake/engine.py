@@ -9,6 +9,7 @@ raises a ``DockerException`` with the captured output.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -316,15 +317,10 @@ def bake(
         messages.append(line)
         on_text(line)
 
-    # No default provenance attestation: BuildKit in dockerd 26.1 panics in walkProvenance
-    # under concurrent bake calls (seen in keep-going runs), and CI images gain little from
-    # it. A project can still ask for it: attest in its docker-bake.hcl, or this variable.
-    env = {"BUILDX_NO_DEFAULT_ATTESTATIONS": "1", **os.environ}
     with _live_lock:
         proc = subprocess.Popen(
             cmd,
             cwd=cwd,
-            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -387,16 +383,22 @@ def _not_found(output: str) -> bool:
     return any(s in text for s in ("not found", "no such", "manifest unknown", "name unknown", "404"))
 
 
-def registry_digest(ref: str) -> str | None:
-    """The digest of ``ref`` in its registry, or None if the registry does not have it."""
+def registry_descriptor(ref: str) -> dict[str, Any] | None:
+    """The descriptor (mediaType, digest, size) of ``ref`` in its registry, or None if absent."""
     try:
         out = docker("buildx", "imagetools", "inspect", ref, "--format", "{{json .Manifest}}")
     except CommandFailed as exc:
         if _not_found(exc.output):
             return None
         raise
-    digest = json.loads(out).get("digest")
-    return str(digest) if digest else None
+    descriptor = json.loads(out)
+    return descriptor if isinstance(descriptor, dict) and descriptor.get("digest") else None
+
+
+def registry_digest(ref: str) -> str | None:
+    """The digest of ``ref`` in its registry, or None if the registry does not have it."""
+    descriptor = registry_descriptor(ref)
+    return str(descriptor["digest"]) if descriptor else None
 
 
 def local_image_id(ref: str) -> str | None:
@@ -415,9 +417,28 @@ def local_repositories_with_label(key: str, value: str) -> set[str]:
     return set(out.split())
 
 
-def retag(source: str, tags: Sequence[str]) -> None:
-    """Add ``tags`` to the image ``source`` in the registry, without pulling or building."""
+@functools.cache
+def buildx_version() -> tuple[int, int, int] | None:
+    try:
+        return parse_buildx_version(docker("buildx", "version"))
+    except CommandFailed:
+        return None
+
+
+def retag(source: str, tags: Sequence[str], *, index: bool) -> None:
+    """Add ``tags`` to the image ``source`` in the registry, without pulling or building.
+
+    An index (what buildx pushes with its default provenance attestation) is copied as it
+    is. A single manifest is too from buildx 0.14 on (``--prefer-index=false``); older
+    buildx wraps it in a new index, whose digest then differs from the source's.
+    """
     args = ["buildx", "imagetools", "create", "--progress", "plain"]
+    if not index:
+        version = buildx_version()
+        if version is not None and version[:2] >= (0, 14):
+            args.append("--prefer-index=false")
+        else:
+            log.warning("this buildx wraps a single-manifest image in a new index when retagging", image=source)
     for tag in tags:
         args += ["--tag", tag]
     docker(*args, source)

@@ -154,16 +154,18 @@ def reuse(plan: Plan, fps: Fingerprints) -> dict[str, Result]:
         image = plan.image_refs[target.id]
         fp_tag = fingerprint_tag(target, fp.value)
         try:
-            digest = engine.registry_digest(f"{image}:{fp_tag}")
+            descriptor = engine.registry_descriptor(f"{image}:{fp_tag}")
         except engine.CommandFailed as exc:
             log.warning("cannot look up the fingerprint image", target=target.id, error=redact(exc.output[-300:]))
             return None
-        if digest is None:
+        digest = str(descriptor["digest"]) if descriptor else None
+        if descriptor is None or digest is None:
             log.info("not reused: no image for this fingerprint", target=target.id, tag=fp_tag)
             return None
         tags = [t for t in plan.definition["target"][target.id]["tags"] if not t.endswith(f":{fp_tag}")]
         try:
-            engine.retag(f"{image}@{digest}", tags)
+            is_index = "index" in str(descriptor.get("mediaType")) or "list" in str(descriptor.get("mediaType"))
+            engine.retag(f"{image}@{digest}", tags, index=is_index)
         except engine.CommandFailed as exc:
             log.warning("cannot tag the fingerprint image", target=target.id, error=redact(exc.output[-300:]))
             return None
