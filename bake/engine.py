@@ -144,33 +144,42 @@ def _engine_hint(environ: Mapping[str, str]) -> str:
     )
 
 
-def check_buildx() -> tuple[int, int, int]:
-    """The buildx version; EnvironmentProblem if it is missing or older than 0.13."""
+def engine_info() -> dict[str, Any]:
+    """``docker info`` as JSON: the CLI's plugins always, the engine's side when it answers."""
+    cmd = [*_docker_cmd(), "info", "--format", "{{json .}}"]
+    log.debug("run", cmd=_shell(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     try:
-        raw = docker("buildx", "version")
-    except CommandFailed as exc:
+        info = json.loads(proc.stdout or "{}")
+    except ValueError:
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def check_buildx(info: Mapping[str, Any]) -> tuple[int, int, int]:
+    """The buildx plugin's version; EnvironmentProblem if it is missing or older than 0.13."""
+    plugins = (info.get("ClientInfo") or {}).get("Plugins") or []
+    raw = next((str(p.get("Version", "")) for p in plugins if p.get("Name") == "buildx"), None)
+    if raw is None:
         raise EnvironmentProblem(
-            f"docker buildx is not available ({exc.output.splitlines()[-1] if exc.output else exc}). "
+            "docker buildx is not available (the docker CLI has no buildx plugin). "
             "Install the buildx plugin, version 0.13 or newer (Debian: docker-buildx)."
-        ) from None
+        )
     version = parse_buildx_version(raw)
     if version is None or version[:2] < MIN_BUILDX:
-        raise EnvironmentProblem(
-            f"docker buildx {raw.strip()!r} is too old: bake-ci needs 0.13 or newer. Upgrade buildx."
-        )
+        raise EnvironmentProblem(f"docker buildx {raw!r} is too old: bake-ci needs 0.13 or newer. Upgrade buildx.")
     return version
 
 
-def check_engine(environ: Mapping[str, str] = os.environ) -> str:
-    """The engine's version; EnvironmentProblem if it does not answer."""
-    try:
-        return docker("version", "--format", "{{.Server.Version}}").strip()
-    except CommandFailed:
-        raise EnvironmentProblem(_engine_hint(environ)) from None
+def check_engine(info: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> str:
+    """The engine's version; EnvironmentProblem if it did not answer."""
+    if not info.get("ServerVersion"):
+        raise EnvironmentProblem(_engine_hint(environ))
+    return str(info["ServerVersion"])
 
 
-def check_builder(builder: str | None, *, cache_export: bool) -> tuple[str, str]:
-    """The builder's name and driver; EnvironmentProblem if it cannot export cache when needed."""
+def inspect_builder(builder: str | None) -> tuple[str, str]:
+    """The builder's name and driver (``buildx inspect`` has no JSON output in 0.13)."""
     try:
         text = docker("buildx", "inspect", *([builder] if builder else []))
     except CommandFailed as exc:
@@ -178,71 +187,38 @@ def check_builder(builder: str | None, *, cache_export: bool) -> tuple[str, str]
             f"builder {builder or '(current)'} cannot be inspected: {exc.output.strip()}. "
             "List builders with `docker buildx ls` and pass one with --builder."
         ) from None
-    name, driver = _builder_fields(text, builder)
-    if cache_export and driver == "docker" and not containerd_store():
-        raise EnvironmentProblem(_NO_CACHE_EXPORT.format(name=name))
-    return name, driver
+    fields = dict((k.strip(), v.strip()) for k, v in (line.split(":", 1) for line in text.splitlines() if ":" in line))
+    return fields.get("Name", builder or "default"), fields.get("Driver", "unknown")
+
+
+def check_cache_export(info: Mapping[str, Any], name: str, driver: str) -> None:
+    """The docker driver exports build cache only with the containerd image store."""
+    if driver == "docker" and "io.containerd.snapshotter" not in json.dumps(info.get("DriverStatus")):
+        raise EnvironmentProblem(
+            f"builder {name!r} uses the docker driver, which can export build cache only with the "
+            "containerd image store, and this engine uses the classic store. Turn it on "
+            '(`{"features": {"containerd-snapshotter": true}}` in /etc/docker/daemon.json, then '
+            "restart dockerd), or create a builder that can: "
+            "`docker buildx create --use --driver docker-container`."
+        )
 
 
 def check(builder: str | None, *, cache_export: bool, environ: Mapping[str, str] = os.environ) -> EngineInfo:
     """Fail with EnvironmentProblem unless docker, buildx, the engine and builder can build.
 
     One ``docker info`` tells the buildx plugin's version, whether the engine answers and
-    its image store; ``buildx inspect`` (run alongside) tells the builder's driver.
+    its image store; ``buildx inspect``, run alongside, tells the builder's driver.
     """
-    cmd = [*_docker_cmd(), "info", "--format", "{{json .}}"]
     with ThreadPoolExecutor(max_workers=1) as pool:
-        inspecting = pool.submit(docker, "buildx", "inspect", *([builder] if builder else []))
-        log.debug("run", cmd=_shell(cmd))
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        try:
-            info = json.loads(proc.stdout or "{}")
-        except ValueError:
-            info = {}
-        plugins = (info.get("ClientInfo") or {}).get("Plugins") or []
-        raw = next((str(p.get("Version", "")) for p in plugins if p.get("Name") == "buildx"), None)
-        if raw is None:
-            inspecting.cancel()
-            raise EnvironmentProblem(
-                "docker buildx is not available (the docker CLI has no buildx plugin). "
-                "Install the buildx plugin, version 0.13 or newer (Debian: docker-buildx)."
-            )
-        version = parse_buildx_version(raw)
-        if version is None or version[:2] < MIN_BUILDX:
-            raise EnvironmentProblem(f"docker buildx {raw!r} is too old: bake-ci needs 0.13 or newer. Upgrade buildx.")
-        if not info.get("ServerVersion"):
-            raise EnvironmentProblem(_engine_hint(environ))
-        try:
-            text = inspecting.result()
-        except CommandFailed as exc:
-            raise EnvironmentProblem(
-                f"builder {builder or '(current)'} cannot be inspected: {exc.output.strip()}. "
-                "List builders with `docker buildx ls` and pass one with --builder."
-            ) from None
-    name, driver = _builder_fields(text, builder)
-    if cache_export and driver == "docker" and "io.containerd.snapshotter" not in json.dumps(info.get("DriverStatus")):
-        raise EnvironmentProblem(_NO_CACHE_EXPORT.format(name=name))
+        inspecting = pool.submit(inspect_builder, builder)
+        info = engine_info()
+        version = check_buildx(info)
+        check_engine(info, environ)
+        name, driver = inspecting.result()
+    if cache_export:
+        check_cache_export(info, name, driver)
     log.debug("engine", buildx=".".join(map(str, version)), builder=name, driver=driver)
     return EngineInfo(version, name, driver)
-
-
-_NO_CACHE_EXPORT = (
-    "builder {name!r} uses the docker driver, which can export build cache only with the containerd "
-    "image store, and this engine uses the classic store. Turn it on "
-    '(`{{"features": {{"containerd-snapshotter": true}}}}` in /etc/docker/daemon.json, then restart '
-    "dockerd), or create a builder that can: `docker buildx create --use --driver docker-container`."
-)
-
-
-def _builder_fields(text: str, builder: str | None) -> tuple[str, str]:
-    fields = dict((k.strip(), v.strip()) for k, v in (line.split(":", 1) for line in text.splitlines() if ":" in line))
-    return fields.get("Name", builder or "default"), fields.get("Driver", "unknown")
-
-
-def containerd_store() -> bool:
-    """Whether the engine keeps images in containerd (needed for cache export with the docker driver)."""
-    status = docker("info", "--format", "{{json .DriverStatus}}")
-    return "io.containerd.snapshotter" in status
 
 
 # -- building -----------------------------------------------------------------------------

@@ -162,11 +162,14 @@ def _check(name: str, fix: str, fn: Callable[[], str]) -> Check:
 def doctor(config_file: Path | None, environ: Mapping[str, str], builder: str | None) -> list[Check]:
     """Every check, in order; a failed prerequisite ends the list (later ones would only repeat it)."""
     checks = [_check("docker CLI", "install the docker CLI or fix PATH", engine.docker_cli)]
+    if not checks[0].ok:
+        return checks
+    info = engine.engine_info()
     checks.append(
         _check(
             "buildx",
             "install docker-buildx 0.13 or newer",
-            lambda: "version " + ".".join(map(str, engine.check_buildx())),
+            lambda: "version " + ".".join(map(str, engine.check_buildx(info))),
         )
     )
     checks.append(
@@ -174,7 +177,8 @@ def doctor(config_file: Path | None, environ: Mapping[str, str], builder: str | 
             "engine",
             "start dockerd, or point DOCKER_HOST / `docker context use` at a running engine",
             lambda: (
-                f"dockerd {engine.check_engine(environ)} at " + redact(environ.get("DOCKER_HOST", "the default socket"))
+                f"dockerd {engine.check_engine(info, environ)} at "
+                + redact(environ.get("DOCKER_HOST", "the default socket"))
             ),
         )
     )
@@ -182,7 +186,8 @@ def doctor(config_file: Path | None, environ: Mapping[str, str], builder: str | 
         return checks
 
     def builder_detail() -> str:
-        name, driver = engine.check_builder(builder, cache_export=True)
+        name, driver = engine.inspect_builder(builder)
+        engine.check_cache_export(info, name, driver)
         return f"{name} ({driver} driver) can export registry cache"
 
     checks.append(

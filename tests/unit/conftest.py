@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bake import report
 from bake.cli import main
 
 #: A Dockerfile with three named stages; the last one (``ci``) is the default stage.
@@ -65,3 +66,19 @@ def cli(capsys: pytest.CaptureFixture[str]) -> RunCli:
         return Run(rc, out, err)
 
     return run
+
+
+def results(ids, tags, meta, progress, succeeded, total_seconds):
+    """Results of one bake call over ``ids``, as the executor builds them."""
+    return [
+        report.result(
+            t,
+            image=tags[t],
+            metadata=meta,
+            progress=progress[t] if progress else None,
+            succeeded=succeeded,
+            stopped=False,
+            seconds=total_seconds,
+        )
+        for t in ids
+    ]

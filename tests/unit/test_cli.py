@@ -9,22 +9,7 @@ import pytest
 from bake import __version__, report
 from bake.cli import main
 
-
-def results(ids, tags, meta, progress, succeeded, total_seconds):
-    """Results of one bake call over ``ids``, as the executor builds them."""
-    return [
-        report.result(
-            t,
-            image=tags[t],
-            metadata=meta,
-            progress=progress[t] if progress else None,
-            succeeded=succeeded,
-            stopped=False,
-            seconds=total_seconds,
-        )
-        for t in ids
-    ]
-
+from .conftest import results
 
 TOML = """\
 [tool.bake-ci]

@@ -15,26 +15,10 @@ from typing import Any
 
 import pytest
 
-from bake import report
 from bake.engine import iter_json_objects
 from bake.progress import Event, Tracker, describe, parse_time
 
-
-def results(ids, tags, meta, progress, succeeded, total_seconds):
-    """Results of one bake call over ``ids``, as the executor builds them."""
-    return [
-        report.result(
-            t,
-            image=tags[t],
-            metadata=meta,
-            progress=progress[t] if progress else None,
-            succeeded=succeeded,
-            stopped=False,
-            seconds=total_seconds,
-        )
-        for t in ids
-    ]
-
+from .conftest import results
 
 PIP_ERROR = 'process "/bin/sh -c pip install -r requirements.txt" did not complete successfully: exit code: 1'
 

@@ -1,0 +1,254 @@
+"""The benchmark harness (bench/run.py): its table and ratio code, and a smoke run on the engine.
+
+Not a timing test: the smoke run (one repetition of the hot scenario, bake-ci and raw
+bake) only checks that the harness still works end to end and writes its table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "bench"
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+results = _load("results", BENCH / "results.py")
+bench_run = _load("bench_run", BENCH / "run.py")
+Sample = results.Sample
+
+
+def samples(scenario: str, contender: str, *seconds: float, note: str = "") -> list[object]:
+    return [Sample(scenario, contender, rep, s, note) for rep, s in enumerate(seconds)]
+
+
+# -- formatting and ratios (no Docker) ------------------------------------------------------------
+
+
+def test_seconds_cell_shows_median_and_range() -> None:
+    assert results.seconds_cell([3.0, 1.0, 2.0]) == "2.00 s (1.00–3.00)"
+    assert results.seconds_cell([1.234]) == "1.23 s"
+    assert results.seconds_cell([]) == "–"
+
+
+def test_ratio_is_median_over_median() -> None:
+    assert results.ratio([1.0, 2.0, 9.0], [4.0, 4.0, 5.0]) == pytest.approx(0.5)
+    assert results.ratio([], [1.0]) is None
+    assert results.ratio([1.0], []) is None
+    assert results.ratio([1.0], [0.0]) is None
+
+
+def test_table_has_a_row_per_scenario_and_ratios_to_raw_bake() -> None:
+    data = [
+        *samples("hot", "bake-ci", 1.0, 1.2, 1.1, note="reused 4"),
+        *samples("hot", "raw-bake", 2.0, 2.2, 2.4),
+        *samples("hot", "sequential", 4.4, 4.0, 4.8),
+        *samples("cold", "raw-bake", 10.0),
+    ]
+    text = results.table(data, ["cold", "hot"], ["bake-ci", "raw-bake", "sequential"])
+    lines = text.splitlines()
+    assert lines[0] == (
+        "| scenario | n | bake-ci | bake-ci ÷ raw bake | raw bake | sequential | sequential ÷ raw bake | bake-ci did |"
+    )
+    assert lines[1] == "|---|---|---|---|---|---|---|---|"
+    cold, hot = lines[2], lines[3]
+    assert cold.startswith("| 1. cold")
+    assert "| 10.00 s |" in cold
+    assert "| – |" in cold
+    assert hot.startswith("| 3. hot")
+    assert "| 1.10 s (1.00–1.20) | 0.50× | 2.20 s (2.00–2.40) | 4.40 s (4.00–4.80) | 2.00× | reused 4 |" in hot
+
+
+def test_table_without_raw_bake_has_no_ratio_columns() -> None:
+    text = results.table(samples("hot", "bake-ci", 1.0), ["hot"], ["bake-ci"])
+    assert "÷" not in text
+    assert "| 3. hot (nothing changed, local cache present) | 1 | 1.00 s | – |" in text
+
+
+def test_acceptance_pass_fail_and_not_measured() -> None:
+    data = [
+        *samples("hot", "bake-ci", 1.0),
+        *samples("hot", "raw-bake", 1.0),
+        *samples("warm", "bake-ci", 1.1),
+        *samples("warm", "raw-bake", 1.0),
+        *samples("cold", "bake-ci", 7.0),
+        *samples("cold", "sequential", 10.0),
+    ]
+    found = {c.name: c for c in results.checks(data)}
+    assert found["hot: bake-ci ≤ 1.05× raw bake"].verdict == "PASS"
+    assert found["warm from registry: bake-ci ≤ 1.05× raw bake"].verdict == "FAIL"
+    assert found["cold: bake-ci ≤ 0.75× sequential"].verdict == "PASS"
+    assert found["no change, new branch: bake-ci (reuse path) ≤ 0.2× raw bake"].verdict == "not measured"
+    text = results.acceptance(list(found.values()))
+    assert "- FAIL: warm from registry: bake-ci ≤ 1.05× raw bake (measured 1.10×)" in text
+    assert "- PASS: cold: bake-ci ≤ 0.75× sequential (measured 0.70×)" in text
+
+
+def test_markdown_has_header_table_extras_and_acceptance() -> None:
+    meta = results.Meta("2026-01-01 00:00 UTC", 2, 23.5, "26.1.5", "0.13.1", "python bench/run.py", 600.0, ("a note",))
+    data = [*samples("hot", "bake-ci", 1.0), *samples("hot", "raw-bake", 2.0)]
+    text = results.markdown(meta, data, ["hot"], ["bake-ci", "raw-bake"], [("plan", "0.20 s")])
+    assert text.startswith(
+        "Measured 2026-01-01 00:00 UTC on 2 cores, 23.5 GiB memory; dockerd 26.1.5, buildx 0.13.1; "
+        "the whole run took 10.0 min. Command: `python bench/run.py`.\n"
+    )
+    assert "| 3. hot (nothing changed, local cache present) | 1 | 1.00 s | 0.50× | 2.00 s | – |" in text
+    assert "- plan: 0.20 s" in text
+    assert "- a note" in text
+    assert "- PASS: hot: bake-ci ≤ 1.05× raw bake (measured 0.50×)" in text
+
+
+def test_timeline_groups_the_commands_bake_ci_logs() -> None:
+    def at(seconds: float) -> str:
+        return f"2026-01-01T00:00:{seconds:09.6f}Z"
+
+    events = [
+        {"event": "run", "cmd": "git rev-parse --abbrev-ref HEAD", "timestamp": at(0.1)},
+        {
+            "event": "run",
+            "cmd": "/usr/bin/docker buildx imagetools inspect localhost:5000/a:b --format x",
+            "timestamp": at(0.2),
+        },
+        {"event": "run", "cmd": "/usr/bin/docker buildx imagetools inspect localhost:5000/a:c", "timestamp": at(0.21)},
+        {
+            "event": "run",
+            "cmd": "/usr/bin/docker buildx bake --progress rawjson --file /x/bake.json",
+            "timestamp": at(0.3),
+        },
+        {"event": "result", "target": "a", "timestamp": at(2.5)},
+        {"event": "result", "target": "b", "timestamp": at(2.5)},
+    ]
+    spawned = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+    assert results.timeline(events, spawned, spawned + 2.61) == (
+        "git rev-parse at 0.10 s; docker buildx imagetools inspect ×2 at 0.20 s; docker buildx bake at 0.30 s; "
+        "result ×2 at 2.50 s; exit at 2.61 s"
+    )
+
+
+def test_splice_replaces_only_the_marked_block() -> None:
+    readme = f"# x\n\n## Benchmarks\n\n{results.START}\nold\n{results.END}\n\n## Next\n"
+    once = results.splice(readme, "new table\n")
+    assert once == f"# x\n\n## Benchmarks\n\n{results.START}\nnew table\n{results.END}\n\n## Next\n"
+    assert results.splice(once, "newer\n") == once.replace("new table", "newer")
+    with pytest.raises(ValueError, match="no <!-- bench:start -->"):
+        results.splice("# x\n", "table")
+
+
+def test_readme_has_the_benchmark_block() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert text.count(results.START) == 1
+    assert text.count(results.END) == 1
+    assert "python bench/run.py" in text
+
+
+def test_busy_fraction_from_proc_stat_deltas() -> None:
+    assert bench_run.busy_fraction((100, 1000), (150, 1100)) == pytest.approx(0.5)
+    assert bench_run.busy_fraction((100, 1000), (100, 1000)) == 1.0
+
+
+def test_smoke_arguments() -> None:
+    args = bench_run.parse_args(["--smoke", "--out", "x.md"])
+    assert (args.reps, args.scenarios, args.contenders) == (1, ["hot"], ["bake-ci", "raw-bake"])
+    args = bench_run.parse_args(["--scenarios", "hot,cold", "--contenders", "sequential,bake-ci"])
+    assert args.scenarios == ["cold", "hot"]
+    assert args.contenders == ["bake-ci", "sequential"]
+    with pytest.raises(SystemExit):
+        bench_run.parse_args(["--scenarios", "lukewarm"])
+
+
+def test_sequential_builds_each_stage_per_python_one_after_another(tmp_path: Path) -> None:
+    project = bench_run.Project.create(tmp_path / "p", "bench-test")
+    cmds, _ = bench_run.commands("sequential", project, tmp_path / "r.json")
+    order = [(c[c.index("--target") + 1], next(a for a in c if a.startswith("PYTHON_VERSION="))) for c in cmds]
+    assert order == [
+        ("deps", "PYTHON_VERSION=3.11"),
+        ("ci", "PYTHON_VERSION=3.11"),
+        ("deps", "PYTHON_VERSION=3.13"),
+        ("ci", "PYTHON_VERSION=3.13"),
+    ]
+    first = cmds[0]
+    assert "--push" in first
+    assert first[first.index("--cache-to") + 1] == (
+        "type=registry,ref=localhost:5000/bench-test/bench/app-ci-cache:deps-py3.11-main,mode=max,ignore-error=true"
+    )
+
+
+# -- on the engine --------------------------------------------------------------------------------
+
+
+def _need_engine() -> None:
+    problem = bench_run.engine_problem()
+    if problem is None:
+        return
+    if os.environ.get("BAKE_CI_REQUIRE_ENGINE"):
+        pytest.fail(f"{problem}; start the engine with ci/engine-up", pytrace=False)
+    pytest.skip(problem)
+
+
+@pytest.mark.engine
+def test_raw_bake_file_matches_what_bake_ci_plans(tmp_path: Path) -> None:
+    """The contenders are equivalent: same targets, args, cache-from/to, outputs, tags (but bake-ci's fp tag)."""
+    _need_engine()
+    project = bench_run.Project.create(tmp_path / "p", "bench-test")
+    for branch in ("main", "feature-1"):
+        if branch != "main":
+            project.new_branch()
+        cmds, env = bench_run.commands("raw-bake", project, tmp_path / "r.json")
+        raw = subprocess.run([*cmds[0], "--print"], cwd=project.path, env=env, capture_output=True, text=True)
+        assert raw.returncode == 0, raw.stderr
+        raw_targets = json.loads(raw.stdout)["target"]
+        env = bench_run.clean_env(BAKE_CI_REGISTRY=project.registry, BAKE_CI_BASE_IMAGE=bench_run.BASE_IMAGE)
+        plan = subprocess.run(
+            [*bench_run.bake_ci_command(), "plan", "--push", "--no-reuse"],
+            cwd=project.path, env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        assert plan.returncode == 0, plan.stderr
+        planned = json.loads(plan.stdout)["target"]
+        assert sorted(raw_targets) == sorted(planned)
+        for name, target in planned.items():
+            mine = raw_targets[name]
+            for key in ("target", "args", "cache-from", "cache-to", "tags"):
+                assert mine[key] == target[key], (branch, name, key)
+            assert mine["output"] == ["type=registry"] == target["output"]
+
+
+@pytest.mark.engine
+def test_smoke_run_writes_the_results_table(tmp_path: Path) -> None:
+    _need_engine()
+    if shutil.which("git") is None:
+        pytest.skip("no git")
+    out = tmp_path / "results.md"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--smoke", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("Measured ")
+    assert "| scenario | n | bake-ci | bake-ci ÷ raw bake | raw bake | bake-ci did |" in text
+    hot = next(line for line in text.splitlines() if line.startswith("| 3. hot"))
+    cells = [c.strip() for c in hot.strip("|").split("|")]
+    assert cells[1] == "1"
+    assert cells[2].endswith(" s")
+    assert cells[4].endswith(" s")
+    assert cells[3].endswith("×")
+    assert "- PASS: hot: bake-ci" in text or "- FAIL: hot: bake-ci" in text
