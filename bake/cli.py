@@ -9,14 +9,20 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
-from bake import __version__, config, display, engine, local, logs, report, reuse
+from bake import __version__, config, display, engine, logs, report, reuse
 from bake.errors import BakeError, BuildFailed, EnvironmentProblem, Interrupted, UsageError
-from bake.execute import TRANSIENT_RE, Executor, Options
 from bake.files import write_atomic
 from bake.plan import STATE_DIR, Output, Plan, Selection, Target, build_plan, matrix, select
+
+if TYPE_CHECKING:
+    from bake.execute import Executor
+
+# Command-specific modules (execute, local) are imported where they are used: every
+# command pays for the imports at the top, and the reuse path is measured in tenths.
 
 log = structlog.get_logger("bake")
 
@@ -257,6 +263,8 @@ def cmd_build(args: argparse.Namespace, environ: Mapping[str, str], log_format: 
 
 def _executor(args: argparse.Namespace, request: Request, plan: Plan, shown: display.Display, warm: bool) -> Executor:
     """Check the engine can do the build, write the plan, and set up its execution."""
+    from bake.execute import Executor, Options
+
     exports_cache = any(t.get("cache-to") for t in plan.definition["target"].values())
     info = engine.check(args.builder, cache_export=exports_cache)
     state = request.project.root / STATE_DIR
@@ -298,6 +306,8 @@ def _record(
 
 def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     request = _request(args, environ)
+    from bake import local
+
     rows = local.status(request.project, request.targets, request.branch, request.output, _fingerprints(request))
     if args.json:
         sys.stdout.write(json.dumps([r.to_dict() for r in rows], indent=2) + "\n")
@@ -313,6 +323,8 @@ def cmd_pull(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             f"pull needs a registry, and none is configured. Set registry in [{config.TABLE}] or BAKE_CI_REGISTRY."
         )
     plan = build_plan(request.project, request.targets, branch=request.branch, sha=request.sha, output="load")
+    from bake import local
+
     missing = local.pull(request.project, plan, _fingerprints(request))
     if missing:
         raise BuildFailed(
@@ -324,6 +336,8 @@ def cmd_pull(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from bake import local
+
     checks = local.doctor(args.config, environ, args.builder)
     width = max(len(c.name) for c in checks)
     for check in checks:
@@ -352,6 +366,8 @@ def _print_logs(rows: Sequence[report.Result], github: bool) -> None:
 
 
 def _failure_text(rows: Sequence[report.Result], registry: str | None) -> str:
+    from bake.execute import is_transient
+
     parts = []
     for row in rows:
         if row.status == "cancelled":
@@ -360,7 +376,7 @@ def _failure_text(rows: Sequence[report.Result], registry: str | None) -> str:
         tries = f" after {row.attempts} attempts" if row.attempts > 1 else ""
         parts.append(f"{row.target} failed{where}{tries}: {row.error or 'see its log'}")
         parts += [f"    {line}" for line in row.log_tail[-10:]]
-        if registry and row.error and TRANSIENT_RE.search(row.error):
+        if registry and row.error and is_transient(None, [row.error]):
             parts.append(
                 f"    this is the registry or the network, not the build: check that {registry} is up and "
                 "reachable from the builder (the failed request is above)."

@@ -8,6 +8,7 @@ raises a ``DockerException`` with the captured output.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import json
@@ -438,4 +439,41 @@ def registry_reachable(registry: str) -> str | None:
         if _not_found(exc.output) or "unauthorized" in exc.output.lower() or "denied" in exc.output.lower():
             return None
         return exc.output.strip().splitlines()[-1] if exc.output.strip() else str(exc)
+    return None
+
+
+def registry_credentials(host: str, environ: Mapping[str, str] = os.environ) -> tuple[str, str] | None:
+    """The login docker keeps for ``host`` (credential helper, store, or config.json), if any.
+
+    The secret is returned to the caller only; it is never logged.
+    """
+    directory = Path(environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    try:
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    keys = [host, f"https://{host}", f"http://{host}"]
+    if host == "registry-1.docker.io":
+        keys.insert(0, "https://index.docker.io/v1/")
+    helper = next((config["credHelpers"][k] for k in keys if k in (config.get("credHelpers") or {})), None)
+    helper = helper or config.get("credsStore")
+    if helper:
+        for key in keys:
+            try:
+                proc = subprocess.run(
+                    [f"docker-credential-{helper}", "get"], input=key, capture_output=True, text=True, timeout=30
+                )
+            except (OSError, subprocess.TimeoutExpired):
+                return None
+            if proc.returncode == 0:
+                data = json.loads(proc.stdout or "{}")
+                if data.get("Username") and data.get("Secret"):
+                    return str(data["Username"]), str(data["Secret"])
+        return None
+    auths = config.get("auths") or {}
+    for key in keys:
+        encoded = (auths.get(key) or {}).get("auth")
+        if encoded:
+            user, _, secret = base64.b64decode(encoded).decode(errors="replace").partition(":")
+            return user, secret
     return None

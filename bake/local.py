@@ -64,7 +64,7 @@ def status(
         if registry:
             ref = f"{registry}/{project.config.image}:{fingerprint_tag(target, fp.value)}"
             try:
-                in_registry = engine.registry_digest(ref) is not None
+                in_registry = reuse.lookup(ref) is not None
             except engine.CommandFailed as exc:
                 error = redact(exc.output.strip().splitlines()[-1] if exc.output.strip() else str(exc))
                 return Status(target.id, fp.short, False, False, "build", f"registry not reachable: {error}")
@@ -109,9 +109,10 @@ def pull(project: config.Project, plan: Plan, fps: reuse.Fingerprints) -> list[s
         if fp is None:
             return target.id
         image = plan.image_refs[target.id]
-        digest = engine.registry_digest(f"{image}:{fingerprint_tag(target, fp.value)}")
-        if digest is None:
+        manifest = reuse.lookup(f"{image}:{fingerprint_tag(target, fp.value)}")
+        if manifest is None:
             return target.id
+        digest = manifest.digest
         engine.pull(f"{image}@{digest}")
         local_tag = plan.definition["target"][target.id]["tags"][0]
         engine.tag(f"{image}@{digest}", local_tag)

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import structlog
 
-from bake import dockerfile, engine, fingerprint
+from bake import dockerfile, engine, fingerprint, registry
 from bake.config import Project
 from bake.errors import EnvironmentProblem
 from bake.files import write_atomic
@@ -46,19 +46,43 @@ def parallel(fn: Callable[[T], R], items: Sequence[T], workers: int = 8) -> list
         return list(pool.map(fn, items))
 
 
+_client: registry.Client | None = None
+
+
+def client() -> registry.Client:
+    """The process's registry client (it keeps tokens between requests)."""
+    global _client
+    if _client is None:
+        _client = registry.Client(engine.registry_credentials)
+    return _client
+
+
+def lookup(ref: str) -> registry.Manifest | None:
+    """The manifest of ``ref`` in its registry (None if absent): over HTTP, else through buildx."""
+    try:
+        return client().manifest(ref)
+    except registry.RegistryError as exc:
+        log.debug("registry API unavailable, asking buildx", image=ref, reason=redact(str(exc)))
+    descriptor = engine.registry_descriptor(ref)
+    if descriptor is None:
+        return None
+    return registry.Manifest(str(descriptor.get("mediaType", "")), str(descriptor["digest"]), b"")
+
+
 def resolve_base(ref: str) -> str | None:
     """A base image's digest in its registry, else its ID in the local engine, else None."""
-    for lookup in (engine.registry_digest, engine.local_image_id):
-        try:
-            found = lookup(ref)
-        except engine.CommandFailed as exc:
-            log.debug("base image not resolvable", image=ref, error=exc.output[-300:])
-            continue
-        except EnvironmentProblem:  # no docker CLI: no fingerprint, not a failure of planning
-            return None
-        if found:
-            return found
-    return None
+    try:
+        found = lookup(ref)
+        if found is not None:
+            return found.digest
+    except engine.CommandFailed as exc:
+        log.debug("base image not in its registry", image=ref, error=exc.output[-300:])
+    except EnvironmentProblem:  # no docker CLI: no fingerprint, not a failure of planning
+        return None
+    try:
+        return engine.local_image_id(ref)
+    except (engine.CommandFailed, EnvironmentProblem):
+        return None
 
 
 @dataclass(frozen=True)
@@ -143,6 +167,17 @@ def recorded(project: Project, target: str) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
+def add_tags(image: str, manifest: registry.Manifest, tags: Sequence[str]) -> None:
+    """Tag an existing manifest: its bytes over HTTP (same digest), else buildx imagetools."""
+    if manifest.body:
+        try:
+            parallel(lambda tag: client().tag(manifest, tag), list(tags))
+            return
+        except registry.RegistryError as exc:
+            log.debug("registry API unavailable, asking buildx", image=image, reason=redact(str(exc)))
+    engine.retag(f"{image}@{manifest.digest}", tags, index=manifest.is_index)
+
+
 def reuse(plan: Plan, fps: Fingerprints) -> dict[str, Result]:
     """Targets whose fingerprint image is in the registry, with this branch's tags added to it."""
 
@@ -154,23 +189,21 @@ def reuse(plan: Plan, fps: Fingerprints) -> dict[str, Result]:
         image = plan.image_refs[target.id]
         fp_tag = fingerprint_tag(target, fp.value)
         try:
-            descriptor = engine.registry_descriptor(f"{image}:{fp_tag}")
+            manifest = lookup(f"{image}:{fp_tag}")
         except engine.CommandFailed as exc:
             log.warning("cannot look up the fingerprint image", target=target.id, error=redact(exc.output[-300:]))
             return None
-        digest = str(descriptor["digest"]) if descriptor else None
-        if descriptor is None or digest is None:
+        if manifest is None:
             log.info("not reused: no image for this fingerprint", target=target.id, tag=fp_tag)
             return None
         tags = [t for t in plan.definition["target"][target.id]["tags"] if not t.endswith(f":{fp_tag}")]
         try:
-            is_index = "index" in str(descriptor.get("mediaType")) or "list" in str(descriptor.get("mediaType"))
-            engine.retag(f"{image}@{digest}", tags, index=is_index)
+            add_tags(image, manifest, tags)
         except engine.CommandFailed as exc:
             log.warning("cannot tag the fingerprint image", target=target.id, error=redact(exc.output[-300:]))
             return None
-        log.debug("reused", target=target.id, fingerprint=fp.short, digest=digest)
-        return Result(target.id, "reused", tags[0], digest, time.monotonic() - started, None, None)
+        log.debug("reused", target=target.id, fingerprint=fp.short, digest=manifest.digest)
+        return Result(target.id, "reused", tags[0], manifest.digest, time.monotonic() - started, None, None)
 
     found = parallel(one, plan.targets)
     return {r.target: r for r in found if r is not None}
