@@ -144,6 +144,48 @@ def test_timeline_groups_the_commands_bake_ci_logs() -> None:
     )
 
 
+def test_cpu_table_shows_the_median_cpu_of_each_contender() -> None:
+    data = [
+        Sample("cold", "bake-ci", 0, 10.0, cpu=1.0),
+        Sample("cold", "bake-ci", 1, 10.0, cpu=3.0),
+        Sample("cold", "raw-bake", 0, 9.0, cpu=0.25),
+        Sample("hot", "raw-bake", 0, 2.0),
+    ]
+    assert results.cpu_table(data, ["cold", "hot"], ["bake-ci", "raw-bake"]).splitlines() == [
+        "| scenario | bake-ci | raw bake |",
+        "|---|---|---|",
+        "| 1. cold | 2.00 s | 0.25 s |",
+        "| 3. hot | – | – |",
+    ]
+
+
+def test_bake_call_start_reads_bake_cis_json_log() -> None:
+    log = (
+        "$ bake-ci build --push\n"
+        '{"event": "not reused", "timestamp": "2026-01-01T00:00:00.100000Z"}\n'
+        '{"event": "build", "targets": ["a"], "timestamp": "2026-01-01T00:00:00.500000Z"}\n'
+        "TARGET  STATUS\n"
+    )
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+    assert bench_run.bake_call_start(log) == pytest.approx(start + 0.5)
+    assert bench_run.bake_call_start("nothing was built\n") is None
+
+
+def test_extras_split_the_cold_gap_and_list_the_overheads() -> None:
+    data = [
+        Sample("cold", "bake-ci", 0, 13.0, before_bake=0.5),
+        Sample("cold", "raw-bake", 0, 12.0),
+        Sample("hot", "bake-ci-no-reuse", 0, 2.2, before_bake=0.25),
+        Sample("hot", "raw-bake", 0, 2.0),
+    ]
+    found = dict(bench_run.extras(data, [0.2, 0.3], [0.1], {"bake-ci": "git at 0.1 s; exit at 0.5 s"}))
+    assert found["cold: bake-ci minus raw bake (medians)"].startswith("+1.00 s, of which 0.50 s pass before")
+    assert found["`bake-ci build` (--no-reuse, build path) vs raw bake on hot"] == "1.10× (+0.20 s)"
+    assert found["`bake-ci --no-reuse`: time from its start to its `docker buildx bake` call (median)"] == "hot 0.25 s"
+    assert found["`bake-ci plan`, 6 stages × 5 Pythons, whole process, runs: 2"] == "0.25 s (0.20–0.30)"
+    assert found["where the time of one `bake-ci` run on hot goes (`-v` log)"] == "git at 0.1 s; exit at 0.5 s"
+
+
 def test_splice_replaces_only_the_marked_block() -> None:
     readme = f"# x\n\n## Benchmarks\n\n{results.START}\nold\n{results.END}\n\n## Next\n"
     once = results.splice(readme, "new table\n")
@@ -244,6 +286,7 @@ def test_smoke_run_writes_the_results_table(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text(encoding="utf-8")
     assert text.startswith("Measured ")
+    assert "; bake-ci at commit " in text.splitlines()[0]
     assert "| scenario | n | bake-ci | bake-ci ÷ raw bake | raw bake | bake-ci did |" in text
     hot = next(line for line in text.splitlines() if line.startswith("| 3. hot"))
     cells = [c.strip() for c in hot.strip("|").split("|")]
