@@ -296,12 +296,12 @@ def _record(
     project: config.Project, plan: Plan, fps: reuse.Fingerprints, rows: Sequence[report.Result], output: Output
 ) -> None:
     """Remember the fingerprint of each image now in the local engine (built; reused ones are not)."""
-    for row in rows:
-        fp = fps.values.get(row.target)
-        if fp is None or row.status != "built" or output == "cache-only":
-            continue
-        tag = plan.definition["target"][row.target]["tags"][0]
-        reuse.record(project, row.target, fp, tag, engine.local_image_id(tag))
+    if output == "cache-only":
+        return
+    built = [r.target for r in rows if r.status == "built" and r.target in fps.values]
+    tags = [plan.definition["target"][t]["tags"][0] for t in built]
+    for target, tag, image_id in zip(built, tags, reuse.parallel(engine.local_image_id, tags), strict=True):
+        reuse.record(project, target, fps.values[target], tag, image_id)
 
 
 def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
