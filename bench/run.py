@@ -25,7 +25,7 @@ Besides wall time, each run records the CPU time of the contender's own processe
 and bake-ci's runs when they reached their ``docker buildx bake`` call (from bake-ci's
 JSON log); one extra ``-v`` run of each bake-ci variant on hot shows where its time goes.
 
-    /tmp/pv/bin/python bench/run.py [--reps N] [--scenarios a,b] [--smoke] [--out bench/results.md] [--readme]
+    .venv/bin/python bench/run.py [--reps N] [--scenarios a,b] [--smoke] [--out bench/results.md] [--readme]
 """
 
 from __future__ import annotations
