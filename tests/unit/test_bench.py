@@ -217,6 +217,7 @@ def test_smoke_arguments() -> None:
         bench_run.parse_args(["--scenarios", "lukewarm"])
 
 
+@pytest.mark.skipif(shutil.which("git") is None, reason="the harness puts its fixture copy in a git repository")
 def test_sequential_builds_each_stage_per_python_one_after_another(tmp_path: Path) -> None:
     project = bench_run.Project.create(tmp_path / "p", "bench-test")
     cmds, _ = bench_run.commands("sequential", project, tmp_path / "r.json")
