@@ -171,21 +171,28 @@ def chain(all_stages: list[Stage], target: str) -> list[Stage]:
     return [s for s in all_stages if s.index in needed]
 
 
+def stage_sources(stage: Stage, keys: set[str]) -> Sources:
+    """What one stage reads from the build context, and what it reads from outside the
+    Dockerfile (``keys``: the names and indexes of the Dockerfile's stages)."""
+    paths: list[str] = []
+    external: list[str] = []
+    if stage.base.lower() not in keys:
+        external.append(f"FROM {stage.base}")
+    for source_from, src in analyse(stage)[1]:
+        if source_from is None:
+            if re.match(r"^[a-z]+://", src) or src.startswith("git@"):
+                external.append(src)
+            else:
+                paths.append(src)
+        elif source_from.lower() not in keys:
+            external.append(f"--from={source_from}")
+    return Sources(tuple(dict.fromkeys(paths)), tuple(dict.fromkeys(external)))
+
+
 def context_sources(all_stages: list[Stage], target: str) -> Sources:
     """What the target's stages read from the build context, and what lies outside it."""
     keys = set(_by_key(all_stages))
-    paths: list[str] = []
-    external: list[str] = []
-    for stage in chain(all_stages, target):
-        if stage.base.lower() not in keys:
-            external.append(f"FROM {stage.base}")
-        _, reads = analyse(stage)
-        for source_from, src in reads:
-            if source_from is None:
-                if re.match(r"^[a-z]+://", src) or src.startswith("git@"):
-                    external.append(src)
-                else:
-                    paths.append(src)
-            elif source_from.lower() not in keys:
-                external.append(f"--from={source_from}")
+    found = [stage_sources(stage, keys) for stage in chain(all_stages, target)]
+    paths = (p for s in found for p in s.paths)
+    external = (e for s in found for e in s.external)
     return Sources(tuple(dict.fromkeys(paths)), tuple(dict.fromkeys(external)))

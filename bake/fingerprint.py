@@ -143,21 +143,18 @@ def input_patterns(
     stages: list[dockerfile.Stage], target: str, configured: Mapping[str, Sequence[str]]
 ) -> tuple[list[str], list[str]]:
     """Input patterns for the target's chain of stages, and external references."""
+    keys = {s.key for s in stages} | {str(s.index) for s in stages}
     patterns: list[str] = []
     external: list[str] = []
     for stage in dockerfile.chain(stages, target):
+        sources = dockerfile.stage_sources(stage, keys)
+        external += sources.external
         if stage.name and stage.name in configured:
             patterns += configured[stage.name]
-            continue
-        sources = dockerfile.context_sources([*stages], stage.key)
-        own = dockerfile.context_sources([stage], stage.key)
-        if not all(_resolvable(p) for p in own.paths):
-            patterns.append(".")  # a variable in a source: the whole context
+        elif all(_resolvable(p) for p in sources.paths):
+            patterns += sources.paths
         else:
-            patterns += own.paths
-        external += [e for e in sources.external if e.startswith(("FROM", "--from"))] + [
-            e for e in own.external if not e.startswith("FROM")
-        ]
+            patterns.append(".")  # a variable in a source: the whole context
     return list(dict.fromkeys(patterns)), sorted(set(external))
 
 
