@@ -372,12 +372,6 @@ def registry_descriptor(ref: str) -> dict[str, Any] | None:
     return descriptor if isinstance(descriptor, dict) and descriptor.get("digest") else None
 
 
-def registry_digest(ref: str) -> str | None:
-    """The digest of ``ref`` in its registry, or None if the registry does not have it."""
-    descriptor = registry_descriptor(ref)
-    return str(descriptor["digest"]) if descriptor else None
-
-
 def local_image_id(ref: str) -> str | None:
     """The local engine's image ID for ``ref``, or None if it has no such image."""
     try:
@@ -427,19 +421,6 @@ def pull(ref: str) -> None:
 
 def tag(source: str, target: str) -> None:
     docker("tag", source, target)
-
-
-def registry_reachable(registry: str) -> str | None:
-    """None when the registry answers (any HTTP status); else what went wrong."""
-    host = registry.split("/", 1)[0]
-    probe = f"{host}/bake-ci-doctor/probe:none"
-    try:
-        docker("buildx", "imagetools", "inspect", probe)
-    except CommandFailed as exc:
-        if _not_found(exc.output) or "unauthorized" in exc.output.lower() or "denied" in exc.output.lower():
-            return None
-        return exc.output.strip().splitlines()[-1] if exc.output.strip() else str(exc)
-    return None
 
 
 def registry_credentials(host: str, environ: Mapping[str, str] = os.environ) -> tuple[str, str] | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -134,22 +133,6 @@ class Check:
     fix: str = ""
 
 
-def _credentials(registry: str, environ: Mapping[str, str]) -> str | None:
-    """Where docker keeps credentials for ``registry``'s host, if anywhere (never the secret)."""
-    host = registry.split("/", 1)[0]
-    directory = Path(environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
-    try:
-        data = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if host in (data.get("credHelpers") or {}):
-        return f"credential helper docker-credential-{data['credHelpers'][host]}"
-    auths = data.get("auths") or {}
-    if any(host == key.split("://")[-1].split("/")[0] for key in auths):
-        return f"credentials store {data['credsStore']}" if data.get("credsStore") else "auths in config.json"
-    return None
-
-
 def _check(name: str, fix: str, fn: Callable[[], str]) -> Check:
     """Run one check: its detail on success, the error and the fix on failure."""
     try:
@@ -211,11 +194,11 @@ def doctor(config_file: Path | None, environ: Mapping[str, str], builder: str | 
     if registry:
 
         def registry_detail() -> str:
-            problem = engine.registry_reachable(registry)
-            if problem:
-                raise engine.CommandFailed(["registry"], 1, problem)
-            where = _credentials(registry, environ)
-            return f"{registry} answers; credentials: {where or 'none found (fine for a registry without login)'}"
+            reuse.lookup(f"{registry}/{project.config.image}:bake-ci-doctor")  # absent is fine; unreachable raises
+            found = engine.registry_credentials(registry.split("/", 1)[0], environ) is not None
+            return (
+                f"{registry} answers; credentials: {'found' if found else 'none (fine for a registry without login)'}"
+            )
 
         checks.append(_check("registry", f"check that {registry} is up and reachable from here", registry_detail))
     else:
