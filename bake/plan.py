@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Literal
 
+from bake.ci import Writes
 from bake.config import Project
 from bake.errors import UsageError
 from bake.naming import PythonVersion, branch_tag, tag_prefix, target_id
@@ -239,6 +240,7 @@ def _target(
     fingerprint: str | None,
     export_cache: bool,
     cache_dir: PurePath | None,
+    writes: Writes | None,
 ) -> TargetPlan:
     config = project.config
     repository = f"{config.registry}/{config.image}" if config.registry else config.image
@@ -246,7 +248,8 @@ def _target(
     tags = [f"{repository}:{branch_tag(target.stage, target.python, branch)}"]
     if sha:
         tags.append(f"{repository}:{prefix}-{sha[:7]}")
-    if branch == config.default_branch:
+    bare = writes.default_tags if writes is not None and output == "push" else branch == config.default_branch
+    if bare:
         tags.append(f"{repository}:{prefix}")
     if fingerprint:
         tags.append(f"{repository}:{fingerprint_tag(target, fingerprint)}")
@@ -255,7 +258,8 @@ def _target(
     cache_to: list[str] = []
     if config.registry:
         cache_repo = f"{config.registry}/{config.image}-cache"
-        branches = list(dict.fromkeys([branch, *config.fallback_branches]))
+        reads = writes.cache_from if writes is not None else [branch, *config.fallback_branches]
+        branches = list(dict.fromkeys(reads))
         cache_from = [f"type=registry,ref={cache_repo}:{branch_tag(target.stage, target.python, b)}" for b in branches]
         cache_from.append(f"type=registry,ref={repository}:{prefix}")
         if export_cache:
@@ -294,6 +298,7 @@ def build_plan(
     fingerprints: Mapping[str, str] | None = None,
     export_cache: bool | None = None,
     cache_dir: PurePath | None = None,
+    writes: Writes | None = None,
 ) -> Plan:
     """The plan for ``targets``.
 
@@ -302,7 +307,16 @@ def build_plan(
     ``--load`` only if ``export_cache`` asks for it: a laptop reads the team's cache but
     does not write it. Without a registry, cache goes to ``cache_dir`` (bake-ci's state
     folder, outside the build context).
+
+    ``writes`` (from :func:`bake.ci.policy`) is what this CI run may write: it names the
+    branch and output, whether the bare and fingerprint tags are written, and which
+    cache refs are read and written.
     """
+    if writes is not None:
+        branch, output = writes.identity, writes.output
+        export_cache = writes.cache_to is not None
+        if output == "push" and not writes.fingerprint_tags:
+            fingerprints = None
     fingerprints = fingerprints or {}
     if export_cache is None:
         export_cache = output != "load"
@@ -319,6 +333,7 @@ def build_plan(
                 fingerprint=fingerprints.get(target.id),
                 export_cache=export_cache,
                 cache_dir=cache_dir,
+                writes=writes,
             )
             for target in targets
         ),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,13 +78,14 @@ class Run:
     branch: str = ""
     sha: str | None = None
     output: Output = "load"
+    writes: ci.Writes | None = None
     fingerprints: reuse.Fingerprints | None = None
     plan: Plan = field(init=False)
     results: dict[str, report.Result] = field(default_factory=dict)
     executor: Executor | None = None
 
     def __post_init__(self) -> None:
-        self.context = ci.detect(self.environ)
+        self.context = ci.from_environ(self.environ)
 
 
 Step = Callable[[Run], None]
@@ -111,25 +113,37 @@ def select_targets(run: Run) -> None:
 
 
 def destination(run: Run) -> None:
-    """The branch, commit and output of this run."""
+    """The branch, commit and output of this run, and what the CI event lets it write."""
     args, project = run.args, run.project
-    registry = project.config.registry
-    if args.warm:
-        if not registry:
-            raise UsageError(
-                f"warm fills the registry cache, and no registry is configured. Set registry in [{config.TABLE}] "
-                "or BAKE_CI_REGISTRY."
-            )
-        run.branch, run.output = project.config.default_branch, "push"
-    else:
-        run.branch = args.branch or run.context.branch or git.branch(project.root)
-        if args.output in ("push", "cache-only") and not registry:
-            raise UsageError(
-                f"--{args.output} needs a registry, and none is configured. Set registry in "
-                f"[{config.TABLE}] or BAKE_CI_REGISTRY, or build locally with --load."
-            )
-        run.output = args.output or ("push" if registry and run.context.ci else "load")
+    cfg = project.config
+    if args.warm and not cfg.registry:
+        raise UsageError(
+            f"warm fills the registry cache, and no registry is configured. Set registry in [{config.TABLE}] "
+            "or BAKE_CI_REGISTRY."
+        )
+    if args.output in ("push", "cache-only") and not cfg.registry:
+        raise UsageError(
+            f"--{args.output} needs a registry, and none is configured. Set registry in "
+            f"[{config.TABLE}] or BAKE_CI_REGISTRY, or build locally with --load."
+        )
+    branch = args.branch or run.context.branch or git.branch(project.root)
+    output: Output = "push" if args.warm else args.output or ("push" if cfg.registry and run.context.ci else "load")
     run.sha = run.context.sha or git.sha(project.root)
+    if not cfg.registry:
+        run.branch, run.output = branch, output
+        return
+    writes = ci.policy(
+        run.context,
+        branch=branch,
+        default_branch=cfg.default_branch,
+        output=output,
+        warm=args.warm,
+        cache_to=args.cache_to,
+        fallback_branches=cfg.fallback_branches,
+    )
+    for warning in writes.warnings:
+        log.warning(warning)
+    run.writes, run.branch, run.output = writes, writes.identity, writes.output
 
 
 def need_registry(run: Run) -> None:
@@ -197,6 +211,7 @@ def plan(run: Run) -> None:
         fingerprints={t: fp.value for t, fp in fps.values.items()} if fps else None,
         export_cache=True if run.args.cache_to else None,
         cache_dir=run.state.root / "cache",
+        writes=run.writes,
     )
 
 
@@ -206,7 +221,12 @@ def local_plan(run: Run) -> None:
 
 
 def print_plan(run: Run) -> None:
+    """The bake JSON on stdout; what the run writes, and why, on stderr."""
     sys.stdout.write(run.plan.to_json())
+    if run.writes is not None:
+        cfg = run.project.config
+        for line in run.writes.lines(image=f"{cfg.registry}/{cfg.image}", sha=run.sha):
+            print(line, file=sys.stderr)
 
 
 def print_matrix(run: Run) -> None:
@@ -216,7 +236,14 @@ def print_matrix(run: Run) -> None:
 
 def reuse_images(run: Run) -> None:
     """Targets whose inputs the registry already has an image for get this run's tags."""
-    if run.fingerprints is not None and run.output == "push" and not run.args.warm and not run.args.no_reuse:
+    allowed = run.writes is not None and run.writes.branch_tags  # reusing adds this run's tags
+    if (
+        run.fingerprints is not None
+        and run.output == "push"
+        and allowed
+        and not run.args.warm
+        and not run.args.no_reuse
+    ):
         run.results.update(reuse.reuse(run.plan, run.fingerprints))
 
 
@@ -320,7 +347,13 @@ def _print_logs(rows: Sequence[report.Result], github: bool) -> None:
             ci.group(f"log of {row.target}") if github else f"----- log of {row.target} ({row.log_file}) -----",
             file=sys.stderr,
         )
+        # a build log can print workflow commands (RUN echo ::add-mask::...): GitHub must not obey them
+        token = secrets.token_hex(16)
+        if github:
+            print(ci.stop_commands(token), file=sys.stderr)
         sys.stderr.write(text)
+        if github:
+            print(ci.resume_commands(token), file=sys.stderr)
         print(ci.endgroup() if github else "-----", file=sys.stderr, flush=True)
 
 

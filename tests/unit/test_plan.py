@@ -92,7 +92,7 @@ UV_VERSION = "0.5.0"
 def _plan(project, cli, case: Case, env: dict[str, str] | None = None) -> str:
     project(case.toml, files=case.files)
     run = cli("plan", *case.args, env=ENV if env is None else env)
-    assert (run.rc, run.err) == (0, "")
+    assert run.rc == 0, run.err
     return run.out
 
 
