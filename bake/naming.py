@@ -10,10 +10,6 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-#: A docker tag: at most 128 characters, first one a word character.
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-#: A bake target name.
-TARGET_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 MAX_TAG = 128
 
 _PY_RE = re.compile(r"(?P<major>[1-9][0-9]?)\.(?P<minor>0|[1-9][0-9]?)")

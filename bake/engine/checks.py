@@ -12,10 +12,9 @@ import structlog
 
 from bake.engine import process
 from bake.engine.buildx import Builder, inspect_builder
-from bake.engine.docker import docker_cmd
+from bake.engine.docker import docker_cmd, engine_hint
 from bake.engine.images import parse_buildx_version
 from bake.errors import EnvironmentProblem
-from bake.redact import redact
 
 log = structlog.get_logger("bake.engine")
 
@@ -26,16 +25,6 @@ MIN_BUILDX = (0, 13)
 class EngineInfo:
     buildx_version: tuple[int, int, int]
     builder: Builder
-
-
-def engine_hint() -> str:
-    host = process.environment().get("DOCKER_HOST")
-    where = f"DOCKER_HOST={redact(host)}" if host else "the default socket"
-    return (
-        f"the Docker engine does not answer at {where}. Start dockerd (on this project's "
-        "CI machines: `ci/engine-up`), or point DOCKER_HOST / `docker context use` at a "
-        "running engine."
-    )
 
 
 def engine_info() -> dict[str, Any]:

@@ -9,6 +9,7 @@ inspect`` with the digest, ``bake`` with rawjson progress) go through
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ import structlog
 
 from bake.engine import process
 from bake.errors import EnvironmentProblem
+from bake.redact import redact
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
@@ -66,9 +68,39 @@ def docker_cli() -> str:
     return docker_cmd()[0]
 
 
+_ENGINE_DOWN_RE = re.compile(
+    r"cannot connect to the docker daemon|is the docker daemon running|error during connect|"
+    r"permission denied while trying to connect|dial unix [^:]*: connect:",
+    re.IGNORECASE,
+)
+
+
+def engine_hint() -> str:
+    host = process.environment().get("DOCKER_HOST")
+    where = f"DOCKER_HOST={redact(host)}" if host else "the default socket"
+    return (
+        f"the Docker engine does not answer at {where}. Start dockerd (on this project's "
+        "CI machines: `ci/engine-up`), or point DOCKER_HOST / `docker context use` at a "
+        "running engine."
+    )
+
+
+def engine_down(output: str) -> bool:
+    """Whether a docker command failed because no engine answered."""
+    return _ENGINE_DOWN_RE.search(output) is not None
+
+
+def failed(exc: process.CommandFailed) -> Exception:
+    """What a failed docker command means to the user: no engine (exit 3), or the failure."""
+    return EnvironmentProblem(engine_hint()) if engine_down(exc.output) else exc
+
+
 def docker(*args: str) -> str:
-    """``docker ARGS``: stdout, or CommandFailed."""
-    return process.run([*docker_cmd(), *args])
+    """``docker ARGS``: stdout, or CommandFailed (EnvironmentProblem when no engine answers)."""
+    try:
+        return process.run([*docker_cmd(), *args])
+    except process.CommandFailed as exc:
+        raise failed(exc) from None
 
 
 def logged(*args: str) -> None:

@@ -10,16 +10,16 @@ from typing import Any
 
 import structlog
 
-from bake.engine.docker import client, docker, is_not_found, logged
+from bake.engine.docker import client, docker, failed, is_not_found, logged
 from bake.engine.process import CommandFailed
 
 log = structlog.get_logger("bake.engine")
 
 
-def _failed(exc: Exception, args: Sequence[str]) -> CommandFailed:
-    """python-on-whales' DockerException as the runner's CommandFailed."""
+def _failed(exc: Exception, args: Sequence[str]) -> Exception:
+    """python-on-whales' DockerException as the runner's CommandFailed (or no engine: exit 3)."""
     output = str(getattr(exc, "stderr", None) or getattr(exc, "stdout", None) or exc)
-    return CommandFailed(["docker", *args], int(getattr(exc, "return_code", 1) or 1), output.strip())
+    return failed(CommandFailed(["docker", *args], int(getattr(exc, "return_code", 1) or 1), output.strip()))
 
 
 def local_image_id(ref: str) -> str | None:
@@ -33,10 +33,10 @@ def local_image_id(ref: str) -> str | None:
     except NoSuchImage:
         return None
     except DockerException as exc:
-        failed = _failed(exc, ["image", "inspect", ref])
-        if is_not_found(failed.output):
+        error = _failed(exc, ["image", "inspect", ref])
+        if isinstance(error, CommandFailed) and is_not_found(error.output):
             return None
-        raise failed from None
+        raise error from None
 
 
 def local_repositories_with_label(key: str, value: str) -> set[str]:

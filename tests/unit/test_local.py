@@ -1,0 +1,123 @@
+"""``status``'s verdicts from what the registry and the local engine hold (both faked here:
+their real answers are covered by the engine tests), and its table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bake import config, local, registry, reuse
+from bake.engine import images
+from bake.engine.process import CommandFailed
+from bake.fingerprint import Fingerprint
+from bake.plan import Plan, build_plan, matrix
+from bake.state import State
+
+from .conftest import MakeProject
+
+TOML = """\
+[tool.bake-ci]
+image = "acme/app-ci"
+registry = "registry.example/acme"
+python = ["3.12"]
+stages = ["ci"]
+"""
+OLD = Fingerprint("a" * 64, {"file:requirements.txt": "1", "file:app.py": "1", "base": "x"})
+NEW = Fingerprint("b" * 64, {"file:requirements.txt": "2", "file:app.py": "1", "base": "x"})
+MANIFEST = registry.Manifest("application/vnd.oci.image.index.v1+json", "sha256:" + "c" * 64, b"{}")
+
+
+class World:
+    """What the fakes answer: fingerprint tags in the registry, local images by label and ID."""
+
+    def __init__(self) -> None:
+        self.registry: set[str] = set()
+        self.labelled: dict[str, set[str]] = {}
+        self.local_ids: dict[str, str] = {}
+        self.unreachable = False
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> World:
+    w = World()
+
+    def lookup(ref: str) -> registry.Manifest | None:
+        if w.unreachable:
+            raise CommandFailed(["imagetools"], 1, "dial tcp: connect: connection refused")
+        return MANIFEST if ref.rsplit(":", 1)[-1] in w.registry else None
+
+    monkeypatch.setattr(reuse, "lookup", lookup)
+    monkeypatch.setattr(images, "local_repositories_with_label", lambda key, value: w.labelled.get(value, set()))
+    monkeypatch.setattr(images, "local_image_id", lambda ref: w.local_ids.get(ref))
+    return w
+
+
+@pytest.fixture
+def setup(project: MakeProject, tmp_path: Path) -> tuple[Plan, State]:
+    root = project(TOML, dockerfile="FROM python:3.12-slim AS ci\nCOPY . .\n")
+    proj = config.load(root / "pyproject.toml", {})
+    plan = build_plan(proj, matrix(proj), branch="main", sha=None, output="load")
+    return plan, State(tmp_path / "state")
+
+
+def verdict(setup: tuple[Plan, State], fp: Fingerprint | None, output: str = "push") -> local.Status:
+    plan, state = setup
+    fps = reuse.Fingerprints({"ci-py312": fp} if fp else {}, {} if fp else {"ci-py312": "base image x is nowhere"})
+    [row] = local.status(plan, state, output, fps, "registry.example/acme")  # type: ignore[arg-type]
+    return row
+
+
+def test_no_fingerprint_means_build_and_says_why(world: World, setup: tuple[Plan, State]) -> None:
+    row = verdict(setup, None)
+    assert (row.action, row.why) == ("build", "cannot fingerprint: base image x is nowhere")
+
+
+def test_the_registry_has_it_so_build_would_reuse(world: World, setup: tuple[Plan, State]) -> None:
+    world.registry.add(f"ci-py3.12-fp-{NEW.short}")
+    assert verdict(setup, NEW).action == "reuse"
+    assert verdict(setup, NEW, output="load").action == "pull"
+
+
+def test_a_local_image_with_the_fingerprint_label_is_current(world: World, setup: tuple[Plan, State]) -> None:
+    world.labelled[NEW.value] = {"registry.example/acme/acme/app-ci"}
+    row = verdict(setup, NEW, output="load")
+    assert (row.action, row.local) == ("none", True)
+
+
+def test_changed_inputs_since_the_local_image_are_named(world: World, setup: tuple[Plan, State]) -> None:
+    plan, state = setup
+    image = plan["ci-py312"].image
+    world.local_ids[image] = "sha256:local"
+    reuse.record(state, "ci-py312", OLD, image, "sha256:local")
+    row = verdict(setup, NEW, output="load")
+    assert row.action == "build"
+    assert row.changed == ("requirements.txt",)
+    assert "requirements.txt" in row.why
+
+
+def test_a_record_of_a_replaced_local_image_says_nothing(world: World, setup: tuple[Plan, State]) -> None:
+    plan, state = setup
+    image = plan["ci-py312"].image
+    reuse.record(state, "ci-py312", OLD, image, "sha256:old")
+    world.local_ids[image] = "sha256:someone-else"
+    row = verdict(setup, NEW, output="load")
+    assert (row.action, row.changed) == ("build", ())
+
+
+def test_an_unreachable_registry_is_a_reason_not_a_crash(world: World, setup: tuple[Plan, State]) -> None:
+    world.unreachable = True
+    row = verdict(setup, NEW)
+    assert row.action == "build"
+    assert row.why.startswith("registry not reachable: dial tcp")
+
+
+def test_status_table_keeps_the_reason_whole() -> None:
+    rows = [
+        local.Status("ci-py312", "abc", True, False, "reuse", "the registry has an image for these inputs"),
+        local.Status("deps-py312", None, None, False, "build", "cannot fingerprint: " + "x" * 150),
+    ]
+    lines = local.status_table(rows).splitlines()
+    assert lines[0].split() == ["TARGET", "FINGERPRINT", "REGISTRY", "LOCAL", "ACTION", "WHY"]
+    assert lines[2].endswith("x" * 150)
+    assert lines[1].index("reuse") == lines[2].index("build") == lines[0].index("ACTION")
