@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -51,11 +53,19 @@ def test_no_change_on_a_new_branch_reuses_every_image_without_building(pushed: P
         assert digest(f"{image}:{tag}-feature-reuse") == digest(f"{image}:{tag}-main")
 
 
+def own_copy(pushed: Project, tmp_path: Path) -> Project:
+    """A checkout of the pushed project of this test's own, to change without touching the others'."""
+    path = tmp_path / "checkout"
+    shutil.copytree(pushed.path, path, symlinks=True)
+    return dataclasses.replace(pushed, path=path)
+
+
 def test_a_non_input_change_rebuilds_only_what_reads_it(pushed: Project, tmp_path: Path) -> None:
-    test_file = pushed.path / "test_app.py"
+    mine = own_copy(pushed, tmp_path)
+    test_file = mine.path / "test_app.py"
     test_file.write_text(test_file.read_text() + "\n# a test-only change: not an input of deps\n")
     args = ["build", "--push", "--branch", "feature/tests", "--report", str(tmp_path / "r.json")]
-    result = bake_ci(*args, cwd=pushed.path, env=pushed.env)
+    result = bake_ci(*args, cwd=mine.path, env=mine.env)
     assert result.code == 0, result.err
     assert statuses(tmp_path / "r.json") == {
         "deps-py311": "reused",
@@ -65,7 +75,8 @@ def test_a_non_input_change_rebuilds_only_what_reads_it(pushed: Project, tmp_pat
     }
 
 
-def test_status_names_the_changed_input_then_says_reuse_once_pushed(pushed: Project) -> None:
+def test_status_names_the_changed_input_then_says_reuse_once_pushed(pushed: Project, tmp_path: Path) -> None:
+    pushed = own_copy(pushed, tmp_path)
     requirements = pushed.path / "requirements.txt"
     requirements.write_text(requirements.read_text() + "# pinned again\n")
     before = bake_ci("status", "--load", "--branch", "main", "--json", cwd=pushed.path, env=pushed.env)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import structlog
 
 from bake import report
 from bake.cli import main
+from bake.engine import process
 
 #: A Dockerfile with three named stages; the last one (``ci``) is the default stage.
 DOCKERFILE = """\
@@ -24,6 +26,16 @@ RUN pip install -r requirements.txt
 FROM deps AS ci
 COPY . .
 """
+
+
+@pytest.fixture(autouse=True)
+def _isolated() -> Iterator[None]:
+    """What one test's CLI run configures (the log stream, the runner's environment)
+    ends with the test: tests pass in any order."""
+    environment = dict(process.environment())
+    yield
+    structlog.reset_defaults()
+    process.use_environment(environment)
 
 
 @dataclass(frozen=True)
