@@ -10,17 +10,16 @@ from __future__ import annotations
 import difflib
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from bake import dockerfile
+from bake import dockerfile, redact
 from bake.errors import ConfigError
 from bake.naming import PythonVersion, target_id
-from bake.redact import redact
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,6 +34,45 @@ _REPO_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE_RE = re.compile(rf"{_REPO_COMPONENT}(?:/{_REPO_COMPONENT})*")
 _REGISTRY_RE = re.compile(rf"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/{_REPO_COMPONENT})*")
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
+_ARG_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+#: No config error paragraph is longer than this: values and lists in it are summarised.
+MAX_MESSAGE = 560
+#: A docker repository name (registry host and path) is at most this long.
+MAX_NAME = 255
+#: What bake-ci appends to ``image`` for the registry cache repository.
+CACHE_SUFFIX = "-cache"
+#: Build args bake-ci sets itself, and what to write instead.
+RESERVED_ARGS = {
+    "BASE_IMAGE": (
+        "bake-ci sets BASE_IMAGE itself, from base-image, for each Python version: remove it from args "
+        'and write base-image = "..." with {python} where the version goes, e.g. base-image = "python:{python}-slim"'
+    ),
+    "PYTHON_VERSION": (
+        "bake-ci sets PYTHON_VERSION itself, to each version in python: remove it from args "
+        'and list the versions in python instead, e.g. python = ["3.12", "3.13"]'
+    ),
+}
+#: Operating systems and architectures of OCI platforms (Go's GOOS and GOARCH names).
+PLATFORM_OS = (
+    "linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "dragonfly", "illumos",
+    "solaris", "aix", "plan9", "android", "ios", "js", "wasip1",
+)  # fmt: skip
+PLATFORM_ARCH = (
+    "amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64", "mips64le", "loong64",
+    "ppc64", "mips64", "mips", "mipsle", "wasm", "sparc64",
+)  # fmt: skip
+_OS_ALIASES = {"macos": "darwin", "osx": "darwin", "mac": "darwin", "win": "windows", "win32": "windows"}
+_ARCH_ALIASES = {
+    "x86_64": "amd64", "x86-64": "amd64", "x64": "amd64", "aarch64": "arm64", "armhf": "arm/v7",
+    "armel": "arm/v6", "armv7": "arm/v7", "armv6": "arm/v6", "armv7l": "arm/v7", "i386": "386",
+    "i686": "386", "x86": "386", "ppc64el": "ppc64le", "riscv": "riscv64",
+}  # fmt: skip
+_VARIANTS = {
+    "arm": (r"v[5-8]", "v5, v6, v7 or v8"),
+    "arm64": (r"v8(\.[0-9])?|v9(\.[0-9])?", "v8, v8.1 ... v9.5"),
+    "amd64": (r"v[1-4]", "v1, v2, v3 or v4"),
+}
 
 
 def _kebab(name: str) -> str:
@@ -51,6 +89,11 @@ class StrictModel(BaseModel):
 
 
 def _image(value: str) -> str:
+    if len(value) > MAX_NAME:
+        raise ValueError(
+            f"a docker repository name is at most {MAX_NAME} characters, registry included: "
+            'shorten it, e.g. image = "acme/app-ci"'
+        )
     first = value.split("/", 1)[0]
     if "/" in value and ("." in first or ":" in first or first == "localhost"):
         raise ValueError(
@@ -83,7 +126,10 @@ def _registry(value: str) -> str:
 
 
 def _python(value: str) -> str:
-    PythonVersion.parse(value)
+    try:
+        PythonVersion.parse(value)
+    except ValueError:
+        raise ValueError('not a Python version of the form X.Y: write e.g. "3.12"') from None
     return value
 
 
@@ -91,10 +137,74 @@ def _base_image(value: str) -> str:
     unknown = [p for p in _PLACEHOLDER_RE.findall(value) if p != "python"]
     if unknown:
         raise ValueError(
-            f'unknown placeholder {{{unknown[0]}}}: the only placeholder is {{python}}, e.g. "python:{{python}}-slim"'
+            f"unknown placeholder {{{_cut(unknown[0], 20)}}}: the only placeholder is {{python}}, "
+            'e.g. "python:{python}-slim"'
         )
     if not value.strip():
         raise ValueError('must name an image, e.g. "python:{python}-slim"')
+    if value != value.strip():
+        raise ValueError("has spaces or a newline around it (a CI variable's trailing newline?): remove them")
+    return value
+
+
+def _arg_name(value: str) -> str:
+    if value in RESERVED_ARGS:
+        raise ValueError(RESERVED_ARGS[value])
+    if not _ARG_NAME_RE.fullmatch(value):
+        raise ValueError(
+            "not a build arg name: use letters, digits and '_', not starting with a digit "
+            "([A-Za-z_][A-Za-z0-9_]*), e.g. PIP_INDEX_URL"
+        )
+    return value
+
+
+def _branch(value: str) -> str:
+    if not value.strip():
+        raise ValueError('blank: name the branch, e.g. "main"')
+    if value != value.strip():
+        raise ValueError(
+            f"has spaces around it: write {value.strip()!r}" if len(value) < 80 else "has spaces around it"
+        )
+    return value
+
+
+def _fallback_branch(value: str) -> str:
+    if not value.strip():
+        raise ValueError('blank: name a branch, e.g. "main", or remove the entry')
+    return _branch(value)
+
+
+def _platform(value: str) -> str:
+    example = 'e.g. "linux/amd64" or "linux/arm/v7" (platforms = [] builds for the engine\'s own platform)'
+    if not value.strip():
+        raise ValueError(f"empty: write os/arch[/variant], {example}, or remove the entry")
+    parts = value.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ValueError(f"not os/arch[/variant]: write {example}")
+    if value != value.lower():
+        try:
+            _platform(value.lower())
+        except ValueError:
+            pass
+        else:
+            raise ValueError(f'platforms are lowercase: write "{value.lower()}"')
+    os_name, arch, variant = parts[0], parts[1], parts[2] if len(parts) == 3 else None
+    if os_name in _OS_ALIASES:
+        fixed = _cut("/".join([_OS_ALIASES[os_name], *parts[1:]]), 40)
+        raise ValueError(f'the os is called {_OS_ALIASES[os_name]!r} in platforms: write "{fixed}"')
+    if os_name not in PLATFORM_OS:
+        hint = _did_you_mean(os_name, list(PLATFORM_OS))
+        raise ValueError(f"unknown os {_cut(os_name, 20)!r}.{hint} Known: {summarise(PLATFORM_OS, 6)}")
+    if arch in _ARCH_ALIASES and variant is None:
+        canonical = _ARCH_ALIASES[arch]
+        raise ValueError(f'the architecture is called {canonical!r} in platforms: write "{os_name}/{canonical}"')
+    if arch not in PLATFORM_ARCH:
+        hint = _did_you_mean(arch, list(PLATFORM_ARCH))
+        raise ValueError(f"unknown architecture {_cut(arch, 20)!r}.{hint} Known: {summarise(PLATFORM_ARCH, 9)}")
+    if variant is not None:
+        pattern, known = _VARIANTS.get(arch, (r"[a-z0-9][a-z0-9.]{0,31}", "up to 32 lowercase letters and digits"))
+        if not re.fullmatch(pattern, variant):
+            raise ValueError(f"{arch} has no variant {_cut(variant, 20)!r}: use {known}, or drop the variant")
     return value
 
 
@@ -113,12 +223,16 @@ def _unique(values: list[str]) -> list[str]:
     seen: set[str] = set()
     for value in values:
         if value in seen:
-            raise ValueError(f"{value!r} is listed twice; list each once")
+            raise ValueError(f"{_cut(value, 40)!r} is listed twice; list each once")
         seen.add(value)
     return values
 
 
 Image = Annotated[str, AfterValidator(_image)]
+ArgName = Annotated[str, AfterValidator(_arg_name)]
+Branch = Annotated[str, AfterValidator(_branch)]
+FallbackBranch = Annotated[str, AfterValidator(_fallback_branch)]
+Platform = Annotated[str, AfterValidator(_platform)]
 Registry = Annotated[str, AfterValidator(_registry)]
 PythonStr = Annotated[str, AfterValidator(_python)]
 StageName = Annotated[str, AfterValidator(_stage_name)]
@@ -147,7 +261,7 @@ class CacheConfig(StrictModel):
 
     mode: Literal["max", "min"] = "max"
     inline: bool = True
-    fallback_branches: list[str] | None = None
+    fallback_branches: list[FallbackBranch] | None = None
     image_manifest: bool = False
     ignore_error: bool = True
 
@@ -163,11 +277,11 @@ class Config(StrictModel):
     )
     dockerfile: str = "Dockerfile"
     context: str = "."
-    platforms: list[str] = []
-    args: dict[str, str] = {}
+    platforms: Annotated[list[Platform], AfterValidator(_unique)] = []
+    args: dict[ArgName, str] = {}
     labels: dict[str, str] = {}
     base_image: BaseImage = "python:{python}-slim"
-    default_branch: str = Field(default="main", min_length=1)
+    default_branch: Branch = "main"
     cache: CacheConfig = CacheConfig()
 
     @property
@@ -209,24 +323,24 @@ def read_table(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(
+        raise error(
             f"{shown}: no such file. bake-ci reads [{TABLE}] from pyproject.toml in the "
             "current directory; run it from the project's root or pass --config FILE."
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{shown}: cannot be read ({exc}). Fix the file's permissions or encoding.") from None
+        raise error(f"{shown}: cannot be read ({exc}). Fix the file's permissions or encoding.") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(
+        raise error(
             f"{shown}: not valid TOML: {exc}. Fix the syntax at that line and column (bake-ci reads TOML 1.0)."
         ) from None
     table = data.get("tool", {}).get("bake-ci") if isinstance(data.get("tool"), dict) else None
     if table is None:
-        raise ConfigError(
+        raise error(
             f"{shown}: there is no [{TABLE}] table. Add one, at least:\n"
             f'[{TABLE}]\nimage = "OWNER/NAME-ci"\npython = ["3.12"]'
         )
     if not isinstance(table, dict):
-        raise ConfigError(f"{shown}: {TABLE} must be a table, not {type(table).__name__}. Write it as [{TABLE}].")
+        raise error(f"{shown}: {TABLE} must be a table, not {type(table).__name__}. Write it as [{TABLE}].")
     return table
 
 
@@ -241,10 +355,71 @@ def parse(table: Mapping[str, Any], path: Path, environ: Mapping[str, str]) -> C
                 data[key] = environ[var]
             else:  # set but empty: explicitly unset (e.g. a fork's CI without secrets)
                 data.pop(key, None)
+    _register_secrets(data)
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(explain(exc, path, overridden)) from None
+        raise error(explain(exc, path, overridden)) from None
+    problems = _cross_checks(config, overridden)
+    if problems:
+        raise error(_joined(problems, f"{_shown(path)}: "))
+    return config
+
+
+def _register_secrets(data: Mapping[str, Any]) -> None:
+    """Credentials in configured values are hidden from every message and log from now on."""
+    values = [data.get("registry"), data.get("base-image")]
+    args = data.get("args")
+    if isinstance(args, Mapping):
+        values += list(args.values())
+    for value in values:
+        if isinstance(value, str):
+            redact.register_value(value)
+
+
+def _cross_checks(config: Config, overridden: Mapping[str, str]) -> list[str]:
+    """Problems that involve more than one key (each one sentence naming every key involved)."""
+
+    def key(name: str) -> str:
+        return f"{overridden[name]} (overrides {TABLE}.{name})" if name in overridden else f"{TABLE}.{name}"
+
+    problems: list[str] = []
+    if config.registry:
+        name = f"{config.registry}/{config.image}{CACHE_SUFFIX}"
+        if len(name) > MAX_NAME:
+            problems.append(
+                f"{key('registry')} = {show(config.registry)} and {key('image')} = {show(config.image)} "
+                f"make the cache repository {show(name)}: a docker repository name, registry host "
+                f"included, is at most {MAX_NAME} characters. Shorten image or registry."
+            )
+    elif "/" not in config.image and len(f"library/{config.image}") > MAX_NAME:
+        problems.append(
+            f"{key('image')} = {show(config.image)}: docker names it library/{_cut(config.image, 12)}, "
+            f"{len(config.image) + 8} characters, over the {MAX_NAME} a repository name may have. "
+            'Shorten it or give it an owner, e.g. image = "acme/app-ci".'
+        )
+    versions = config.python
+    if len(versions) > 1 and "{python}" not in config.base_image:
+        base = config.base_image
+        found = next((v for v in versions if v in base), None)
+        suggestion = base.replace(found, "{python}") if found else "python:{python}-slim"
+        problems.append(
+            f"{key('base-image')} = {show(base)} has no {{python}} placeholder, but {key('python')} lists "
+            f"{len(versions)} versions ({summarise(versions)}): every target would be built on that one "
+            f"image, whatever its Python. Write base-image = {show(suggestion)}, with {{python}} where "
+            "the version goes."
+        )
+    groups: dict[str, str] = {}
+    for version in versions:
+        group = PythonVersion.parse(version).group
+        other = groups.setdefault(group, version)
+        if other != version:
+            problems.append(
+                f"{key('python')} lists {show(other)} and {show(version)}, which give the same target "
+                f"names (...-{group}). Remove the one that is not a Python version you build."
+            )
+            break
+    return problems
 
 
 def load(config_file: Path | None, environ: Mapping[str, str]) -> Project:
@@ -254,61 +429,74 @@ def load(config_file: Path | None, environ: Mapping[str, str]) -> Project:
     root = path.resolve().parent
     shown = _shown(path)
 
+    for name, value, example in (
+        ("context", config.context, 'context = "."'),
+        ("dockerfile", config.dockerfile, 'dockerfile = "Dockerfile"'),
+    ):
+        resolved = (root / value).resolve()
+        if resolved != root and root not in resolved.parents:
+            raise error(
+                f"{shown}: {TABLE}.{name} = {show(value)} resolves to {_short_path(resolved)}, outside the "
+                f"project ({_short_path(root)}). bake-ci builds only from the project's own files: point "
+                f"{name} inside it, relative to the config file, e.g. {example}."
+            )
     context = root / config.context
     if not context.is_dir():
-        raise ConfigError(
-            f"{shown}: {TABLE}.context = {config.context!r}: no such directory under "
-            f"{_shown(root)}. Set context to the build context, relative to the config file."
+        raise error(
+            f"{shown}: {TABLE}.context = {show(config.context)}: no such directory under "
+            f"{_short_path(root)}. Set context to the build context, relative to the config file."
         )
     dockerfile_path = root / config.dockerfile
     try:
         text = dockerfile_path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(
-            f"{shown}: {TABLE}.dockerfile = {config.dockerfile!r}: no such file "
-            f"({_shown(dockerfile_path)}). Create it or point dockerfile at the Dockerfile, "
+        raise error(
+            f"{shown}: {TABLE}.dockerfile = {show(config.dockerfile)}: no such file "
+            f"({_short_path(dockerfile_path)}). Create it or point dockerfile at the Dockerfile, "
             "relative to the config file."
         ) from None
-    except OSError as exc:
-        raise ConfigError(f"{shown}: {TABLE}.dockerfile = {config.dockerfile!r}: cannot be read ({exc}).") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{shown}: {TABLE}.dockerfile = {show(config.dockerfile)}: cannot be read ({exc}).") from None
 
     found = dockerfile.stages(text)
     named = [s.name for s in found if s.name]
+    listed = summarise([_cut(n, 40) for n in named], 8) if named else ""
+    dockerfile_name = _cut(config.dockerfile, 60)
     if not found:
-        raise ConfigError(
-            f"{shown}: {TABLE}.dockerfile = {config.dockerfile!r} has no FROM instruction. "
+        raise error(
+            f"{shown}: {TABLE}.dockerfile = {show(config.dockerfile)} has no FROM instruction. "
             "Point dockerfile at a Dockerfile with named stages (FROM IMAGE AS NAME)."
         )
     if config.stages is None:
         last = found[-1].name
         if last is not None and len(last) > MAX_STAGE:
-            raise ConfigError(
-                f"{shown}: the last stage of {config.dockerfile}, {last[:20]!r}..., is longer than "
+            raise error(
+                f"{shown}: the last stage of {dockerfile_name}, {last[:20]!r}..., is longer than "
                 f"{MAX_STAGE} characters, which leaves no room for tags. Shorten its name."
             )
         if last is None:
-            raise ConfigError(
+            raise error(
                 f"{shown}: {TABLE}.stages is not set and the last stage of "
-                f"{config.dockerfile} has no name. Name it (FROM ... AS ci) or set "
-                f"stages = [...] to some of: {', '.join(named) or '(no named stages)'}."
+                f"{dockerfile_name} has no name. Name it (FROM ... AS ci) or set "
+                f"stages = [...] to some of: {listed or '(no named stages)'}."
             )
         stage_list = [last]
     else:
         for i, stage in enumerate(config.stages):
             if stage not in named:
                 hint = _did_you_mean(stage, named)
-                raise ConfigError(
-                    f"{shown}: {TABLE}.stages[{i}] = {stage!r}: {config.dockerfile} has no "
-                    f"such stage.{hint} Its stages are: {', '.join(named) or '(none named)'}."
+                raise error(
+                    f"{shown}: {TABLE}.stages[{i}] = {show(stage)}: {dockerfile_name} has no "
+                    f"such stage.{hint} Its stages are: {listed or '(none named)'}."
                 )
         stage_list = list(config.stages)
     ids: dict[str, str] = {}
     for stage in stage_list:
         other = ids.setdefault(target_id(stage, config.pythons[0]), stage)
         if other != stage:
-            raise ConfigError(
+            raise error(
                 f"{shown}: {TABLE}.stages: stages {other!r} and {stage!r} give the same target "
-                f"names ({target_id(stage, config.pythons[0])}); rename one of them in {config.dockerfile}."
+                f"names ({target_id(stage, config.pythons[0])}); rename one of them in {dockerfile_name}."
             )
 
     bake_file = root / "docker-bake.hcl"
@@ -328,17 +516,71 @@ def load(config_file: Path | None, environ: Mapping[str, str]) -> Project:
     )
 
 
+# -- keeping messages short and free of secrets -------------------------------------------
+
+
+def error(message: str) -> ConfigError:
+    """A :class:`ConfigError` whose paragraph is at most :data:`MAX_MESSAGE` characters.
+
+    Every message is built short (values and lists summarised); this cut is the last
+    resort, keeping the start (file, key, value) and the end (the fix).
+    """
+    return ConfigError(_capped(redact.redact(message)))
+
+
+def _capped(message: str) -> str:
+    if len(message) <= MAX_MESSAGE:
+        return message
+    head = MAX_MESSAGE * 2 // 3
+    tail = MAX_MESSAGE - head - 5
+    return f"{message[:head]} ... {message[-tail:]}"
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text``, or its first ``limit`` characters and ``...``."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """A value as a message shows it: credentials hidden, long values cut, with their length."""
+    if isinstance(value, str):
+        value = redact.redact_value(value)
+        if len(value) > limit:
+            return f"{value[: limit - 20]!r}... ({len(value):,} characters)"
+        return repr(value)
+    text = repr(value)
+    if isinstance(value, (list, tuple, dict)) and len(text) > limit:
+        return f"{text[: limit - 20]}... ({len(value):,} entries)"
+    return _cut(text, limit)
+
+
+def summarise(items: Sequence[str], first: int = 3) -> str:
+    """``a, b, c and 1,997 more``: a list as a message shows it."""
+    items = list(items)
+    if len(items) <= first + 1:
+        return ", ".join(items)
+    return f"{', '.join(items[:first])} and {len(items) - first:,} more"
+
+
+def _short_path(path: Path) -> str:
+    text = str(path)
+    return text if len(text) <= 80 else "..." + text[-77:]
+
+
 # -- explaining validation errors ------------------------------------------------------
 
 
 def _shown(path: Path) -> str:
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        text = str(path.resolve().relative_to(Path.cwd().resolve()))
     except (ValueError, OSError):
-        return str(path)
+        text = str(path)
+    return text if len(text) <= 80 else "..." + text[-77:]
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
+    if len(word) > 100:
+        return ""
     close = difflib.get_close_matches(word, choices, n=1)
     return f" Did you mean {close[0]!r}?" if close else ""
 
@@ -347,7 +589,7 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     out = TABLE
     for part in loc:
         if part != "[key]":  # pydantic's marker for a dict key's own error
-            out += f"[{part}]" if isinstance(part, int) else f".{part}"
+            out += f"[{part}]" if isinstance(part, int) else f".{_cut(str(part), 40)}"
     return out
 
 
@@ -364,41 +606,75 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     return model
 
 
-def _explain_one(err: Mapping[str, Any], overridden: Mapping[str, str]) -> str:
+def _explain_one(err: Mapping[str, Any], overridden: Mapping[str, str]) -> tuple[str, str]:
+    """``(subject, reason)``: "KEY = VALUE" and what is wrong and how to fix it.
+
+    Errors with the same reason are reported together (see :func:`explain`). A reason
+    that is a sentence of its own has an empty subject.
+    """
     loc: tuple[int | str, ...] = tuple(err["loc"])
-    key = _key_path(loc)
+    is_key = bool(loc) and loc[-1] == "[key]"
+    key = _key_path(loc[:-2] if is_key else loc)
     if loc and loc[0] in overridden:
         key = f"{overridden[str(loc[0])]} (overrides {key})"
     value = err.get("input")
-    if isinstance(value, str):
-        value = redact(value)
+    shown = show(value)
     kind = err["type"]
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if is_key:
+        return f"{key} key {shown}", msg
     if kind == "missing":
         examples = {"image": 'image = "OWNER/NAME-ci"', "python": 'python = ["3.12"]'}
         example = examples.get(str(loc[-1]), f"{loc[-1]} = ...")
-        return f"{key} is required but missing. Add {example} to [{TABLE}]."
+        return "", f"{key} is required but missing. Add {example} to [{TABLE}]"
     if kind == "extra_forbidden":
         model = _model_at(loc[:-1])
         known = sorted(_kebab(n) for n in model.model_fields) if model else []
         hint = _did_you_mean(str(loc[-1]), known)
         listing = f" Known keys here: {', '.join(known)}." if known else ""
-        return f"{key} is not a known key.{hint}{listing} Remove or rename it."
+        return "", f"{key} is not a known key.{hint}{listing} Remove or rename it"
     if kind == "string_type" and isinstance(value, (int, float)) and not isinstance(value, bool):
         if loc[:1] == ("python",):
-            return (
-                f"{key} = {value!r} is a TOML number, not a string (TOML reads 3.10 as 3.1). "
-                'Quote every version, e.g. python = ["3.10", "3.12"].'
+            return f"{key} = {shown}", (
+                "a TOML number, not a string (TOML reads 3.10 as 3.1). "
+                'Quote every version, e.g. python = ["3.10", "3.12"]'
             )
-        return f'{key} = {value!r} is a number; quote it: "{value}".'
+        return "", f'{key} = {shown} is a number; quote it: "{_cut(str(value), 30)}"'
     if kind.endswith("_type"):
-        return f"{key} = {value!r}: {err['msg'].lower()}. Write it as the documented type."
+        return f"{key} = {shown}", f"{msg.lower()}. Write it as the documented type"
     if kind == "too_short":
-        return f"{key} must not be empty. Give at least one entry."
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    return f"{key} = {value!r}: {msg}."
+        return "", f"{key} must not be empty. Give at least one entry"
+    return f"{key} = {shown}", msg
 
 
 def explain(exc: ValidationError, path: Path, overridden: Mapping[str, str] | None = None) -> str:
-    """One paragraph for all the errors of a validation, naming file, keys, values and fixes."""
-    parts = [_explain_one(err, overridden or {}) for err in exc.errors(include_url=False)]
-    return f"{_shown(path)}: " + " ".join(parts)
+    """One paragraph for all the errors of a validation, naming file, keys, values and fixes.
+
+    Errors that share a reason are grouped (the first few subjects, then how many more);
+    groups are explained while they fit in :data:`MAX_MESSAGE`, the rest are counted.
+    """
+    groups: dict[str, list[str]] = {}
+    for err in exc.errors(include_url=False):
+        subject, reason = _explain_one(err, overridden or {})
+        groups.setdefault(reason, []).append(subject)
+    parts: list[str] = []
+    for reason, subjects in groups.items():
+        if not subjects[0]:
+            parts.append(f"{reason}.")
+        else:
+            parts.append(f"{summarise(subjects, 2)}: {reason}.")
+    return _joined(parts, f"{_shown(path)}: ")
+
+
+def _joined(parts: list[str], prefix: str) -> str:
+    """``prefix`` and as many whole problems as fit in a message, then how many more there are."""
+    out = [prefix + parts[0]]
+    for i, part in enumerate(parts[1:], start=2):
+        room = MAX_MESSAGE - (0 if i == len(parts) else 60)  # keep room to count the rest
+        if len(" ".join([*out, part])) > room:
+            break
+        out.append(part)
+    rest = len(parts) - len(out)
+    if rest:
+        out.append(f"And {rest:,} more {'problem' if rest == 1 else 'problems'}: fix these and run again.")
+    return " ".join(out)

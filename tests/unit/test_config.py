@@ -3,17 +3,50 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from bake import config
+from bake import config, redact
+from bake.errors import ConfigError
+from bake.plan import Target, build_plan
 
 GOOD = """\
 [tool.bake-ci]
 image = "acme/app-ci"
 python = ["3.12"]
 """
+TWO = '[tool.bake-ci]\nimage = "acme/app-ci"\npython = ["3.11", "3.13"]\n'
+#: No error paragraph, as printed ("bake-ci: config error: ..."), is longer than this.
+MAX_PRINTED = 600
+
+
+CAPPED = config._capped
+
+
+@pytest.fixture(autouse=True)
+def _no_registered_secrets() -> Iterator[None]:
+    redact.forget_all()
+    yield
+    redact.forget_all()
+
+
+@pytest.fixture(autouse=True)
+def _no_last_resort_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Length checks here measure the messages as built, not the last-resort cut."""
+    monkeypatch.setattr(config, "_capped", lambda message: message)
+
+
+def test_the_last_resort_cut_keeps_the_start_and_the_fix() -> None:
+    text = "pyproject.toml: tool.bake-ci.x = 'y': " + "z" * 5000 + " Write x = 1."
+    cut = CAPPED(text)
+    assert len(cut) == config.MAX_MESSAGE
+    assert cut.startswith("pyproject.toml: tool.bake-ci.x = 'y': ")
+    assert cut.endswith(" Write x = 1.")
 
 
 @dataclass(frozen=True)
@@ -120,6 +153,159 @@ BAD = {
         env={"BAKE_CI_REGISTRY": "bot:hunter2@ghcr.io/acme"},
         forbid=("hunter2",),
     ),
+    "env-registry-password-with-a-space": Bad(
+        GOOD,
+        ("BAKE_CI_REGISTRY (overrides tool.bake-ci.registry)", "'***@ghcr.io'", "docker login"),
+        env={"BAKE_CI_REGISTRY": "bot:hunter2 and more@ghcr.io"},
+        forbid=("hunter2", "and more"),
+    ),
+    # -- image length: docker repository names are at most 255 characters, host included
+    "image-over-255": Bad(
+        '[tool.bake-ci]\nimage = "acme/' + "a" * 300 + '"\npython = ["3.12"]\n',
+        ("tool.bake-ci.image = 'acme/aaa", "(305 characters)", "at most 255 characters", "shorten it"),
+    ),
+    "registry-and-image-over-255": Bad(
+        '[tool.bake-ci]\nregistry = "ghcr.io/acme"\nimage = "a/' + "b" * 240 + '"\npython = ["3.12"]\n',
+        (
+            "tool.bake-ci.registry = 'ghcr.io/acme'",
+            "tool.bake-ci.image = 'a/bbb",
+            "cache repository 'ghcr.io/acme/a/bbb",
+            "(261 characters)",
+            "at most 255 characters",
+            "Shorten image or registry",
+        ),
+    ),
+    "env-registry-and-image-over-255": Bad(
+        '[tool.bake-ci]\nimage = "a/' + "b" * 240 + '"\npython = ["3.12"]\n',
+        ("BAKE_CI_REGISTRY (overrides tool.bake-ci.registry) = 'registry.example.com:5000/team'", "at most 255"),
+        env={"BAKE_CI_REGISTRY": "registry.example.com:5000/team"},
+    ),
+    "local-image-over-255-as-library": Bad(
+        '[tool.bake-ci]\nimage = "' + "a" * 250 + '"\npython = ["3.12"]\n',
+        ("tool.bake-ci.image", "library/", "258 characters", "give it an owner"),
+    ),
+    # -- build args
+    "args-empty-name": Bad(
+        GOOD + 'args = { "" = "1" }\n',
+        ("tool.bake-ci.args key ''", "not a build arg name", "[A-Za-z_][A-Za-z0-9_]*"),
+    ),
+    "args-name-with-space": Bad(
+        GOOD + 'args = { "A B" = "1" }\n',
+        ("tool.bake-ci.args key 'A B'", "not a build arg name", "e.g. PIP_INDEX_URL"),
+    ),
+    "args-name-is-a-variable": Bad(
+        GOOD + 'args = { "${X}" = "1", "1ST" = "2" }\n',
+        ("tool.bake-ci.args key '${X}'", "tool.bake-ci.args key '1ST'", "not a build arg name"),
+    ),
+    "args-base-image": Bad(
+        GOOD + 'args = { BASE_IMAGE = "python:3.12-bookworm" }\n',
+        ("tool.bake-ci.args key 'BASE_IMAGE'", "sets BASE_IMAGE itself", "base-image", "python:{python}-slim"),
+    ),
+    "args-python-version": Bad(
+        GOOD + 'args = { PYTHON_VERSION = "3.12" }\n',
+        ("tool.bake-ci.args key 'PYTHON_VERSION'", "sets PYTHON_VERSION itself", 'python = ["3.12", "3.13"]'),
+    ),
+    # -- platforms
+    "platform-unknown-arch": Bad(
+        GOOD + 'platforms = ["windows/foo"]\n',
+        ("tool.bake-ci.platforms[0] = 'windows/foo'", "unknown architecture 'foo'", "Known: amd64, arm64"),
+    ),
+    "platform-empty": Bad(
+        GOOD + 'platforms = [""]\n',
+        ("tool.bake-ci.platforms[0] = ''", "empty", '"linux/amd64"', "remove the entry"),
+    ),
+    "platform-no-arch": Bad(
+        GOOD + 'platforms = ["linux"]\n',
+        ("tool.bake-ci.platforms[0] = 'linux'", "not os/arch[/variant]", "platforms = []"),
+    ),
+    "platform-unknown-os": Bad(
+        GOOD + 'platforms = ["linx/amd64"]\n',
+        ("tool.bake-ci.platforms[0] = 'linx/amd64'", "unknown os 'linx'", "Did you mean 'linux'?"),
+    ),
+    "platform-arch-alias": Bad(
+        GOOD + 'platforms = ["linux/x86_64"]\n',
+        ("tool.bake-ci.platforms[0] = 'linux/x86_64'", 'write "linux/amd64"'),
+    ),
+    "platform-os-alias": Bad(
+        GOOD + 'platforms = ["macos/arm64"]\n',
+        ("tool.bake-ci.platforms[0] = 'macos/arm64'", 'write "darwin/arm64"'),
+    ),
+    "platform-uppercase": Bad(
+        GOOD + 'platforms = ["Linux/AMD64"]\n',
+        ("tool.bake-ci.platforms[0] = 'Linux/AMD64'", "lowercase", 'write "linux/amd64"'),
+    ),
+    "platform-unknown-variant": Bad(
+        GOOD + 'platforms = ["linux/arm/v9"]\n',
+        ("tool.bake-ci.platforms[0] = 'linux/arm/v9'", "arm has no variant 'v9'", "v5, v6, v7 or v8"),
+    ),
+    "platform-twice": Bad(
+        GOOD + 'platforms = ["linux/amd64", "linux/amd64"]\n',
+        ("tool.bake-ci.platforms", "'linux/amd64' is listed twice", "list each once"),
+    ),
+    # -- branches
+    "fallback-branch-empty": Bad(
+        GOOD + '[tool.bake-ci.cache]\nfallback-branches = [""]\n',
+        ("tool.bake-ci.cache.fallback-branches[0] = ''", "blank", 'e.g. "main"', "remove the entry"),
+    ),
+    "fallback-branch-blank": Bad(
+        GOOD + '[tool.bake-ci.cache]\nfallback-branches = ["main", "  "]\n',
+        ("tool.bake-ci.cache.fallback-branches[1] = '  '", "blank"),
+    ),
+    "fallback-branch-padded": Bad(
+        GOOD + '[tool.bake-ci.cache]\nfallback-branches = ["develop "]\n',
+        ("tool.bake-ci.cache.fallback-branches[0] = 'develop '", "spaces around it", "write 'develop'"),
+    ),
+    "default-branch-blank": Bad(
+        GOOD + 'default-branch = " "\n',
+        ("tool.bake-ci.default-branch = ' '", "blank", 'e.g. "main"'),
+    ),
+    # -- paths outside the project
+    "context-outside-the-project": Bad(
+        GOOD + 'context = "../../../../etc"\n',
+        ("tool.bake-ci.context = '../../../../etc'", "outside the project", 'context = "."'),
+    ),
+    "context-absolute": Bad(
+        GOOD + 'context = "/etc"\n',
+        ("tool.bake-ci.context = '/etc'", "resolves to /etc, outside the project", "relative to the config file"),
+    ),
+    "dockerfile-outside-the-project": Bad(
+        GOOD + 'dockerfile = "../Dockerfile"\n',
+        ("tool.bake-ci.dockerfile = '../Dockerfile'", "outside the project", 'dockerfile = "Dockerfile"'),
+    ),
+    # -- base-image and Python versions
+    "base-image-without-python-and-two-versions": Bad(
+        TWO + 'base-image = "python:3.11-slim"\n',
+        (
+            "tool.bake-ci.base-image = 'python:3.11-slim'",
+            "no {python} placeholder",
+            "tool.bake-ci.python lists 2 versions (3.11, 3.13)",
+            "Write base-image = 'python:{python}-slim'",
+        ),
+    ),
+    "base-image-without-python-suggests-the-users-own-image": Bad(
+        TWO + 'base-image = "ghcr.io/acme/py:3.13-bookworm"\n',
+        ("tool.bake-ci.base-image", "Write base-image = 'ghcr.io/acme/py:{python}-bookworm'"),
+    ),
+    "env-base-image-without-python": Bad(
+        TWO,
+        ("BAKE_CI_BASE_IMAGE (overrides tool.bake-ci.base-image) = 'mirror.example/python:3.11'", "{python}"),
+        env={"BAKE_CI_BASE_IMAGE": "mirror.example/python:3.11"},
+    ),
+    "env-base-image-with-credentials-without-python": Bad(
+        TWO,
+        ("BAKE_CI_BASE_IMAGE (overrides tool.bake-ci.base-image) = '***@host/img'", "tool.bake-ci.python"),
+        env={"BAKE_CI_BASE_IMAGE": "user:p@ss word@host/img"},
+        forbid=("p@ss", "ss word", "user:"),
+    ),
+    "env-base-image-trailing-newline": Bad(
+        GOOD,
+        ("BAKE_CI_BASE_IMAGE (overrides tool.bake-ci.base-image)", "trailing newline", "remove them"),
+        env={"BAKE_CI_BASE_IMAGE": "python:{python}-slim\n"},
+    ),
+    "python-versions-with-one-target-name": Bad(
+        '[tool.bake-ci]\nimage = "acme/app-ci"\npython = ["3.11", "31.1"]\n',
+        ("tool.bake-ci.python lists '3.11' and '31.1'", "same target names", "py311"),
+    ),
 }
 
 
@@ -132,6 +318,7 @@ def test_bad_config_is_one_paragraph_exit_2(project, cli, case: Bad) -> None:
     assert run.err.startswith("bake-ci: config error: pyproject.toml: ")
     assert "Traceback" not in run.err
     assert "\n\n" not in run.err.strip(), "one paragraph"
+    assert len(run.err) <= MAX_PRINTED
     for text in case.expect:
         assert text in run.err
     for text in case.forbid:
@@ -268,3 +455,166 @@ def test_bake_file_without_base_target_is_not_inherited(project) -> None:
     loaded = config.load(None, {})
     assert loaded.bake_file is not None
     assert loaded.inherits_base is False
+
+
+# -- no paragraph grows with the input ------------------------------------------------------------
+
+
+def _versions(n: int) -> str:
+    return ", ".join(f'"3.{i}"' for i in range(n))
+
+
+HUGE = {
+    "2000-bad-python-versions": (
+        f'[tool.bake-ci]\nimage = "a/b"\npython = [{_versions(2000)}]\n',
+        ("tool.bake-ci.python[100] = '3.100'", "tool.bake-ci.python[101] = '3.101'", "and 1,898 more", "X.Y"),
+    ),
+    "2000-bad-versions-and-other-problems": (
+        f'[tool.bake-ci]\nimage = "a/b"\npython = [{_versions(2000)}]\nplatforms = ["x"]\n'
+        'args = { "a b" = "1" }\ndefault-branch = " "\n' + "".join(f"unknown{i} = 1\n" for i in range(500)),
+        ("and 1,898 more", "more problems: fix these and run again"),
+    ),
+    "500-bad-platforms": (
+        GOOD + "platforms = [" + ", ".join(f'"linux/x{i}"' for i in range(500)) + "]\n",
+        ("tool.bake-ci.platforms[0] = 'linux/x0'", "more problems"),
+    ),
+    "2000-duplicate-versions": (
+        '[tool.bake-ci]\nimage = "a/b"\npython = [' + ", ".join(['"3.12"'] * 2000) + "]\n",
+        ("tool.bake-ci.python", "'3.12' is listed twice"),
+    ),
+    "a-key-of-100k-characters": (
+        GOOD + "k" * 100_000 + " = 1\n",
+        ("tool.bake-ci.kkkk", "not a known key"),
+    ),
+    "an-args-name-of-100k-characters": (
+        GOOD + 'args = { "' + "A B" * 30_000 + '" = "1" }\n',
+        ("tool.bake-ci.args key 'A BA B", "(90,000 characters)", "not a build arg name"),
+    ),
+    "a-base-image-of-100k-characters": (
+        TWO + 'base-image = "' + "x" * 100_000 + '"\n',
+        ("tool.bake-ci.base-image = 'xxx", "(100,000 characters)", "{python}"),
+    ),
+    "a-context-of-10k-characters": (
+        GOOD + 'context = "' + "../" * 3_000 + 'etc"\n',
+        ("tool.bake-ci.context = '../../", "(9,003 characters)", "outside the project"),
+    ),
+    "a-platform-variant-of-100k-characters": (
+        GOOD + 'platforms = ["linux/riscv64/' + "a" * 100_000 + '"]\n',
+        ("tool.bake-ci.platforms[0]", "riscv64 has no variant 'aaaa", "up to 32 lowercase letters"),
+    ),
+    "a-macos-platform-of-100k-characters": (
+        GOOD + 'platforms = ["macos/' + "a" * 100_000 + '"]\n',
+        ("tool.bake-ci.platforms[0]", "the os is called 'darwin'"),
+    ),
+    "a-platform-of-100k-characters": (
+        GOOD + 'platforms = ["linux/' + "a" * 100_000 + '"]\n',
+        ("tool.bake-ci.platforms[0]", "(100,006 characters)", "unknown architecture"),
+    ),
+}
+
+
+@pytest.mark.parametrize(("toml", "expect"), HUGE.values(), ids=HUGE.keys())
+def test_long_inputs_give_short_paragraphs(project, cli, toml: str, expect: tuple[str, ...]) -> None:
+    project(toml)
+    run = cli("matrix")
+    assert run.rc == 2
+    assert "Traceback" not in run.err
+    assert len(run.err) <= MAX_PRINTED, len(run.err)
+    assert run.err.count("\n") == 1, "one line"
+    for text in expect:
+        assert text in run.err
+
+
+def test_a_dockerfile_with_many_stages_is_summarised(project, cli) -> None:
+    stages = "".join(f"FROM python AS stage{i}\n" for i in range(1000))
+    project(GOOD + 'stages = ["stage1", "nope"]\n', dockerfile=stages)
+    run = cli("matrix")
+    assert run.rc == 2
+    assert len(run.err) <= MAX_PRINTED
+    assert "tool.bake-ci.stages[1] = 'nope'" in run.err
+    assert "Its stages are: stage0, stage1" in run.err
+    assert "and 992 more" in run.err
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=400),
+    lambda inner: st.lists(inner, max_size=30) | st.dictionaries(st.text(max_size=300), inner, max_size=10),
+    max_leaves=200,
+)
+KEYS = st.sampled_from(
+    ["image", "registry", "python", "stages", "platforms", "args", "labels", "base-image", "default-branch", "cache"]
+)
+
+
+@given(
+    table=st.dictionaries(KEYS | st.text(max_size=300), JSONISH, max_size=12),
+    env=st.dictionaries(st.sampled_from(["BAKE_CI_REGISTRY", "BAKE_CI_BASE_IMAGE"]), st.text(max_size=400)),
+)
+def test_any_table_is_accepted_or_explained_in_one_short_paragraph(table, env) -> None:
+    try:
+        config.parse(table, Path("pyproject.toml"), env)
+    except ConfigError as exc:
+        message = str(exc)
+        assert len(message) <= config.MAX_MESSAGE
+        assert message.startswith("pyproject.toml: ")
+    redact.forget_all()
+
+
+# -- what is accepted ---------------------------------------------------------------------------
+
+
+def test_platforms_buildx_knows_are_accepted(project) -> None:
+    platforms = ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm64/v8", "linux/amd64/v3", "windows/amd64"]
+    project(GOOD + f"platforms = {json.dumps(platforms)}\n")
+    assert config.load(None, {}).config.platforms == platforms
+
+
+def test_base_image_without_python_is_fine_with_one_version(project) -> None:
+    project(GOOD + 'base-image = "python:3.12-slim"\n')
+    assert config.load(None, {}).config.base_image == "python:3.12-slim"
+
+
+def test_args_with_ordinary_names_are_accepted(project) -> None:
+    project(GOOD + 'args = { PIP_INDEX_URL = "https://pypi.example/simple", _x = "", a1 = "b" }\n')
+    assert set(config.load(None, {}).config.args) == {"PIP_INDEX_URL", "_x", "a1"}
+
+
+def test_an_image_of_exactly_255_characters_with_its_registry_is_accepted(project) -> None:
+    image = "a/" + "b" * (255 - len("ghcr.io/acme/a/") - len("-cache"))
+    project(f'[tool.bake-ci]\nregistry = "ghcr.io/acme"\nimage = "{image}"\npython = ["3.12"]\n')
+    loaded = config.load(None, {})
+    assert len(f"{loaded.config.registry}/{loaded.config.image}-cache") == 255
+
+
+def test_context_in_a_subdirectory_is_accepted(project) -> None:
+    project(GOOD + 'context = "app/../app"\n', files={"app/x.txt": "x"})
+    assert config.load(None, {}).config.context == "app/../app"
+
+
+def test_a_context_linked_outside_the_project_is_rejected(project, cli, tmp_path_factory) -> None:
+    outside = tmp_path_factory.mktemp("outside")
+    root = project(GOOD + 'context = "ctx"\n')
+    (root / "ctx").symlink_to(outside)
+    run = cli("matrix")
+    assert run.rc == 2
+    assert "tool.bake-ci.context = 'ctx' resolves to" in run.err
+    assert "outside the project" in run.err
+
+
+# -- credentials in configured values ---------------------------------------------------------------
+
+
+def test_base_image_credentials_never_reach_a_printed_plan(project) -> None:
+    project(GOOD)
+    base = "user:p@ss word@registry.example.com/python:{python}-slim"
+    loaded = config.load(None, {"BAKE_CI_BASE_IMAGE": base})
+    plan = build_plan(loaded, [Target("ci", loaded.config.pythons[0])], branch="main", sha=None, output="load")
+    real = plan.definition["target"]["ci-py312"]["args"]["BASE_IMAGE"]
+    assert real == "user:p@ss word@registry.example.com/python:3.12-slim", "buildx gets the real value"
+    printed = json.dumps(redact.redact_definition(plan.definition))
+    assert "p@ss" not in printed
+    assert "ss word" not in printed
+    assert "***@registry.example.com/python:3.12-slim" in printed
+    # and wherever the value turns up later in a log line or message
+    assert "p@ss word" not in redact.redact(f"pulling {real}: 401 Unauthorized")
+    assert "p@ss word" not in redact.redact("the password p@ss word was refused")
