@@ -1,6 +1,7 @@
 """The login docker keeps for a registry: credential helper, credential store, or config.json.
 
-The secret goes to the registry client only; it is never logged or printed. A config
+The secret goes to the registry client only, and is registered with bake.redact, so it
+is hidden wherever it might show up later (an error quoting a URL, a log line). A config
 that docker itself could not use (bad JSON, bad base64, a helper that answers garbage)
 is an EnvironmentProblem naming the file or helper and the fix.
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 from bake.engine import process
 from bake.errors import EnvironmentProblem
+from bake.redact import register
 
 
 def _config_file(environ: Mapping[str, str]) -> Path:
@@ -67,6 +69,7 @@ def _from_helper(helper: str, keys: list[str]) -> tuple[str, str] | None:
                 "Check the helper (`echo HOST | " + program + " get`) or log in again with `docker login`."
             ) from None
         if isinstance(data, dict) and data.get("Username") and data.get("Secret"):
+            register(str(data["Secret"]))
             return str(data["Username"]), str(data["Secret"])
     return None
 
@@ -100,5 +103,6 @@ def credentials(host: str, environ: Mapping[str, str] | None = None) -> tuple[st
             raise EnvironmentProblem(
                 f'the login for {key} in {path} has no "user:password" inside. Log in again with `docker login {host}`.'
             )
+        register(secret)
         return user, secret
     return None

@@ -20,6 +20,7 @@ from bake.ci import Writes
 from bake.config import Project
 from bake.errors import UsageError
 from bake.naming import PythonVersion, branch_tag, tag_prefix, target_id
+from bake.redact import redact_definition
 
 #: push: images and cache to the registry; load: images into the local engine;
 #: cache-only: registry cache without any image (pull requests from forks, pre-warming).
@@ -216,8 +217,13 @@ class Plan:
             definition["platforms"] = list(self.platforms)
         return definition
 
-    def to_json(self) -> str:
-        return json.dumps(self.bake_definition(), indent=2, sort_keys=True) + "\n"
+    def to_json(self, *, redacted: bool = False) -> str:
+        """The bake definition as JSON: as buildx reads it, or ``redacted`` for printing
+        (credentials in a base image or an arg shown as ``***``)."""
+        definition = self.bake_definition()
+        if redacted:
+            definition = redact_definition(definition)
+        return json.dumps(definition, indent=2, sort_keys=True) + "\n"
 
 
 def _cache_opts(project: Project) -> str:

@@ -222,7 +222,7 @@ def local_plan(run: Run) -> None:
 
 def print_plan(run: Run) -> None:
     """The bake JSON on stdout; what the run writes, and why, on stderr."""
-    sys.stdout.write(run.plan.to_json())
+    sys.stdout.write(run.plan.to_json(redacted=True))
     if run.writes is not None:
         cfg = run.project.config
         for line in run.writes.lines(image=f"{cfg.registry}/{cfg.image}", sha=run.sha):

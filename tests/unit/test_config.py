@@ -609,9 +609,10 @@ def test_base_image_credentials_never_reach_a_printed_plan(project) -> None:
     base = "user:p@ss word@registry.example.com/python:{python}-slim"
     loaded = config.load(None, {"BAKE_CI_BASE_IMAGE": base})
     plan = build_plan(loaded, [Target("ci", loaded.config.pythons[0])], branch="main", sha=None, output="load")
-    real = plan.definition["target"]["ci-py312"]["args"]["BASE_IMAGE"]
+    real = plan["ci-py312"].args["BASE_IMAGE"]
     assert real == "user:p@ss word@registry.example.com/python:3.12-slim", "buildx gets the real value"
-    printed = json.dumps(redact.redact_definition(plan.definition))
+    assert real in plan.to_json()
+    printed = plan.to_json(redacted=True)
     assert "p@ss" not in printed
     assert "ss word" not in printed
     assert "***@registry.example.com/python:3.12-slim" in printed
