@@ -27,14 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from bake.args import Output
 from bake.errors import UsageError
 from bake.naming import slug
 from bake.redact import redact
 
 Provider = Literal["github", "gitlab", "other-ci", "local"]
 Event = Literal["push", "pull_request", "merge_request", "schedule", "manual", "other"]
-#: The same values as ``bake.plan.Output`` (kept here so that this module imports nothing heavy).
-Output = Literal["push", "load", "cache-only"]
 
 #: A commit as CIs give it: 7 (abbreviated) to 64 (SHA-256 repositories) hexadecimal characters.
 SHA_RE = re.compile(r"[0-9a-fA-F]{7,64}")

@@ -12,14 +12,12 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Literal
 
-from bake import __version__, logs
-from bake.errors import BakeError
-from bake.redact import redact
-from bake.workflow import Args, run_command
+from bake import __version__
+from bake.args import Args
 
-# Command-specific modules (execute, local, the engine checks) are imported where they
-# are used: every command pays for the imports at the top, and the reuse path is
-# measured in tenths of a second.
+# Everything else is imported once the arguments are parsed (--version and usage errors
+# need none of it), and command-specific modules (execute, local, the engine checks)
+# where they are used: the reuse path is measured in tenths of a second.
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -136,6 +134,8 @@ def _args(ns: argparse.Namespace, log_format: Literal["console", "json"]) -> Arg
 
 def _crash_report(exc: BaseException) -> str:
     """Write the full traceback of an unexpected error to a file of its own; its path."""
+    from bake.redact import redact
+
     fd, path = tempfile.mkstemp(prefix="bake-ci-crash-", suffix=".txt")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(f"bake-ci {__version__}, Python {sys.version.split()[0]}\n")
@@ -146,6 +146,12 @@ def _crash_report(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     env = os.environ if environ is None else environ
     ns = _parser().parse_args(argv)
+    from bake import logs
+    from bake.engine.process import CommandFailed
+    from bake.errors import BakeError
+    from bake.redact import redact
+    from bake.workflow import run_command
+
     fmt = logs.resolve(ns.log_format, env)
     logs.configure(fmt, ns.verbose)
     try:
@@ -157,6 +163,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except KeyboardInterrupt:
         print("bake-ci: interrupted", file=sys.stderr)
         return 130
+    except CommandFailed as exc:  # docker, buildx or git said no, outside a build
+        said = exc.output.strip().splitlines()[-1] if exc.output.strip() else "no output"
+        print(f"bake-ci: error: {exc}: {redact(said)[:500]}", file=sys.stderr)
+        return 1
     except Exception as exc:  # the last resort: one line and a file to attach to a bug report
         path = _crash_report(exc)
         print(

@@ -7,12 +7,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bake import auth, config, reuse
+from bake.args import Output
 from bake.engine import buildx, checks, images
 from bake.engine.docker import docker_cli
 from bake.engine.process import CommandFailed
 from bake.errors import BakeError
 from bake.fingerprint import Fingerprint
-from bake.plan import FINGERPRINT_LABEL, Output, Plan, TargetPlan, build_args, fingerprint_tag, matrix
+from bake.plan import FINGERPRINT_LABEL, Plan, TargetPlan, build_args, fingerprint_tag, matrix
 from bake.redact import redact
 from bake.report import align
 from bake.state import ENV as STATE_ENV

@@ -14,17 +14,15 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Any, Literal
+from typing import Any
 
+from bake.args import Output
 from bake.ci import Writes
 from bake.config import Project
 from bake.errors import UsageError
 from bake.naming import PythonVersion, branch_tag, tag_prefix, target_id
 from bake.redact import redact_definition
 
-#: push: images and cache to the registry; load: images into the local engine;
-#: cache-only: registry cache without any image (pull requests from forks, pre-warming).
-Output = Literal["push", "load", "cache-only"]
 #: The target of a project's docker-bake.hcl that generated targets inherit.
 BASE_TARGET = "bake-ci"
 

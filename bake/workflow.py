@@ -14,55 +14,22 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import structlog
 
 from bake import ci, config, display, report, reuse
+from bake.args import Args, Output
 from bake.engine import git, images, process
 from bake.errors import BuildFailed, EnvironmentProblem, Interrupted, UsageError
 from bake.files import write_atomic
-from bake.plan import Output, Plan, Selection, Target, build_args, build_plan, matrix, select
+from bake.plan import Plan, Selection, Target, build_args, build_plan, matrix, select
 from bake.state import State
 
 if TYPE_CHECKING:
     from bake.execute import Executor
 
 log = structlog.get_logger("bake")
-
-Progress = Literal["auto", "plain", "tty", "quiet"]
-
-
-@dataclass(frozen=True)
-class Args:
-    """The command line, typed: what every step may ask of it."""
-
-    command: str
-    config: Path | None = None
-    log_format: Literal["console", "json"] = "console"
-    verbose: bool = False
-    targets: tuple[str, ...] = ()
-    stages: tuple[str, ...] = ()
-    pythons: tuple[str, ...] = ()
-    branch: str | None = None
-    output: Output | None = None
-    no_reuse: bool = False
-    cache_to: bool = False
-    jobs: int | None = None
-    retries: int = 2
-    builder: str | None = None
-    metadata_file: Path | None = None
-    report: Path | None = None
-    progress: Progress = "auto"
-    keep_going: bool = False
-    no_cache: bool = False
-    pull: bool = False
-    json: bool = False
-    state_dir: Path | None = None
-
-    @property
-    def warm(self) -> bool:
-        return self.command == "warm"
 
 
 @dataclass

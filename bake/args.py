@@ -1,0 +1,48 @@
+"""The command line, typed: what every step of a command may ask of it.
+
+Kept apart from the steps so that ``bake-ci --version`` and argument errors cost no
+more than parsing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+#: push: images and cache to the registry; load: images into the local engine;
+#: cache-only: registry cache without any image (pull requests from forks, pre-warming).
+Output = Literal["push", "load", "cache-only"]
+Progress = Literal["auto", "plain", "tty", "quiet"]
+
+
+@dataclass(frozen=True)
+class Args:
+    """The parsed command line (options a command lacks keep their defaults)."""
+
+    command: str
+    config: Path | None = None
+    log_format: Literal["console", "json"] = "console"
+    verbose: bool = False
+    targets: tuple[str, ...] = ()
+    stages: tuple[str, ...] = ()
+    pythons: tuple[str, ...] = ()
+    branch: str | None = None
+    output: Output | None = None
+    no_reuse: bool = False
+    cache_to: bool = False
+    jobs: int | None = None
+    retries: int = 2
+    builder: str | None = None
+    metadata_file: Path | None = None
+    report: Path | None = None
+    progress: Progress = "auto"
+    keep_going: bool = False
+    no_cache: bool = False
+    pull: bool = False
+    json: bool = False
+    state_dir: Path | None = None
+
+    @property
+    def warm(self) -> bool:
+        return self.command == "warm"
