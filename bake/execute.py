@@ -109,11 +109,11 @@ class Executor:
         results: dict[str, Result] = {}
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bake")
         futures: dict[Future[list[Result]], list[str]] = {}
-        for call in calls:
-            ctx = contextvars.copy_context()
-            futures[pool.submit(ctx.run, self._call, call)] = call
-        pending = set(futures)
-        try:
+        try:  # a Ctrl-C can land anywhere in here, submitting included
+            for call in calls:
+                ctx = contextvars.copy_context()
+                futures[pool.submit(ctx.run, self._call, call)] = call
+            pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -122,10 +122,10 @@ class Executor:
         except KeyboardInterrupt:
             self.interrupted = True
             self.stopping.set()
-            for future in pending:
+            for future in futures:
                 future.cancel()
             process.stop_all()
-            for future in pending:
+            for future in futures:
                 if not future.cancelled():
                     for r in future.result():
                         results[r.target] = r
