@@ -1,11 +1,26 @@
-"""Which failures are retried: buildx's error strings, as the fault-injection tests met them."""
+"""Which failures are retried: buildx's error strings (as the fault-injection tests met them), and
+the registry client's retries against a registry in-process that fails on cue."""
 
 from __future__ import annotations
+
+import json
+import socket
+import ssl
+import struct
+import threading
+import urllib.error
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
 from bake.execute import is_transient
 from bake.progress import Vertex
+from bake.registry import MAX_RETRY_AFTER, Client, RegistryError, transient_error
+
+INDEX = "application/vnd.oci.image.index.v1+json"
+MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": INDEX}).encode()
 
 REG = "127.0.0.1:40495/faults-fb324c30-6e4679/tiny/app"
 BLOB = "sha256:e8be9f08bc1b816ac588753d6c9a08bfe100d77eb45cd240b9e2ccf206dab930"
@@ -107,3 +122,154 @@ def test_the_final_error_decides_not_buildkits_earlier_retries() -> None:
 )
 def test_other_failures_are_not_transient(text: str) -> None:
     assert not is_transient(None, [text])
+
+
+# -- the registry HTTP client retries transient failures ------------------------------------------
+
+
+class Flaky(BaseHTTPRequestHandler):
+    """Manifests behind a script of faults: each request takes the next one ("ok" when none is left)."""
+
+    protocol_version = "HTTP/1.1"
+    script: ClassVar[list[str]] = []
+    requests: ClassVar[list[str]] = []
+    manifests: ClassVar[dict[str, tuple[str, bytes]]] = {}
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _fault(self) -> bool:
+        self.requests.append(f"{self.command} {self.path}")
+        action = self.script.pop(0) if self.script else "ok"
+        if action == "ok":
+            return False
+        if action == "reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        elif action == "eof":
+            pass
+        else:
+            status, _, after = action.partition(" retry-after ")
+            self.send_response(int(status))
+            if after:
+                self.send_header("Retry-After", after)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return True
+        self.close_connection = True
+        self.connection.close()
+        return True
+
+    def do_GET(self) -> None:
+        if self._fault():
+            return
+        tag = self.path.rsplit("/", 1)[1]
+        if tag not in self.manifests:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        media_type, body = self.manifests[tag]
+        self.send_response(200)
+        self.send_header("Content-Type", media_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self._fault():
+            return
+        self.manifests[self.path.rsplit("/", 1)[1]] = (self.headers["Content-Type"], body)
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture
+def flaky() -> Iterator[str]:
+    Flaky.script, Flaky.requests = [], []
+    Flaky.manifests = {"fp-1": (INDEX, MANIFEST)}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}/team/app"
+    server.shutdown()
+    server.server_close()
+
+
+def client(delays: list[float], retries: int = 2) -> Client:
+    return Client(lambda host: None, retries=retries, backoff=0.5, sleep=delays.append)
+
+
+@pytest.mark.parametrize("fault", ["503", "502", "500", "504", "429", "reset", "eof"])
+def test_a_transient_failure_is_retried_with_backoff(flaky: str, fault: str) -> None:
+    Flaky.script = [fault, fault]
+    delays: list[float] = []
+    found = client(delays).manifest(f"{flaky}:fp-1")
+    assert found is not None
+    assert found.body == MANIFEST
+    assert delays == [0.5, 1.0]
+    assert len(Flaky.requests) == 3
+
+
+def test_retry_after_is_followed_up_to_a_limit(flaky: str) -> None:
+    Flaky.script = ["429 retry-after 3", "503 retry-after 3600"]
+    delays: list[float] = []
+    assert client(delays).manifest(f"{flaky}:fp-1") is not None
+    assert delays == [3.0, MAX_RETRY_AFTER]
+
+
+def test_a_tag_put_is_retried_too(flaky: str) -> None:
+    delays: list[float] = []
+    registry = client(delays)
+    manifest = registry.manifest(f"{flaky}:fp-1")
+    assert manifest is not None
+    Flaky.script = ["503", "reset"]
+    registry.tag(manifest, f"{flaky}:ci-main")
+    assert Flaky.manifests["ci-main"] == (INDEX, MANIFEST)
+    assert delays == [0.5, 1.0]
+
+
+def test_when_retries_run_out_the_client_gives_up_with_a_registry_error(flaky: str) -> None:
+    Flaky.script = ["503"] * 3
+    delays: list[float] = []
+    with pytest.raises(RegistryError, match="503"):
+        client(delays).manifest(f"{flaky}:fp-1")
+    assert delays == [0.5, 1.0]
+    Flaky.script = ["reset"] * 3
+    with pytest.raises(RegistryError, match=r"Connection|Remote"):
+        client([]).manifest(f"{flaky}:fp-1")
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 501])
+def test_an_answer_no_retry_can_change_is_not_retried(flaky: str, status: int) -> None:
+    Flaky.script = [str(status)]
+    delays: list[float] = []
+    if status == 404:
+        assert client(delays).manifest(f"{flaky}:fp-1") is None
+    else:
+        with pytest.raises(RegistryError, match=str(status)):
+            client(delays).manifest(f"{flaky}:fp-1")
+    assert delays == []
+    assert len(Flaky.requests) == 1
+
+
+def test_a_refused_connection_is_retried_then_reported(flaky: str) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    delays: list[float] = []
+    with pytest.raises(RegistryError, match=r"127\.0\.0\.1:\d+: .*refused"):
+        client(delays).manifest(f"127.0.0.1:{port}/team/app:fp-1")
+    assert delays == [0.5, 1.0]
+
+
+def test_a_certificate_or_a_bad_url_is_not_retried() -> None:
+    cert = urllib.error.URLError(ssl.SSLCertVerificationError(1, "certificate verify failed"))
+    assert not transient_error(cert)
+    assert not transient_error(urllib.error.URLError("unknown url type: ftp"))
+    assert not transient_error(urllib.error.URLError(socket.gaierror(socket.EAI_NONAME, "Name or service not known")))
+    assert transient_error(urllib.error.URLError(socket.gaierror(socket.EAI_AGAIN, "Temporary failure")))
+    assert transient_error(urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")))
+    assert transient_error(TimeoutError("timed out"))
