@@ -67,7 +67,7 @@ def is_transient(failure: Vertex | None, messages: Sequence[str]) -> bool:
     if failure is not None and failure.error.strip():
         text = failure.error
     else:
-        lines = [m for m in messages if m.strip()]
+        lines = [line for m in messages for line in m.splitlines() if line.strip()]
         errors = [m for m in lines if "error" in m.lower()]
         text = errors[-1] if errors else "\n".join(lines)
     text = text.strip()

@@ -111,6 +111,13 @@ def test_the_final_error_decides_not_buildkits_earlier_retries() -> None:
     assert is_transient(None, messages)
 
 
+def test_a_commands_whole_output_is_judged_by_its_last_error_line() -> None:
+    output = f"#1 pushing\nerror: {TRANSIENT['EOF on a POST']}\nretrying in 1s\nERROR: {PERMANENT['401']}\n"
+    assert not is_transient(None, [output])
+    output = f"#1 pushing\nERROR: {TRANSIENT['503 on a blob upload']}\n"
+    assert is_transient(None, [output])
+
+
 @pytest.mark.parametrize(
     "text",
     [
