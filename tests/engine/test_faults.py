@@ -265,7 +265,7 @@ def test_registry_cut_during_a_push_is_retried_and_succeeds_once_it_is_back(tiny
             proxy.up()
 
     run = tiny.bake_ci(on_event=on_event)
-    assert proxy.went_down.is_set(), f"no upload reached the registry:\n{proxy.summary()}"
+    assert proxy.went_down.is_set(), f"no upload reached the registry:\n{proxy.summary()}\n{run.err[-3000:]}"
     assert run.code == 0, run.err[-3000:]
     assert run.named("retry"), run.err[-3000:]
     assert run.targets[TARGET]["attempts"] == 2
@@ -275,7 +275,7 @@ def test_registry_cut_during_a_push_is_retried_and_succeeds_once_it_is_back(tiny
 def test_a_registry_that_stays_down_fails_the_run_naming_the_registry(tiny: Tiny) -> None:
     tiny.proxy.down_on(methods="POST", path=r"/tiny/app/blobs/uploads/")
     run = tiny.bake_ci(retries=1)
-    assert tiny.proxy.went_down.is_set(), f"no upload reached the registry:\n{tiny.proxy.summary()}"
+    assert tiny.proxy.went_down.is_set(), f"no upload reached the registry:\n{tiny.proxy.summary()}\n{run.err[-3000:]}"
     assert run.code == 1, run.err[-3000:]
     assert "Traceback" not in run.err
     assert len(run.named("retry")) == 1, run.err[-3000:]
