@@ -34,21 +34,44 @@ from bake.state import Run
 log = structlog.get_logger("bake")
 
 #: Failures worth another attempt: the registry or the network, not the build itself.
+#: Go's net/http says ``Head "URL": EOF`` when a registry closes the connection unanswered.
 TRANSIENT_RE = re.compile(
-    r"connection reset|connection refused|i/o timeout|timed? ?out|tls handshake|unexpected eof|"
-    r"broken pipe|no such host|temporary failure in name resolution|server misbehaving|"
-    r"too many requests|service unavailable|bad gateway|gateway timeout|internal server error|"
-    r"\b(?:429|500|502|503|504)\b",
+    r"connection reset|connection refused|connection (?:closed|lost)|closed (?:idle|network) connection|"
+    r"broken pipe|unexpected EOF|\": EOF\b|: EOF$|"
+    r"i/o timeout|timed? ?out\b|time-out|deadline exceeded|"
+    r"no such host|temporary failure in name resolution|server misbehaving|network is unreachable|no route to host|"
+    r"too ?many ?requests|service unavailable|bad gateway|gateway timeout|internal server error|"
+    r"status(?: code)?:?\s*(?:429|50[0234])\b",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+#: Failures that another attempt cannot fix, even when the network also hiccuped on the way:
+#: credentials, permissions, TLS set-up, a name that does not exist, a broken Dockerfile.
+PERMANENT_RE = re.compile(
+    r"status(?: code)?:?\s*40[13]\b|unauthorized|forbidden|denied|authentication required|no basic auth credentials|"
+    r"x509|certificate|does not look like a TLS handshake|HTTP response to HTTPS client|"
+    r"manifest unknown|name unknown|not found|invalid reference format|parse error|unknown instruction",
     re.IGNORECASE,
 )
 
 
 def is_transient(failure: Vertex | None, messages: Sequence[str]) -> bool:
-    """Whether a failed call is worth retrying. A failing ``RUN`` step never is."""
+    """Whether a failed call is worth retrying. A failing ``RUN`` step never is.
+
+    Judged on the error the call failed with: the failed vertex's, else buildx's last
+    error line (earlier lines can be BuildKit's own retries of something that then failed
+    for good).
+    """
     if failure is not None and failure.instruction == "RUN":
         return False
-    text = "\n".join([failure.error if failure else "", *messages])
-    return TRANSIENT_RE.search(text) is not None
+    if failure is not None and failure.error.strip():
+        text = failure.error
+    else:
+        lines = [line for m in messages for line in m.splitlines() if line.strip()]
+        errors = [m for m in lines if "error" in m.lower()]
+        text = errors[-1] if errors else "\n".join(lines)
+    text = text.strip()
+    return PERMANENT_RE.search(text) is None and TRANSIENT_RE.search(text) is not None
 
 
 @dataclass(frozen=True)

@@ -10,21 +10,32 @@ Authentication follows the distribution spec: anonymous first, then on ``401`` a
 token from the realm the registry names, or Basic, with the credentials docker keeps
 (``bake.auth.credentials``). Anything this client cannot do raises
 :class:`RegistryError`, and callers fall back to buildx.
+
+A request that fails for a transient reason (connection refused, reset or closed, a
+timeout, HTTP 429 or 5xx) is sent again, up to ``retries`` times with exponential backoff
+(or the registry's ``Retry-After``, capped); other answers are returned at once.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
+import http.client
 import ipaddress
 import json
 import re
+import socket
+import ssl
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import structlog
 
 MANIFEST_TYPES = ", ".join(
     [
@@ -36,8 +47,16 @@ MANIFEST_TYPES = ", ".join(
 )
 DOCKER_HUB = "registry-1.docker.io"
 TIMEOUT = 15.0
+#: how often a transiently failed request is sent again, and the first delay (doubled each time)
+RETRIES = 2
+BACKOFF = 0.5
+#: answers worth another attempt; a longer ``Retry-After`` than this is not waited for in full
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+MAX_RETRY_AFTER = 30.0
 
 Credentials = Callable[[str], "tuple[str, str] | None"]
+
+log = structlog.get_logger("bake.registry")
 
 
 class RegistryError(Exception):
@@ -99,13 +118,66 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), found
 
 
+def transient_error(exc: BaseException) -> bool:
+    """A network failure another attempt may not meet (not a certificate or a bad URL)."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, ssl.SSLError):  # certificates, protocol: no retry fixes them
+        return isinstance(reason, ssl.SSLEOFError)
+    if isinstance(reason, socket.gaierror):
+        return reason.errno == socket.EAI_AGAIN
+    if isinstance(reason, (ConnectionError, TimeoutError, http.client.HTTPException)):
+        return True
+    return isinstance(reason, OSError) and reason.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH)
+
+
+def retry_after(headers: dict[str, str]) -> float | None:
+    """The registry's ``Retry-After`` in seconds (the delta-seconds form), capped."""
+    try:
+        return min(max(float(headers["retry-after"]), 0.0), MAX_RETRY_AFTER)
+    except (KeyError, ValueError):
+        return None
+
+
 class Client:
     """One client per command run: it keeps tokens per repository and scope."""
 
-    def __init__(self, credentials: Credentials) -> None:
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        retries: int = RETRIES,
+        backoff: float = BACKOFF,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.credentials = credentials
         self.tokens: dict[tuple[str, str, str], str] = {}
         self.lock = threading.Lock()
+        self.retries = retries
+        self.backoff = backoff
+        self.sleep = sleep
+
+    def _exchange(self, request: urllib.request.Request, host: str) -> tuple[int, dict[str, str], bytes]:
+        """Send ``request``: its status, headers (lower-case names) and body, retried while transient."""
+        attempt = 0
+        while True:
+            try:
+                try:
+                    with urllib.request.urlopen(request, timeout=TIMEOUT) as resp:
+                        status, headers, body = resp.status, dict(resp.headers.items()), resp.read()
+                except urllib.error.HTTPError as exc:
+                    status, headers, body = exc.code, dict(exc.headers.items()), exc.read()
+            except (OSError, http.client.HTTPException) as exc:
+                if attempt >= self.retries or not transient_error(exc):
+                    raise RegistryError(f"{host}: {type(exc).__name__}: {exc}") from None
+                delay, reason = self.backoff * 2**attempt, type(exc).__name__
+            else:
+                headers = {k.lower(): v for k, v in headers.items()}
+                if status not in RETRY_STATUSES or attempt >= self.retries:
+                    return status, headers, body
+                delay, reason = retry_after(headers) or self.backoff * 2**attempt, f"HTTP {status}"
+            attempt += 1
+            log.debug("registry request retried", host=host, method=request.get_method(), reason=reason, delay=delay)
+            self.sleep(delay)
 
     def _url(self, ref: Reference, what: str) -> str:
         scheme = "http" if plain_http(ref.host) else "https"
@@ -126,9 +198,14 @@ class Client:
             basic = base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
             request.add_header("Authorization", f"Basic {basic}")
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as resp:
-                data = json.load(resp)
-        except (OSError, ValueError) as exc:
+            status, _, body = self._exchange(request, ref.host)
+        except RegistryError as exc:
+            raise RegistryError(f"no token from the auth server of {exc}") from None
+        if status != 200:
+            raise RegistryError(f"{ref.host}: no token from its auth server (HTTP {status})")
+        try:
+            data = json.loads(body)
+        except ValueError as exc:
             raise RegistryError(f"{ref.host}: no token from its auth server ({type(exc).__name__})") from None
         token = data.get("token") or data.get("access_token")
         if not token:
@@ -152,19 +229,14 @@ class Client:
                 auth = self.tokens.get(key)
             if auth:
                 request.add_header("Authorization", auth)
-            try:
-                with urllib.request.urlopen(request, timeout=TIMEOUT) as resp:
-                    return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
-            except urllib.error.HTTPError as exc:
-                if exc.code == 401 and attempt == 1:
-                    challenge = exc.headers.get("WWW-Authenticate", "")
-                    authorization = self._authorization(ref, challenge, actions)
-                    with self.lock:
-                        self.tokens[key] = authorization
-                    continue
-                return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
-            except OSError as exc:
-                raise RegistryError(f"{ref.host}: {type(exc).__name__}: {exc}") from None
+            status, response_headers, data = self._exchange(request, ref.host)
+            if status == 401 and attempt == 1:
+                challenge = response_headers.get("www-authenticate", "")
+                authorization = self._authorization(ref, challenge, actions)
+                with self.lock:
+                    self.tokens[key] = authorization
+                continue
+            return status, response_headers, data
         raise RegistryError(f"{ref.host}: still unauthorized after logging in")
 
     def manifest(self, ref: str) -> Manifest | None:

@@ -1,0 +1,282 @@
+"""Which failures are retried: buildx's error strings (as the fault-injection tests met them), and
+the registry client's retries against a registry in-process that fails on cue."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import struct
+import threading
+import urllib.error
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import pytest
+
+from bake.execute import is_transient
+from bake.progress import Vertex
+from bake.registry import MAX_RETRY_AFTER, Client, RegistryError, transient_error
+
+INDEX = "application/vnd.oci.image.index.v1+json"
+MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": INDEX}).encode()
+
+REG = "127.0.0.1:40495/faults-fb324c30-6e4679/tiny/app"
+BLOB = "sha256:e8be9f08bc1b816ac588753d6c9a08bfe100d77eb45cd240b9e2ccf206dab930"
+V2 = REG.replace("/faults", "/v2/faults", 1)
+UPLOAD = f"http://{V2}/blobs/uploads/acf7711a-ae82-4b86-92e5-b7e1c0a4127c?_state=Svo3&digest=sha256%3Ab829"
+PUSH = f"failed to push {REG}:ci-py3.11-main"
+HEAD = f'failed to do request: Head "https://{V2}/blobs/{BLOB}"'
+
+#: final errors of pushes that failed while the proxy injected a fault (buildx 0.13.1, dockerd 26.1)
+TRANSIENT = {
+    "503 on a blob upload": f"{PUSH}: unexpected status from POST request to http://{REG}/blobs/uploads/: "
+    "503 Service Unavailable",
+    "429 on a manifest PUT": f'{PUSH}: failed commit on ref "manifest-{BLOB}": unexpected status from PUT request '
+    f"to http://{REG}/manifests/{BLOB}: 429 Too Many Requests",
+    "502 on a HEAD": f"{PUSH}: unexpected status from HEAD request to http://{REG}/blobs/{BLOB}: 502 Bad Gateway",
+    "500 on a manifest PUT": f"{PUSH}: unexpected status from PUT request to http://{REG}/manifests/x: "
+    "500 Internal Server Error",
+    "504": "received unexpected HTTP status: 504 Gateway Time-out",
+    "connection reset": f'{PUSH}: failed commit on ref "config-{BLOB}": failed to do request: Put "{UPLOAD}": '
+    "read tcp 127.0.0.1:57226->127.0.0.1:36015: read: connection reset by peer",
+    "closed connection": f'{PUSH}: failed to do request: Put "{UPLOAD}": readfrom tcp 127.0.0.1:42690->'
+    "127.0.0.1:40681: write tcp 127.0.0.1:42690->127.0.0.1:40681: use of closed network connection",
+    "broken pipe": f'failed to do request: Put "{UPLOAD}": write tcp 127.0.0.1:1->127.0.0.1:2: write: broken pipe',
+    "EOF on a HEAD (registry killed)": f"{PUSH}: {HEAD}: EOF",
+    "EOF on a POST": f'failed to do request: Post "https://{REG}/blobs/uploads/": EOF',
+    "EOF at the end": "error reading manifest: EOF",
+    "unexpected EOF": f"{PUSH}: failed to copy: httpReadSeeker: failed open: unexpected EOF",
+    "refused (registry down)": f'{PUSH}: failed to do request: Head "https://{REG}/blobs/{BLOB}": '
+    "dial tcp 127.0.0.1:38101: connect: connection refused",
+    "cache export 503": f'error writing manifest blob: failed commit on ref "{BLOB}": unexpected status from PUT '
+    f"request to http://{REG}-cache/manifests/ci-py3.11-main: 503 Service Unavailable",
+    "i/o timeout": f"{HEAD}: dial tcp 10.0.0.1:443: i/o timeout",
+    "TLS handshake timeout": f"{HEAD}: net/http: TLS handshake timeout",
+    "deadline": "failed to resolve source metadata: context deadline exceeded",
+    "docker hub rate limit": "toomanyrequests: You have reached your pull rate limit.",
+    "DNS": f"{HEAD}: dial tcp: lookup registry.example on 127.0.0.53:53: server misbehaving",
+}
+
+#: failures another attempt cannot fix
+PERMANENT = {
+    "401": f"{PUSH}: unexpected status from HEAD request to http://{REG}/blobs/{BLOB}: 401 Unauthorized",
+    "403": f"{PUSH}: unexpected status from PUT request to http://{REG}/manifests/x: 403 Forbidden",
+    "denied": "failed to authorize: failed to fetch oauth token: denied: requested access to the resource is denied",
+    "no credentials": "pull access denied, repository does not exist or may require authorization: "
+    "authorization failed: no basic auth credentials",
+    "TLS to a plain-HTTP registry": f"{HEAD}: tls: first record does not look like a TLS handshake",
+    "bad certificate": f"{HEAD}: tls: failed to verify certificate: x509: certificate signed by unknown authority",
+    "missing base image": "failed to resolve source metadata for docker.io/library/nope:1: "
+    "docker.io/library/nope:1: not found",
+    "Dockerfile heredoc typo": "dockerfile parse error on line 4: unknown instruction: EOF",
+    "bad reference": "invalid reference format",
+    "a build error": 'failed to compute cache key: failed to calculate checksum of ref: "/missing.txt": not found',
+}
+
+
+@pytest.mark.parametrize("error", TRANSIENT.values(), ids=TRANSIENT.keys())
+def test_a_registry_or_network_failure_is_transient(error: str) -> None:
+    assert is_transient(Vertex("sha256:1", "exporting to image", error=error), [])
+    assert is_transient(None, [f"ERROR: target ci-py311: failed to solve: {error}"])
+    assert is_transient(None, [error])  # how the CLI asks about a result's error
+
+
+@pytest.mark.parametrize("error", PERMANENT.values(), ids=PERMANENT.keys())
+def test_a_failure_no_retry_can_fix_is_not_transient(error: str) -> None:
+    assert not is_transient(Vertex("sha256:1", "exporting to image", error=error), [])
+    assert not is_transient(None, [f"ERROR: failed to solve: {error}"])
+
+
+def test_a_failing_run_step_is_never_transient_even_when_its_output_says_so() -> None:
+    step = Vertex(
+        "sha256:2",
+        "[deps 2/3] RUN pip install -r requirements.txt",
+        error='process "/bin/sh -c pip install -r requirements.txt" did not complete successfully: exit code: 1',
+        logs=["ConnectionResetError(104, 'Connection reset by peer')", "503 Service Unavailable"],
+    )
+    messages = ["ERROR: failed to solve: connection reset by peer; 503 Service Unavailable; unexpected EOF"]
+    assert not is_transient(step, messages)
+
+
+def test_the_final_error_decides_not_buildkits_earlier_retries() -> None:
+    messages = [
+        f'error: failed to do request: Head "https://{REG}/blobs/{BLOB}": EOF',
+        "retrying in 4s",
+        f"ERROR: failed to solve: {PERMANENT['401']}",
+    ]
+    assert not is_transient(None, messages)
+    messages = [f"ERROR: failed to solve: {PERMANENT['401']}", f"ERROR: failed to solve: {TRANSIENT['EOF on a POST']}"]
+    assert is_transient(None, messages)
+
+
+def test_a_commands_whole_output_is_judged_by_its_last_error_line() -> None:
+    output = f"#1 pushing\nerror: {TRANSIENT['EOF on a POST']}\nretrying in 1s\nERROR: {PERMANENT['401']}\n"
+    assert not is_transient(None, [output])
+    output = f"#1 pushing\nERROR: {TRANSIENT['503 on a blob upload']}\n"
+    assert is_transient(None, [output])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ERROR: failed to solve: process exited 1: 500 tests passed, 2 failed",  # a number, not a status
+        f"ERROR: {PUSH}: unexpected status from PUT request to http://127.0.0.1:5000/v2/x: 400 Bad Request",
+        "ERROR: failed to solve: pushing to 127.0.0.1:5000 is not allowed: 501 Not Implemented",
+        "ERROR: failed to solve: canceled",
+    ],
+)
+def test_other_failures_are_not_transient(text: str) -> None:
+    assert not is_transient(None, [text])
+
+
+# -- the registry HTTP client retries transient failures ------------------------------------------
+
+
+class Flaky(BaseHTTPRequestHandler):
+    """Manifests behind a script of faults: each request takes the next one ("ok" when none is left)."""
+
+    protocol_version = "HTTP/1.1"
+    script: ClassVar[list[str]] = []
+    requests: ClassVar[list[str]] = []
+    manifests: ClassVar[dict[str, tuple[str, bytes]]] = {}
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _fault(self) -> bool:
+        self.requests.append(f"{self.command} {self.path}")
+        action = self.script.pop(0) if self.script else "ok"
+        if action == "ok":
+            return False
+        if action == "reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        elif action == "eof":
+            pass
+        else:
+            status, _, after = action.partition(" retry-after ")
+            self.send_response(int(status))
+            if after:
+                self.send_header("Retry-After", after)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return True
+        self.close_connection = True
+        self.connection.close()
+        return True
+
+    def do_GET(self) -> None:
+        if self._fault():
+            return
+        tag = self.path.rsplit("/", 1)[1]
+        if tag not in self.manifests:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        media_type, body = self.manifests[tag]
+        self.send_response(200)
+        self.send_header("Content-Type", media_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self._fault():
+            return
+        self.manifests[self.path.rsplit("/", 1)[1]] = (self.headers["Content-Type"], body)
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture
+def flaky() -> Iterator[str]:
+    Flaky.script, Flaky.requests = [], []
+    Flaky.manifests = {"fp-1": (INDEX, MANIFEST)}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}/team/app"
+    server.shutdown()
+    server.server_close()
+
+
+def client(delays: list[float], retries: int = 2) -> Client:
+    return Client(lambda host: None, retries=retries, backoff=0.5, sleep=delays.append)
+
+
+@pytest.mark.parametrize("fault", ["503", "502", "500", "504", "429", "reset", "eof"])
+def test_a_transient_failure_is_retried_with_backoff(flaky: str, fault: str) -> None:
+    Flaky.script = [fault, fault]
+    delays: list[float] = []
+    found = client(delays).manifest(f"{flaky}:fp-1")
+    assert found is not None
+    assert found.body == MANIFEST
+    assert delays == [0.5, 1.0]
+    assert len(Flaky.requests) == 3
+
+
+def test_retry_after_is_followed_up_to_a_limit(flaky: str) -> None:
+    Flaky.script = ["429 retry-after 3", "503 retry-after 3600"]
+    delays: list[float] = []
+    assert client(delays).manifest(f"{flaky}:fp-1") is not None
+    assert delays == [3.0, MAX_RETRY_AFTER]
+
+
+def test_a_tag_put_is_retried_too(flaky: str) -> None:
+    delays: list[float] = []
+    registry = client(delays)
+    manifest = registry.manifest(f"{flaky}:fp-1")
+    assert manifest is not None
+    Flaky.script = ["503", "reset"]
+    registry.tag(manifest, f"{flaky}:ci-main")
+    assert Flaky.manifests["ci-main"] == (INDEX, MANIFEST)
+    assert delays == [0.5, 1.0]
+
+
+def test_when_retries_run_out_the_client_gives_up_with_a_registry_error(flaky: str) -> None:
+    Flaky.script = ["503"] * 3
+    delays: list[float] = []
+    with pytest.raises(RegistryError, match="503"):
+        client(delays).manifest(f"{flaky}:fp-1")
+    assert delays == [0.5, 1.0]
+    Flaky.script = ["reset"] * 3
+    with pytest.raises(RegistryError, match=r"Connection|Remote"):
+        client([]).manifest(f"{flaky}:fp-1")
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 501])
+def test_an_answer_no_retry_can_change_is_not_retried(flaky: str, status: int) -> None:
+    Flaky.script = [str(status)]
+    delays: list[float] = []
+    if status == 404:
+        assert client(delays).manifest(f"{flaky}:fp-1") is None
+    else:
+        with pytest.raises(RegistryError, match=str(status)):
+            client(delays).manifest(f"{flaky}:fp-1")
+    assert delays == []
+    assert len(Flaky.requests) == 1
+
+
+def test_a_refused_connection_is_retried_then_reported(flaky: str) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    delays: list[float] = []
+    with pytest.raises(RegistryError, match=r"127\.0\.0\.1:\d+: .*refused"):
+        client(delays).manifest(f"127.0.0.1:{port}/team/app:fp-1")
+    assert delays == [0.5, 1.0]
+
+
+def test_a_certificate_or_a_bad_url_is_not_retried() -> None:
+    cert = urllib.error.URLError(ssl.SSLCertVerificationError(1, "certificate verify failed"))
+    assert not transient_error(cert)
+    assert not transient_error(urllib.error.URLError("unknown url type: ftp"))
+    assert not transient_error(urllib.error.URLError(socket.gaierror(socket.EAI_NONAME, "Name or service not known")))
+    assert transient_error(urllib.error.URLError(socket.gaierror(socket.EAI_AGAIN, "Temporary failure")))
+    assert transient_error(urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")))
+    assert transient_error(TimeoutError("timed out"))
