@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -324,6 +325,11 @@ def _print_logs(rows: Sequence[report.Result], github: bool) -> None:
         print(ci.endgroup() if github else "-----", file=sys.stderr, flush=True)
 
 
+_UNAUTHORIZED_RE = re.compile(
+    r"\b401\b|\b403\b|unauthorized|authentication required|no basic auth credentials|denied", re.IGNORECASE
+)
+
+
 def _failure_text(rows: Sequence[report.Result], registry: str | None) -> str:
     from bake.execute import is_transient
 
@@ -339,6 +345,12 @@ def _failure_text(rows: Sequence[report.Result], registry: str | None) -> str:
             parts.append(
                 f"    this is the registry or the network, not the build: check that {registry} is up and "
                 "reachable from the builder (the failed request is above)."
+            )
+        elif registry and row.error and _UNAUTHORIZED_RE.search(row.error):
+            host = registry.split("/", 1)[0]
+            parts.append(
+                f"    the registry refused the login: log in with `docker login {host}` (in GitHub Actions: "
+                "docker/login-action) with an account that may push there, then run again."
             )
         if row.log_file:
             parts.append(f"    full log: {row.log_file}")
