@@ -33,6 +33,8 @@ ENV_OVERRIDES = {"registry": "BAKE_CI_REGISTRY", "base-image": "BAKE_CI_BASE_IMA
 _REPO_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE_RE = re.compile(rf"{_REPO_COMPONENT}(?:/{_REPO_COMPONENT})*")
 _REGISTRY_RE = re.compile(rf"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/{_REPO_COMPONENT})*")
+#: an "@" with a "/" after it: a login in front of the host (a digest, "@sha256:...", has no "/")
+_USERINFO_IN_IMAGE_RE = re.compile(r"@[^@]*/")
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 _ARG_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -144,6 +146,12 @@ def _base_image(value: str) -> str:
         raise ValueError('must name an image, e.g. "python:{python}-slim"')
     if value != value.strip():
         raise ValueError("has spaces or a newline around it (a CI variable's trailing newline?): remove them")
+    if _USERINFO_IN_IMAGE_RE.search(value):
+        raise ValueError(
+            "credentials do not belong in an image reference (docker cannot pull an image named with a login); "
+            "log in with `docker login HOST` (or docker/login-action in GitHub Actions) and name the image "
+            'without them, e.g. "registry.example.com/python:{python}-slim"'
+        )
     return value
 
 

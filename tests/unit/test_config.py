@@ -291,11 +291,16 @@ BAD = {
         ("BAKE_CI_BASE_IMAGE (overrides tool.bake-ci.base-image) = 'mirror.example/python:3.11'", "{python}"),
         env={"BAKE_CI_BASE_IMAGE": "mirror.example/python:3.11"},
     ),
-    "env-base-image-with-credentials-without-python": Bad(
+    "env-base-image-with-credentials": Bad(
         TWO,
-        ("BAKE_CI_BASE_IMAGE (overrides tool.bake-ci.base-image) = '***@host/img'", "tool.bake-ci.python"),
+        ("BAKE_CI_BASE_IMAGE (overrides tool.bake-ci.base-image) = '***@host/img'", "docker login"),
         env={"BAKE_CI_BASE_IMAGE": "user:p@ss word@host/img"},
         forbid=("p@ss", "ss word", "user:"),
+    ),
+    "base-image-with-credentials": Bad(
+        GOOD + 'base-image = "ci-bot:tok/en@registry.example.com/python:{python}-slim"\n',
+        ("tool.bake-ci.base-image", "credentials do not belong", "docker login"),
+        forbid=("ci-bot", "tok/en"),
     ),
     "env-base-image-trailing-newline": Bad(
         GOOD,
@@ -605,17 +610,15 @@ def test_a_context_linked_outside_the_project_is_rejected(project, cli, tmp_path
 
 
 def test_base_image_credentials_never_reach_a_printed_plan(project) -> None:
+    """A login cannot be part of an image reference: refused before anything is planned or printed."""
     project(GOOD)
     base = "user:p@ss word@registry.example.com/python:{python}-slim"
-    loaded = config.load(None, {"BAKE_CI_BASE_IMAGE": base})
-    plan = build_plan(loaded, [Target("ci", loaded.config.pythons[0])], branch="main", sha=None, output="load")
-    real = plan["ci-py312"].args["BASE_IMAGE"]
-    assert real == "user:p@ss word@registry.example.com/python:3.12-slim", "buildx gets the real value"
-    assert real in plan.to_json()
-    printed = plan.to_json(redacted=True)
-    assert "p@ss" not in printed
-    assert "ss word" not in printed
-    assert "***@registry.example.com/python:3.12-slim" in printed
+    with pytest.raises(ConfigError) as caught:
+        config.load(None, {"BAKE_CI_BASE_IMAGE": base})
+    assert "p@ss" not in str(caught.value)
+    assert "ss word" not in str(caught.value)
     # and wherever the value turns up later in a log line or message
+    real = base.replace("{python}", "3.12")
     assert "p@ss word" not in redact.redact(f"pulling {real}: 401 Unauthorized")
-    assert "p@ss word" not in redact.redact("the password p@ss word was refused")
+
+
