@@ -34,6 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 SCHEMA = "bake-ci-fingerprint/2"
 SHORT = 12
@@ -132,8 +133,7 @@ _KINDS = {
 }
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One path of the context, from ``lstat`` (a symlink is never followed)."""
 
     kind: str
@@ -144,13 +144,15 @@ class Entry:
     @classmethod
     def of(cls, path: str | os.PathLike[str], st: os.stat_result) -> Entry:
         kind = _KINDS.get(stat.S_IFMT(st.st_mode), "other")
+        if kind == "file":
+            return cls(kind, stat.S_IMODE(st.st_mode), st.st_size)
         target = ""
         if kind == "link":
             try:
                 target = os.readlink(path)  # noqa: PTH115 - str paths: cheaper for 20k entries
             except OSError as exc:
                 target = f"<unreadable: {errno.errorcode.get(exc.errno or 0, exc.errno)}>"
-        return cls(kind, stat.S_IMODE(st.st_mode), st.st_size if kind == "file" else 0, target)
+        return cls(kind, stat.S_IMODE(st.st_mode), 0, target)
 
     def record(self, content: str | None = None) -> str:
         """What the fingerprint holds for this path (``content``: a file's blob hash)."""
@@ -162,7 +164,8 @@ class Entry:
 
 
 def scan(context: Path, ignore: Ignore) -> dict[str, Entry]:
-    """Every path of the build context sent to BuildKit (directories too), by sorted posix path.
+    """Every path of the build context sent to BuildKit (directories too), by posix path
+    (in no particular order: nothing that uses them depends on it).
 
     Ignored directories are not read, unless a ``!`` rule may re-include something below
     them; such a directory is then part of the context only if something below it is.
@@ -173,7 +176,7 @@ def scan(context: Path, ignore: Ignore) -> dict[str, Entry]:
     def walk(directory: str, prefix: str) -> bool:
         try:
             with os.scandir(directory) as it:
-                children = sorted(it, key=lambda e: e.name)
+                children = list(it)
         except OSError:
             return False
         any_kept = False
@@ -200,12 +203,12 @@ def scan(context: Path, ignore: Ignore) -> dict[str, Entry]:
         return any_kept
 
     walk(os.fspath(context), "")
-    return dict(sorted(found.items()))
+    return found
 
 
 def context_files(context: Path, ignore: Ignore) -> list[str]:
     """Every non-directory path of the build context sent to BuildKit, sorted."""
-    return [p for p, e in scan(context, ignore).items() if e.kind != "dir"]
+    return sorted(p for p, e in scan(context, ignore).items() if e.kind != "dir")
 
 
 # -- choosing input paths -----------------------------------------------------------------
@@ -266,16 +269,19 @@ def through_link(entries: Mapping[str, Entry], patterns: Iterable[str]) -> bool:
 # -- hashing file content -----------------------------------------------------------------
 
 
-def _blob_once(fd: int, size: int) -> tuple[str, int]:
+def _blob_once(fd: int, size: int, first: bool) -> tuple[str, int]:
     h = hashlib.sha1(f"blob {size}\0".encode(), usedforsecurity=False)
     total = 0
-    os.lseek(fd, 0, os.SEEK_SET)
+    if not first:
+        os.lseek(fd, 0, os.SEEK_SET)
+    want = min(size + 1, CHUNK)  # a small file in one read, then the read that sees EOF
     while True:
-        chunk = os.read(fd, CHUNK)
+        chunk = os.read(fd, want)
         if not chunk:
             break
         total += len(chunk)
         h.update(chunk)
+        want = CHUNK
     return h.hexdigest(), total
 
 
@@ -294,11 +300,12 @@ def blob_hash(path: str | os.PathLike[str]) -> str:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return "<not a regular file>"
-        for _ in range(3):
-            size = os.fstat(fd).st_size
-            digest, total = _blob_once(fd, size)
+        size = st.st_size
+        for attempt in range(3):
+            digest, total = _blob_once(fd, size, attempt == 0)
             if total == size:
                 return digest
+            size = os.fstat(fd).st_size
         return f"<changing while read: {total} bytes>"
     except OSError as exc:
         return f"<unreadable: {errno.errorcode.get(exc.errno or 0, exc.errno)}>"
@@ -347,6 +354,10 @@ def _in_git_checkout(path: Path) -> bool:
     return any((p / ".git").exists() for p in (path, *path.parents))
 
 
+_STAGED_RE = re.compile(r"H (?:100644|100755) ([0-9a-f]{40}) 0\t([^\0]*)\0")
+_TREE_RE = re.compile(r"[0-7]+ blob ([0-9a-f]{40}) +([0-9]+)\t[^\0]*\0")
+
+
 def git_blobs(context: Path) -> dict[str, tuple[str, int]]:
     """``path -> (blob hash, size)`` for the context's files whose bytes git already knows:
     tracked, unchanged since the index was written (per ``git diff-files``), not marked
@@ -358,40 +369,43 @@ def git_blobs(context: Path) -> dict[str, tuple[str, int]]:
         return {}
     from bake.engine import CommandFailed
 
+    commands = (
+        # "H": a plain cached entry (lowercase: assume-unchanged, "S": skip-worktree, others
+        # unmerged or being removed); regular files only, stage 0; SHA-1 repositories only
+        ["ls-files", "--stage", "-v", "-z"],
+        ["diff-files", "--name-only", "--relative", "-z"],
+        ["ls-tree", "-r", "-l", "-z", "HEAD"],
+    )
     try:
-        staged = _git(["ls-files", "--stage", "-v", "-z"], context)
-        dirty = set(_git(["diff-files", "--name-only", "--relative", "-z"], context).split("\0"))
-        tree = _git(["ls-tree", "-r", "-l", "-z", "HEAD"], context)
+        with ThreadPoolExecutor(max_workers=len(commands)) as pool:
+            staged, dirty_out, tree = pool.map(lambda c: _git(c, context), commands)
     except (CommandFailed, UnicodeDecodeError, OSError):
         return {}
-    sizes: dict[str, int] = {}
-    for record in tree.split("\0"):
-        meta, _, _path = record.partition("\t")
-        fields = meta.split()
-        if len(fields) == 4 and fields[1] == "blob" and fields[3].isdigit():
-            sizes[fields[2]] = int(fields[3])
-    found: dict[str, tuple[str, int]] = {}
-    for record in staged.split("\0"):
-        meta, _, path = record.partition("\t")
-        fields = meta.split()
-        # TAG MODE OBJECT STAGE: "H" is a plain cached entry (lowercase: assume-unchanged,
-        # "S": skip-worktree, others: unmerged or being removed)
-        if len(fields) != 4 or fields[0] != "H" or fields[1] not in ("100644", "100755") or fields[3] != "0":
-            continue
-        blob = fields[2]
-        if len(blob) != 40 or path in dirty or blob not in sizes:  # SHA-256 repositories: hash ourselves
-            continue
-        found[path] = (blob, sizes[blob])
-    return found
+    dirty = set(dirty_out.split("\0"))
+    sizes = {blob: int(size) for blob, size in _TREE_RE.findall(tree)}
+    return {
+        path: (blob, sizes[blob]) for blob, path in _STAGED_RE.findall(staged) if blob in sizes and path not in dirty
+    }
 
 
-def content_records(context: Path, entries: Mapping[str, Entry], paths: Iterable[str]) -> dict[str, str]:
-    """Records of ``paths`` (entries of the context): files by their blob hash, from git
-    where it knows the file unchanged and as long as it is, else read here in parallel."""
+def content_records(
+    context: Path,
+    entries: Mapping[str, Entry],
+    paths: Iterable[str],
+    known: Mapping[str, tuple[str, int]] | None = None,
+) -> dict[str, str]:
+    """Records of ``paths`` (entries of the context): files by their blob hash, from
+    ``known`` (:func:`git_blobs`) where git knows the file unchanged and as long as it
+    is, else read here, several at a time."""
     wanted = list(paths)
     files = [p for p in wanted if entries[p].kind == "file"]
-    known = git_blobs(context) if files else {}
-    blobs = {p: known[p][0] for p in files if p in known and known[p][1] == entries[p].size}
+    if known is None:
+        known = git_blobs(context) if files else {}
+    blobs: dict[str, str] = {}
+    for p in files:
+        hit = known.get(p)
+        if hit is not None and hit[1] == entries[p].size:
+            blobs[p] = hit[0]
     blobs.update(hash_files(context, [p for p in files if p not in blobs]))
     return {p: entries[p].record(blobs.get(p)) for p in wanted}
 

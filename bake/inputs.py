@@ -151,7 +151,10 @@ def fingerprints(
     config = project.config
     context = project.root / config.context
     ignore = fingerprint.read_ignore(context, project.root / config.dockerfile)
-    entries = fingerprint.scan(context, ignore)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # git answers while the context is walked
+        asked_git = pool.submit(fingerprint.git_blobs, context)
+        entries = fingerprint.scan(context, ignore)
+        known = asked_git.result()
     check_inputs(project, entries)
 
     parsed = dockerfile.parse(project.dockerfile_text)
@@ -172,7 +175,7 @@ def fingerprints(
         if "." in patterns or fingerprint.through_link(entries, patterns):
             patterns = ["."]
         paths[target.id] = fingerprint.select(entries, patterns)
-    records = fingerprint.content_records(context, entries, sorted({p for ps in paths.values() for p in ps}))
+    records = fingerprint.content_records(context, entries, {p for ps in paths.values() for p in ps}, known)
 
     extra: dict[str, str] = {}
     if project.inherits_base and project.bake_file is not None:
