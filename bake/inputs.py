@@ -71,15 +71,17 @@ def url_state(url: str, timeout: float = URL_TIMEOUT) -> tuple[str | None, str]:
     or None and why it cannot stand for the file's content."""
     shown = redact(url)
     parts = urllib.parse.urlsplit(url)
-    headers = {"User-Agent": "bake-ci"}
+    authorization = None
     if parts.username is not None:  # credentials go in a header, never into what is logged
         pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
-        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        authorization = "Basic " + base64.b64encode(pair.encode()).decode()
         netloc = parts.hostname or ""
         if parts.port:
             netloc += f":{parts.port}"
         url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-    request = urllib.request.Request(url, method="HEAD", headers=headers)
+    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "bake-ci"})
+    if authorization:
+        request.add_unredirected_header("Authorization", authorization)  # not sent on to a redirect's host
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             found = {k: response.headers.get(k) for k in ("ETag", "Last-Modified", "Content-Length")}
