@@ -140,12 +140,14 @@ class Entry(NamedTuple):
     mode: int  # permission bits, setuid/setgid/sticky included
     size: int = 0
     target: str = ""  # a symlink's target, as written
+    #: (mtime ns, ctime ns, inode) of a file: to tell whether git's index still describes it
+    identity: tuple[int, int, int] = (0, 0, 0)
 
     @classmethod
     def of(cls, path: str | os.PathLike[str], st: os.stat_result) -> Entry:
         kind = _KINDS.get(stat.S_IFMT(st.st_mode), "other")
         if kind == "file":
-            return cls(kind, stat.S_IMODE(st.st_mode), st.st_size)
+            return cls(kind, stat.S_IMODE(st.st_mode), st.st_size, "", (st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
         target = ""
         if kind == "link":
             try:
@@ -354,49 +356,89 @@ def _in_git_checkout(path: Path) -> bool:
     return any((p / ".git").exists() for p in (path, *path.parents))
 
 
-_STAGED_RE = re.compile(r"H (?:100644|100755) ([0-9a-f]{40}) 0\t([^\0]*)\0")
+_U32 = 1 << 32
+# `git ls-files --stage -v --debug -z`: "H": a plain cached entry (lowercase: assume-unchanged,
+# "S": skip-worktree, others unmerged or being removed); regular files only, stage 0, SHA-1
+_STAGED_RE = re.compile(
+    r"H (?:100644|100755) ([0-9a-f]{40}) 0\t([^\0]*)\0"
+    r"[ \t]*ctime: ([0-9]+):([0-9]+)\n[ \t]*mtime: ([0-9]+):([0-9]+)\n"
+    r"[ \t]*dev: [0-9]+\tino: ([0-9]+)\n[ \t]*uid: [0-9]+\tgid: [0-9]+\n[ \t]*size: ([0-9]+)\t"
+)
 _TREE_RE = re.compile(r"[0-7]+ blob ([0-9a-f]{40}) +([0-9]+)\t[^\0]*\0")
 
 
-def git_blobs(context: Path) -> dict[str, tuple[str, int]]:
-    """``path -> (blob hash, size)`` for the context's files whose bytes git already knows:
-    tracked, unchanged since the index was written (per ``git diff-files``), not marked
-    assume-unchanged or skip-worktree, and whose blob in HEAD is as long as the file, so
-    that no clean/smudge filter or line-ending conversion stands between the two. Empty
-    outside a git checkout or when git cannot answer; the caller hashes the rest itself,
-    the same way, so the result is the same with or without git."""
+class Known(NamedTuple):
+    """What git's index says about one file: its blob, the blob's length, and the stat
+    data of the file when git hashed it, as ``"MTIME CTIME INODE SIZE"`` with seconds,
+    inode and size cut to 32 bits as the index keeps them."""
+
+    blob: str
+    blob_size: int
+    stat: str
+
+    def describes(self, entry: Entry) -> bool:
+        """Whether the file is still what git hashed, with no conversion between its bytes
+        and the blob (the blob is as long as the file)."""
+        return entry.size == self.blob_size and _stat_key(entry) == self.stat
+
+
+def _stat_key(entry: Entry) -> str:
+    mtime_ns, ctime_ns, ino = entry.identity
+    m, c = divmod(mtime_ns, 1_000_000_000), divmod(ctime_ns, 1_000_000_000)
+    return f"{m[0] % _U32}:{m[1]} {c[0] % _U32}:{c[1]} {ino % _U32} {entry.size % _U32}"
+
+
+def _index_mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def git_blobs(context: Path) -> dict[str, Known]:
+    """What git's index says about the context's tracked regular files whose content it
+    can vouch for: not marked assume-unchanged or skip-worktree, and not "racily clean"
+    (changed in the same instant the index was written). The caller trusts an entry only
+    where the file's lstat still matches it (:meth:`Known.describes`), as git itself
+    does, and hashes every other file itself, the same way, so the result is the same
+    with or without git. Empty outside a git checkout or when git cannot answer."""
     if not _in_git_checkout(context):
         return {}
     from bake.engine import CommandFailed
 
-    commands = (
-        # "H": a plain cached entry (lowercase: assume-unchanged, "S": skip-worktree, others
-        # unmerged or being removed); regular files only, stage 0; SHA-1 repositories only
-        ["ls-files", "--stage", "-v", "-z"],
-        ["diff-files", "--name-only", "--relative", "-z"],
-        ["ls-tree", "-r", "-l", "-z", "HEAD"],
-    )
     try:
-        with ThreadPoolExecutor(max_workers=len(commands)) as pool:
-            staged, dirty_out, tree = pool.map(lambda c: _git(c, context), commands)
+        index = context / _git(["rev-parse", "--git-path", "index"], context).strip()
+        written = _index_mtime(index)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            staged, tree = pool.map(
+                lambda c: _git(c, context),
+                (["ls-files", "--stage", "-v", "--debug", "-z"], ["ls-tree", "-r", "-l", "-z", "HEAD"]),
+            )
     except (CommandFailed, UnicodeDecodeError, OSError):
         return {}
-    dirty = set(dirty_out.split("\0"))
+    if written is None or _index_mtime(index) != written:  # rewritten meanwhile: trust none of it
+        return {}
     sizes = {blob: int(size) for blob, size in _TREE_RE.findall(tree)}
-    return {
-        path: (blob, sizes[blob]) for blob, path in _STAGED_RE.findall(staged) if blob in sizes and path not in dirty
-    }
+    found: dict[str, Known] = {}
+    written_s = written // 1_000_000_000
+    for blob, path, c_s, c_ns, m_s, m_ns, ino, size in _STAGED_RE.findall(staged):
+        if blob not in sizes:
+            continue
+        if int(m_s) >= written_s - 1 and int(m_s) * 1_000_000_000 + int(m_ns) >= written:
+            continue  # racily clean: changed in the instant the index was written
+        found[path] = Known(blob, sizes[blob], f"{m_s}:{m_ns} {c_s}:{c_ns} {ino} {size}")
+    return found
 
 
 def content_records(
     context: Path,
     entries: Mapping[str, Entry],
     paths: Iterable[str],
-    known: Mapping[str, tuple[str, int]] | None = None,
+    known: Mapping[str, Known] | None = None,
 ) -> dict[str, str]:
     """Records of ``paths`` (entries of the context): files by their blob hash, from
-    ``known`` (:func:`git_blobs`) where git knows the file unchanged and as long as it
-    is, else read here, several at a time."""
+    ``known`` (:func:`git_blobs`) where git's index still describes the file, else read
+    here, several at a time."""
     wanted = list(paths)
     files = [p for p in wanted if entries[p].kind == "file"]
     if known is None:
@@ -404,8 +446,8 @@ def content_records(
     blobs: dict[str, str] = {}
     for p in files:
         hit = known.get(p)
-        if hit is not None and hit[1] == entries[p].size:
-            blobs[p] = hit[0]
+        if hit is not None and hit.describes(entries[p]):
+            blobs[p] = hit.blob
     blobs.update(hash_files(context, [p for p in files if p not in blobs]))
     return {p: entries[p].record(blobs.get(p)) for p in wanted}
 

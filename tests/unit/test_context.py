@@ -245,9 +245,13 @@ def test_with_and_without_git_the_fingerprint_is_the_same(
     opened = sorted(Path(c).relative_to(repo).as_posix() for c in calls)
     assert opened == ["crlf.txt"]  # converted by git: its blob is not its bytes
 
-    # a modified tracked file is read, not taken from the index
-    (repo / "src" / "app.py").write_text("print('changed')\n", encoding="utf-8")
-    (plain / "src" / "app.py").write_text("print('changed')\n", encoding="utf-8")
+    # a modified tracked file is read, not taken from the index: here with the same length
+    # and its old mtime put back (as `cp -p` or an archive tool would); its ctime gives it away
+    for root in (repo, plain):
+        app = root / "src" / "app.py"
+        old = app.stat()
+        app.write_text("print('HI')\n", encoding="utf-8")
+        os.utime(app, ns=(old.st_atime_ns, old.st_mtime_ns))
     changed = ci(repo)
     monkeypatch.chdir(plain)
     assert changed.parts == ci(plain).parts
