@@ -38,14 +38,18 @@ class Status:
         return data
 
 
-def _local_state(state: State, target: str, repository: str, fp: Fingerprint) -> tuple[bool, tuple[str, ...]]:
-    """Whether the local engine has an image of ``repository`` for ``fp``, and which inputs
-    changed since the local image of ``target``."""
-    if repository in images.local_repositories_with_label(FINGERPRINT_LABEL, fp.value):
+def _local_state(state: State, target: str, image: str, fp: Fingerprint) -> tuple[bool, tuple[str, ...]]:
+    """Whether the local image of ``target`` (``image``, its branch tag) was made from
+    ``fp``; if not, which inputs changed since the last local build of ``target``."""
+    local = images.local_image(image)
+    if local is not None and local.labels.get(FINGERPRINT_LABEL) == fp.value:
         return True, ()
     record = reuse.recorded(state, target)
-    if record is None or images.local_image_id(str(record.get("image"))) != record.get("image_id"):
+    if record is None:
         return False, ()
+    built = local if record.get("image") == image else images.local_image(str(record.get("image")))
+    if built is None or built.id != record.get("image_id"):
+        return False, ()  # that image has been replaced or removed since: nothing to compare with
     if record.get("fingerprint") == fp.value:
         return True, ()
     parts = record.get("parts")
@@ -70,7 +74,7 @@ def status(plan: Plan, state: State, output: Output, fps: reuse.Fingerprints, re
             except CommandFailed as exc:
                 error = redact(exc.output.strip().splitlines()[-1] if exc.output.strip() else str(exc))
                 return Status(target.id, fp.short, False, False, "build", f"registry not reachable: {error}")
-        local, changed = _local_state(state, target.id, t.repository, fp)
+        local, changed = _local_state(state, target.id, t.image, fp)
         if output == "push" and in_registry:
             return Status(target.id, fp.short, True, local, "reuse", "the registry has an image for these inputs")
         if local:

@@ -77,7 +77,9 @@ class State:
         """A folder of this run's own (bake file, metadata, logs); old runs beyond KEEP_RUNS go."""
         runs = self.root / "runs"
         runs.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        now = time.time_ns()
+        # names sort by start time (to the nanosecond), so the oldest go first
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 1_000_000_000)) + f".{now % 1_000_000_000:09d}"
         path = Path(tempfile.mkdtemp(dir=runs, prefix=f"{stamp}-{os.getpid()}-"))
         old = sorted((p for p in runs.iterdir() if p.is_dir()), key=lambda p: p.name)[:-KEEP_RUNS]
         for folder in old:

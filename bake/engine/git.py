@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from bake.engine import process
@@ -24,3 +25,8 @@ def branch(cwd: Path) -> str:
 
 def sha(cwd: Path) -> str | None:
     return _git("rev-parse", "HEAD", cwd=cwd)
+
+
+def output(args: Sequence[str], *, cwd: Path) -> str:
+    """``git ARGS`` in ``cwd``: its stdout, or CommandFailed."""
+    return process.run(["git", *args], cwd=cwd)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -39,17 +40,29 @@ def local_image_id(ref: str) -> str | None:
         raise error from None
 
 
-def local_repositories_with_label(key: str, value: str) -> set[str]:
-    """Repositories of the local images labelled ``key=value``."""
-    docker_client = client()
-    from python_on_whales.exceptions import DockerException
+@dataclass(frozen=True)
+class LocalImage:
+    id: str
+    labels: Mapping[str, str]
 
-    logged("image", "ls", "--filter", f"label={key}={value}")
+
+def local_image(ref: str) -> LocalImage | None:
+    """The local engine's image ``ref`` (its ID and labels), or None if it has no such image."""
+    docker_client = client()
+    from python_on_whales.exceptions import DockerException, NoSuchImage
+
+    logged("image", "inspect", ref)
     try:
-        images = docker_client.image.list(filters={"label": f"{key}={value}"})
+        found = docker_client.image.inspect(ref)
+    except NoSuchImage:
+        return None
     except DockerException as exc:
-        raise _failed(exc, ["image", "ls"]) from None
-    return {tag.rsplit(":", 1)[0] for image in images for tag in image.repo_tags}
+        error = _failed(exc, ["image", "inspect", ref])
+        if isinstance(error, CommandFailed) and is_not_found(error.output):
+            return None
+        raise error from None
+    labels = (found.config.labels if found.config is not None else None) or {}
+    return LocalImage(str(found.id), {str(k): str(v) for k, v in labels.items()})
 
 
 def pull(ref: str) -> None:

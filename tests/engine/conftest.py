@@ -115,7 +115,12 @@ def make_project(tmp: Path, source: Path = FIXTURE, branch: str = "main") -> Pro
     subprocess.run([*git, "commit", "-q", "-m", "fixture"], cwd=path, check=True)
     sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True).stdout
     namespace = f"test-{uuid.uuid4().hex[:10]}"
-    env = {"BAKE_CI_REGISTRY": f"{REGISTRY}/{namespace}", "BAKE_CI_BASE_IMAGE": BASE_IMAGE}
+    env = {
+        "BAKE_CI_REGISTRY": f"{REGISTRY}/{namespace}",
+        "BAKE_CI_BASE_IMAGE": BASE_IMAGE,
+        # the project's own state folder (copies of the checkout share it), not the user's cache
+        "BAKE_CI_STATE_DIR": str(tmp / "state"),
+    }
     return Project(path, namespace, env, sha.strip())
 
 

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from bake import config, redact
 from bake.errors import ConfigError
-from bake.plan import Target, build_plan
 
 GOOD = """\
 [tool.bake-ci]
@@ -620,5 +619,3 @@ def test_base_image_credentials_never_reach_a_printed_plan(project) -> None:
     # and wherever the value turns up later in a log line or message
     real = base.replace("{python}", "3.12")
     assert "p@ss word" not in redact.redact(f"pulling {real}: 401 Unauthorized")
-
-

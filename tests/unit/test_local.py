@@ -11,7 +11,7 @@ from bake import config, local, registry, reuse
 from bake.engine import images
 from bake.engine.process import CommandFailed
 from bake.fingerprint import Fingerprint
-from bake.plan import Plan, build_plan, matrix
+from bake.plan import FINGERPRINT_LABEL, Plan, build_plan, matrix
 from bake.state import State
 
 from .conftest import MakeProject
@@ -29,12 +29,11 @@ MANIFEST = registry.Manifest("application/vnd.oci.image.index.v1+json", "sha256:
 
 
 class World:
-    """What the fakes answer: fingerprint tags in the registry, local images by label and ID."""
+    """What the fakes answer: fingerprint tags in the registry, local images by reference."""
 
     def __init__(self) -> None:
         self.registry: set[str] = set()
-        self.labelled: dict[str, set[str]] = {}
-        self.local_ids: dict[str, str] = {}
+        self.local: dict[str, images.LocalImage] = {}
         self.unreachable = False
 
 
@@ -48,8 +47,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
         return MANIFEST if ref.rsplit(":", 1)[-1] in w.registry else None
 
     monkeypatch.setattr(reuse, "lookup", lookup)
-    monkeypatch.setattr(images, "local_repositories_with_label", lambda key, value: w.labelled.get(value, set()))
-    monkeypatch.setattr(images, "local_image_id", lambda ref: w.local_ids.get(ref))
+    monkeypatch.setattr(images, "local_image", lambda ref: w.local.get(ref))
     return w
 
 
@@ -80,7 +78,8 @@ def test_the_registry_has_it_so_build_would_reuse(world: World, setup: tuple[Pla
 
 
 def test_a_local_image_with_the_fingerprint_label_is_current(world: World, setup: tuple[Plan, State]) -> None:
-    world.labelled[NEW.value] = {"registry.example/acme/acme/app-ci"}
+    plan, _ = setup
+    world.local[plan["ci-py312"].image] = images.LocalImage("sha256:x", {FINGERPRINT_LABEL: NEW.value})
     row = verdict(setup, NEW, output="load")
     assert (row.action, row.local) == ("none", True)
 
@@ -88,7 +87,7 @@ def test_a_local_image_with_the_fingerprint_label_is_current(world: World, setup
 def test_changed_inputs_since_the_local_image_are_named(world: World, setup: tuple[Plan, State]) -> None:
     plan, state = setup
     image = plan["ci-py312"].image
-    world.local_ids[image] = "sha256:local"
+    world.local[image] = images.LocalImage("sha256:local", {FINGERPRINT_LABEL: OLD.value})
     reuse.record(state, "ci-py312", OLD, image, "sha256:local")
     row = verdict(setup, NEW, output="load")
     assert row.action == "build"
@@ -100,7 +99,7 @@ def test_a_record_of_a_replaced_local_image_says_nothing(world: World, setup: tu
     plan, state = setup
     image = plan["ci-py312"].image
     reuse.record(state, "ci-py312", OLD, image, "sha256:old")
-    world.local_ids[image] = "sha256:someone-else"
+    world.local[image] = images.LocalImage("sha256:someone-else", {})
     row = verdict(setup, NEW, output="load")
     assert (row.action, row.changed) == ("build", ())
 

@@ -345,3 +345,31 @@ def test_branch_and_sha_come_from_ci_variables(project, cli) -> None:
         "ghcr.io/acme/app-ci:ci-py3.12-release-2.0",
         "ghcr.io/acme/app-ci:ci-py3.12-fedcba9",
     )
+
+
+def test_state_folder_is_outside_the_project_and_keyed_by_its_path(tmp_path: Path) -> None:
+    from bake.state import State
+
+    env = {"HOME": str(tmp_path / "home")}
+    one = State.locate(tmp_path / "a" / "app", env)
+    two = State.locate(tmp_path / "b" / "app", env)
+    assert one.root.parent == tmp_path / "home" / ".cache" / "bake-ci" / "projects"
+    assert one.root != two.root
+    assert one.root.name.startswith("app-")
+    assert not one.inside(tmp_path / "a" / "app")
+    assert State.locate(tmp_path / "a", {**env, "XDG_CACHE_HOME": str(tmp_path / "xdg")}).root.is_relative_to(
+        tmp_path / "xdg"
+    )
+    assert State.locate(tmp_path, {**env, "BAKE_CI_STATE_DIR": str(tmp_path / "s")}).root == tmp_path / "s"
+    assert State.locate(tmp_path, env, tmp_path / "opt").origin == "--state-dir"
+    assert State(tmp_path / "app" / ".state").inside(tmp_path / "app")
+
+
+def test_each_run_has_a_folder_of_its_own(tmp_path: Path) -> None:
+    from bake.state import KEEP_RUNS, State
+
+    state = State(tmp_path)
+    runs = [state.new_run() for _ in range(KEEP_RUNS + 3)]
+    assert len({r.root for r in runs}) == len(runs)
+    assert len(list((tmp_path / "runs").iterdir())) == KEEP_RUNS
+    assert runs[-1].root.is_dir()
