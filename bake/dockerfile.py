@@ -1,14 +1,339 @@
-"""Just enough Dockerfile parsing: stages, what each depends on, what it copies from the context."""
+"""Reading a Dockerfile the way BuildKit's parser does, as far as fingerprints need it.
+
+The rules follow BuildKit's ``frontend/dockerfile/parser``: parser directives at the top
+(``# escape=`` sets the escape and line-continuation character), comment lines dropped,
+also inside a continuation, continuation lines joined with nothing in between (their
+leading whitespace kept), heredoc bodies (``RUN <<EOF``, ``COPY <<EOF /dst``) read as
+the instruction's content and never as instructions, ``--flags`` split off the front,
+JSON and shell forms. On top of that: the stages, what each depends on, and what each
+reads from the build context and from outside it.
+
+Why this module and not the ``dockerfile`` package (which wraps BuildKit's Go parser):
+it ships binary wheels for x86-64 Linux and Windows only, so installing bake-ci on an
+arm64 CI runner, a Mac or Alpine would need a Go toolchain.
+"""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
-import shlex
+import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-_FROM_RE = re.compile(r"^FROM\s+(?:--\S+\s+)*(?P<image>\S+)(?:\s+AS\s+(?P<name>\S+))?\s*$", re.IGNORECASE)
-_FLAG_RE = re.compile(r"^--(?P<key>[a-z-]+)(?:=(?P<value>\S*))?$")
+_DIRECTIVE_RE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
+_DIRECTIVES = ("syntax", "escape", "check")
+_WHITESPACE_RE = re.compile(r"[\t\v\f\r ]+")
+_HEREDOC_RE = re.compile(r"^(\d*)<<(-?)([^<]*)$")
+_HEREDOC_COMMANDS = ("ADD", "COPY", "RUN")
+_BOM = "\ufeff"
+
+
+def _continuation_re(escape: str) -> re.Pattern[str]:
+    e = re.escape(escape)
+    return re.compile(rf"([^{e}])?{e}[ \t]*\Z")
+
+
+@dataclass(frozen=True)
+class Heredoc:
+    name: str
+    content: str
+    chomp: bool = False
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One instruction as BuildKit's parser sees it."""
+
+    cmd: str  # upper case
+    flags: tuple[str, ...]  # ``--key=value`` with quotes removed, in order
+    args: tuple[str, ...]  # whitespace-split words (shell form) or the JSON array's strings
+    json: bool
+    #: The logical line (continuations joined as BuildKit joins them) and any heredoc bodies.
+    text: str
+    heredocs: tuple[Heredoc, ...] = ()
+
+    def flag(self, key: str) -> str | None:
+        """The value of the last ``--key=...`` flag (``""`` for a bare ``--key``), else None."""
+        values = self.flag_values(key)
+        return values[-1] if values else None
+
+    def flag_values(self, key: str) -> list[str]:
+        out = []
+        for flag in self.flags:
+            name, eq, value = flag[2:].partition("=")
+            if name.lower() == key:
+                out.append(value if eq else "")
+        return out
+
+
+@dataclass(frozen=True)
+class Dockerfile:
+    directives: dict[str, str]
+    escape: str
+    instructions: tuple[Instruction, ...]
+
+
+def _is_space(ch: str) -> bool:
+    return ch.isspace() or unicodedata.category(ch) == "Zs"
+
+
+def _extract_flags(line: str) -> tuple[str, list[str]]:
+    """BuildKit's ``extractBuilderFlags``: leading ``--flag`` words, and the rest of the line."""
+    words: list[str] = []
+    word = ""
+    quote = ""
+    blank_ok = False
+    phase = "spaces"
+    pos = 0
+    n = len(line)
+    while pos <= n:
+        ch = line[pos] if pos < n else ""
+        if phase == "spaces":
+            if pos == n:
+                break
+            if _is_space(ch):
+                pos += 1
+                continue
+            if ch != "-" or pos + 1 == n or line[pos + 1] != "-":
+                return line[pos:], words
+            phase = "word"
+        if phase in ("word", "quote") and pos == n:
+            if word != "--" and (blank_ok or word):
+                words.append(word)
+            break
+        if phase == "word":
+            if _is_space(ch):
+                phase = "spaces"
+                if word == "--":
+                    return line[pos:], words
+                if blank_ok or word:
+                    words.append(word)
+                word, blank_ok = "", False
+                pos += 1
+                continue
+            if ch in "'\"":
+                quote, blank_ok, phase = ch, True, "quote"
+                pos += 1
+                continue
+            if ch == "\\":
+                if pos + 1 == n:
+                    pos += 1
+                    continue
+                pos += 1
+                ch = line[pos]
+            word += ch
+            pos += 1
+            continue
+        # in a quote
+        if ch == quote:
+            phase = "word"
+            pos += 1
+            continue
+        if ch == "\\":
+            if pos + 1 == n:
+                phase = "word"
+                pos += 1
+                continue
+            pos += 1
+            ch = line[pos]
+        word += ch
+        pos += 1
+    return "", words
+
+
+def _json_array(rest: str) -> list[str] | None:
+    rest = rest.lstrip()
+    if not rest.startswith("["):
+        return None
+    try:
+        value = json.loads(rest)
+    except ValueError:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return None
+    return value
+
+
+def _raw_words(line: str) -> list[str]:
+    """Whitespace-separated words, quotes and escapes kept (for finding ``<<EOF`` words)."""
+    words: list[str] = []
+    word = ""
+    quote = ""
+    in_word = False
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if quote:
+            word += ch
+            if ch == "\\" and quote == '"' and i + 1 < len(line):
+                word += line[i + 1]
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch == "\\" and i + 1 < len(line):
+            word += ch + line[i + 1]
+            in_word = True
+            i += 1
+        elif ch in "'\"":
+            quote = ch
+            word += ch
+            in_word = True
+        elif _is_space(ch):
+            if in_word:
+                words.append(word)
+            word, in_word = "", False
+        else:
+            word += ch
+            in_word = True
+        i += 1
+    if in_word:
+        words.append(word)
+    return words
+
+
+def unquote(word: str, escape: str = "\\") -> str | None:
+    """A word with shell quotes and escapes removed, as BuildKit's lexer reads a COPY source;
+    None if it uses a variable (``$``) or its quotes are unbalanced."""
+    out = ""
+    i = 0
+    quote = ""
+    while i < len(word):
+        ch = word[i]
+        if quote == "'":
+            if ch == "'":
+                quote = ""
+            else:
+                out += ch
+        elif quote == '"':
+            if ch == '"':
+                quote = ""
+            elif ch == "$":
+                return None
+            elif ch == escape and i + 1 < len(word) and word[i + 1] in ('"', "$", escape):
+                out += word[i + 1]
+                i += 1
+            else:
+                out += ch
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "$":
+            return None
+        elif ch == escape:
+            if i + 1 < len(word):
+                out += word[i + 1]
+                i += 1
+        else:
+            out += ch
+        i += 1
+    return None if quote else out
+
+
+def heredoc_word(word: str) -> tuple[str, bool] | None:
+    """``(name, chomp)`` if ``word`` opens a heredoc (``<<EOF``, ``<<-"EOF"``, ``2<<EOF``)."""
+    match = _HEREDOC_RE.match(word)
+    if not match or not match[3]:
+        return None
+    name = unquote(match[3])
+    if not name or _WHITESPACE_RE.search(name):
+        return None
+    return name, match[2] == "-"
+
+
+def _trim_newline(line: str) -> str:
+    return line.rstrip("\r\n")
+
+
+def _is_comment(line: str) -> bool:
+    return _trim_newline(line).lstrip().startswith("#")
+
+
+def parse(text: str) -> Dockerfile:
+    """Every instruction of a Dockerfile, as BuildKit's parser reads them (never raises:
+    what BuildKit would reject is read as best it can be, the build reports the error)."""
+    lines = text.split("\n")
+    if lines and not lines[-1]:
+        lines.pop()  # the text's final newline ends the last line, it starts none
+    if lines and lines[0].startswith(_BOM):
+        lines[0] = lines[0][1:]
+    directives: dict[str, str] = {}
+    escape = "\\"
+    continuation = _continuation_re(escape)
+    directives_done = False
+    out: list[Instruction] = []
+    i = 0
+
+    def directive(line: str) -> None:
+        nonlocal directives_done, escape, continuation
+        if directives_done:
+            return
+        match = _DIRECTIVE_RE.match(line)
+        key = match[1].lower() if match else ""
+        if not match or key not in _DIRECTIVES or key in directives:
+            directives_done = True
+            return
+        directives[key] = match[2]
+        if key == "escape" and match[2] in ("\\", "`"):
+            escape = match[2]
+            continuation = _continuation_re(escape)
+
+    def trim_continuation(line: str) -> tuple[str, bool]:
+        if continuation.search(line):
+            return continuation.sub(lambda m: m[1] or "", line, count=1), False
+        return line, True
+
+    while i < len(lines):
+        raw = _trim_newline(lines[i]).lstrip()
+        i += 1
+        directive(raw)
+        if raw.startswith("#"):
+            continue
+        line, done = trim_continuation(raw)
+        if done and not line:
+            continue
+        while not done and i < len(lines):
+            nxt = _trim_newline(lines[i])
+            i += 1
+            directive(nxt)
+            if _is_comment(nxt) or not nxt.strip():
+                continue
+            part, done = trim_continuation(nxt)
+            line += part
+        parts = _WHITESPACE_RE.split(line.strip(), maxsplit=1)
+        cmd = parts[0].upper()
+        rest, flags = _extract_flags(parts[1]) if len(parts) == 2 else ("", [])
+        rest = rest.strip()
+        args: list[str] | None = None
+        is_json = False
+        if cmd in ("ADD", "COPY", "RUN", "CMD", "ENTRYPOINT", "SHELL", "VOLUME"):
+            args = _json_array(rest)
+            is_json = args is not None
+        if args is None:
+            args = [w for w in _WHITESPACE_RE.split(rest) if w] if cmd != "RUN" else [rest] if rest else []
+        body = line
+        heredocs: list[Heredoc] = []
+        if cmd in _HEREDOC_COMMANDS and not is_json and "<<" in line:
+            for word in _raw_words(line):
+                opened = heredoc_word(word)
+                if opened is None:
+                    continue
+                name, chomp = opened
+                content = ""
+                while i < len(lines):
+                    doc_line = lines[i]
+                    i += 1
+                    body += "\n" + doc_line
+                    candidate = _trim_newline(doc_line)
+                    if (candidate.lstrip("\t") if chomp else candidate) == name:
+                        break
+                    content += doc_line + "\n"
+                heredocs.append(Heredoc(name, content, chomp))
+        out.append(Instruction(cmd, tuple(flags), tuple(args), is_json, body, tuple(heredocs)))
+    return Dockerfile(directives, escape, tuple(out))
+
+
+# -- stages ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -16,8 +341,11 @@ class Stage:
     index: int
     name: str | None
     base: str
-    #: The stage's instructions after FROM, as written (continuations joined).
-    body: tuple[str, ...] = field(default=(), compare=False)
+    #: The stage's instructions after FROM.
+    body: tuple[Instruction, ...] = field(default=(), compare=False)
+    escape: str = field(default="\\", compare=False)
+    #: The FROM instruction as written (its flags, e.g. ``--platform``, count).
+    from_text: str = field(default="", compare=False)
 
     @property
     def key(self) -> str:
@@ -26,127 +354,154 @@ class Stage:
 
     @property
     def text(self) -> str:
-        return "\n".join([f"FROM {self.base}" + (f" AS {self.name}" if self.name else ""), *self.body])
+        first = self.from_text or f"FROM {self.base}" + (f" AS {self.name}" if self.name else "")
+        return "\n".join([first, *(i.text for i in self.body)])
 
 
-def instructions(text: str) -> list[str]:
-    """Logical instruction lines: comments dropped, backslash continuations joined."""
-    out: list[str] = []
-    pending = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):  # BuildKit skips both, also inside a continuation
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        pending += line
-        if pending.strip():
-            out.append(pending.strip())
-        pending = ""
-    if pending.strip():
-        out.append(pending.strip())
-    return out
+def _stage_of(index: int, from_: Instruction, body: list[Instruction], escape: str) -> Stage:
+    args = list(from_.args)
+    name = args[2].lower() if len(args) >= 3 and args[1].lower() == "as" else None
+    base = args[0] if args else ""
+    return Stage(index, name, base, tuple(body), escape, from_.text)
 
 
-def preamble(text: str) -> list[str]:
-    """Instructions before the first FROM (global ARGs and parser-relevant lines)."""
-    out = []
-    for line in instructions(text):
-        if _FROM_RE.match(line):
-            break
-        out.append(line)
-    return out
+def split_stages(parsed: Dockerfile) -> tuple[list[Instruction], list[Stage]]:
+    """The instructions before the first FROM, and the stages."""
+    preamble: list[Instruction] = []
+    found: list[Stage] = []
+    current: Instruction | None = None
+    body: list[Instruction] = []
+    for instruction in parsed.instructions:
+        if instruction.cmd == "FROM":
+            if current is not None:
+                found.append(_stage_of(len(found), current, body, parsed.escape))
+            current, body = instruction, []
+        elif current is None:
+            preamble.append(instruction)
+        else:
+            body.append(instruction)
+    if current is not None:
+        found.append(_stage_of(len(found), current, body, parsed.escape))
+    return preamble, found
 
 
 def stages(text: str) -> list[Stage]:
     """The stages of a Dockerfile, in order; names are lowercased as BuildKit does."""
-    found: list[Stage] = []
-    body: list[str] = []
-    for line in instructions(text):
-        match = _FROM_RE.match(line)
-        if match is None:
-            if found:
-                body.append(line)
+    return split_stages(parse(text))[1]
+
+
+def preamble_text(parsed: Dockerfile) -> str:
+    """The parser directives and every instruction before the first FROM (global ARGs)."""
+    directives = [f"# {k}={v}" for k, v in sorted(parsed.directives.items())]
+    return "\n".join(directives + [i.text for i in split_stages(parsed)[0]])
+
+
+def arg_defaults(preamble: list[Instruction], escape: str = "\\") -> dict[str, str]:
+    """Default values of the global ``ARG``s (each may use the ones before it)."""
+    defaults: dict[str, str] = {}
+    for instruction in preamble:
+        if instruction.cmd != "ARG":
             continue
-        if found:
-            found[-1] = Stage(found[-1].index, found[-1].name, found[-1].base, tuple(body))
-            body = []
-        name = match["name"]
-        found.append(Stage(len(found), name.lower() if name else None, match["image"]))
-    if found:
-        found[-1] = Stage(found[-1].index, found[-1].name, found[-1].base, tuple(body))
-    return found
+        for word in instruction.args:
+            name, eq, value = word.partition("=")
+            if eq:
+                plain = unquote(value, escape)
+                defaults[name] = plain if plain is not None else substitute(value.strip("\"'"), defaults)
+    return defaults
 
 
-def _flags(words: list[str]) -> tuple[dict[str, str], list[str]]:
-    flags: dict[str, str] = {}
-    rest = list(words)
-    while rest and (match := _FLAG_RE.match(rest[0])):
-        flags[match["key"]] = match["value"] or ""
-        rest.pop(0)
-    return flags, rest
+_VAR_RE = re.compile(r"\$(?:\{(?P<braced>\w+)(?::-(?P<default>[^}]*))?\}|(?P<plain>\w+))")
 
 
-def _split(line: str) -> list[str]:
-    try:
-        return shlex.split(line)
-    except ValueError:
-        return line.split()
+def substitute(text: str, args: Mapping[str, str]) -> str:
+    """``${VAR}`` / ``$VAR`` / ``${VAR:-default}`` with build args, as in a FROM line."""
+
+    def repl(match: re.Match[str]) -> str:
+        name = match["braced"] or match["plain"]
+        value = args.get(name, "")
+        if not value and match["default"] is not None:
+            return match["default"]
+        return value
+
+    return _VAR_RE.sub(repl, text)
+
+
+# -- what each stage reads ------------------------------------------------------------------
+
+
+def _expand(text: str, args: Mapping[str, str] | None) -> str:
+    """``text`` with global args substituted; as written when no args are known."""
+    return text if args is None else substitute(text, args)
+
+
+@dataclass(frozen=True)
+class Url:
+    url: str
+    checksum: str | None
 
 
 @dataclass(frozen=True)
 class Sources:
-    """What a stage reads from the build context, as far as the Dockerfile says."""
+    """What a stage reads from the build context and from outside the Dockerfile."""
 
-    #: Context paths or patterns of COPY/ADD/RUN --mount=type=bind without --from.
-    paths: tuple[str, ...]
-    #: References the context cannot tell about (ADD URLs, COPY --from=image).
-    external: tuple[str, ...]
+    #: Context paths or patterns (quotes removed); ``"."`` where a source uses a variable.
+    paths: tuple[str, ...] = ()
+    #: Images (FROM, ``COPY --from``, ``RUN --mount=from``) that are not stages, args substituted.
+    images: tuple[str, ...] = ()
+    #: ``ADD`` of http(s) URLs.
+    urls: tuple[Url, ...] = ()
+    #: What no fingerprint can stand for, with the reason (``ADD`` of a git ref without a commit, ...).
+    unknown: tuple[str, ...] = ()
 
 
-def _mount_sources(mounts: list[str]) -> list[tuple[str | None, str]]:
-    out: list[tuple[str | None, str]] = []
-    for mount in mounts:
-        opts = {}
-        for part in mount.split(","):
-            key, _, value = part.partition("=")
-            opts[key] = value
-        if opts.get("type", "bind") == "bind":
-            out.append((opts.get("from"), opts.get("source", opts.get("src", "."))))
+def _mounts(instruction: Instruction) -> list[dict[str, str]]:
+    out = []
+    for value in instruction.flag_values("mount"):
+        opts: dict[str, str] = {}
+        try:
+            fields = next(csv.reader([value]), [])
+        except csv.Error:
+            fields = value.split(",")
+        for part in fields:
+            key, _, val = part.partition("=")
+            opts[key.strip().lower()] = val
+        out.append(opts)
     return out
 
 
-def analyse(stage: Stage) -> tuple[set[str], list[tuple[str | None, str]]]:
-    """The stage keys/images it reads from (``--from``), and (from, path) of what it reads."""
+def references(stage: Stage, args: Mapping[str, str] | None = None) -> list[tuple[str | None, str]]:
+    """``(from, source)`` of everything the stage reads with COPY/ADD/RUN --mount; ``from``
+    is None for the build context, else the ``--from`` value (a stage key or an image,
+    global args substituted)."""
     reads: list[tuple[str | None, str]] = []
-    parents: set[str] = set()
-    for line in stage.body:
-        words = _split(line)
-        if not words:
-            continue
-        op = words[0].upper()
-        if op in ("COPY", "ADD"):
-            flags, rest = _flags(words[1:])
-            json_form = line.split(None, 1)[1].lstrip() if " " in line else ""
-            while json_form.startswith("--"):
-                json_form = json_form.split(None, 1)[1].lstrip() if " " in json_form else ""
-            if json_form.startswith("["):
-                try:
-                    rest = [str(w) for w in json.loads(json_form)]
-                except ValueError:
-                    rest = [w.strip('[]",') for w in rest if w.strip('[]",')]
-            source_from = flags.get("from")
-            if source_from:
-                parents.add(source_from.lower())
-            reads += [(source_from, src) for src in rest[:-1]]
-        elif op == "RUN":
-            mounts = [w.split("=", 1)[1] for w in words[1:] if w.startswith("--mount=")]
-            for source_from, src in _mount_sources(mounts):
-                if source_from:
-                    parents.add(source_from.lower())
+    for instruction in stage.body:
+        if instruction.cmd in ("COPY", "ADD"):
+            source_from = instruction.flag("from")
+            if source_from is not None:
+                source_from = _expand(source_from, args)
+            docs = {h.name for h in instruction.heredocs}
+            for src in instruction.args[:-1]:
+                opened = None if instruction.json else heredoc_word(src)
+                if opened is not None and opened[0] in docs:
+                    continue  # inline content, already part of the instruction's text
                 reads.append((source_from, src))
-    return parents, reads
+        elif instruction.cmd == "RUN":
+            for opts in _mounts(instruction):
+                kind = opts.get("type", "bind")
+                if kind == "bind" or (kind == "cache" and "from" in opts):
+                    source_from = opts.get("from")
+                    if source_from is not None:
+                        source_from = _expand(source_from, args)
+                    elif kind == "cache":
+                        continue
+                    reads.append((source_from, opts.get("source", opts.get("src", "."))))
+    return reads
+
+
+def dependencies(stage: Stage, args: Mapping[str, str] | None = None) -> set[str]:
+    """Stage keys or images the stage reads from (its base, ``--from``), lowercased."""
+    base = _expand(stage.base, args)
+    return {base.lower()} | {f.lower() for f, _ in references(stage, args) if f is not None}
 
 
 def _by_key(all_stages: list[Stage]) -> dict[str, Stage]:
@@ -156,43 +511,69 @@ def _by_key(all_stages: list[Stage]) -> dict[str, Stage]:
     return found
 
 
-def chain(all_stages: list[Stage], target: str) -> list[Stage]:
+def chain(all_stages: list[Stage], target: str, args: Mapping[str, str] | None = None) -> list[Stage]:
     """The target stage and every stage it depends on, in Dockerfile order."""
     by_key = _by_key(all_stages)
     needed: set[int] = set()
-    todo = [target]
+    todo = [target.lower()]
     while todo:
         stage = by_key.get(todo.pop())
         if stage is None or stage.index in needed:
             continue
         needed.add(stage.index)
-        parents, _ = analyse(stage)
-        todo += [stage.base.lower(), *parents]
+        todo += sorted(dependencies(stage, args))
     return [s for s in all_stages if s.index in needed]
 
 
-def stage_sources(stage: Stage, keys: set[str]) -> Sources:
-    """What one stage reads from the build context, and what it reads from outside the
-    Dockerfile (``keys``: the names and indexes of the Dockerfile's stages)."""
+def _is_git(src: str) -> bool:
+    if src.startswith(("git@", "git://", "ssh://")):
+        return True
+    return bool(re.match(r"^https?://", src)) and bool(re.search(r"\.git(?:$|#|/?$)", src.split("?", 1)[0]))
+
+
+def stage_sources(stage: Stage, keys: set[str], args: Mapping[str, str] | None = None) -> Sources:
+    """What one stage reads from the build context, and from outside the Dockerfile
+    (``keys``: the names and indexes of the Dockerfile's stages; ``args``: global args)."""
     paths: list[str] = []
-    external: list[str] = []
-    if stage.base.lower() not in keys:
-        external.append(f"FROM {stage.base}")
-    for source_from, src in analyse(stage)[1]:
+    images: list[str] = []
+    urls: list[Url] = []
+    unknown: list[str] = []
+    base = _expand(stage.base, args)
+    if base.lower() not in keys and base.lower() != "scratch":
+        images.append(base)
+    for instruction in stage.body:
+        if instruction.cmd != "ADD" or instruction.flag("from") is not None:
+            continue
+        checksum = instruction.flag("checksum")
+        for src in instruction.args[:-1]:
+            if _is_git(src):
+                if not re.search(r"#[0-9a-f]{40}(?::|$)", src):
+                    unknown.append(f"ADD {src}: a git ref that names no commit, whose content bake-ci cannot tell")
+            elif re.match(r"^https?://", src, re.IGNORECASE):
+                if "$" in src:
+                    unknown.append(f"ADD {src}: a URL with a variable")
+                else:
+                    urls.append(Url(src, checksum))
+    for source_from, src in references(stage, args):
         if source_from is None:
-            if re.match(r"^[a-z]+://", src) or src.startswith("git@"):
-                external.append(src)
-            else:
-                paths.append(src)
+            if _is_git(src) or re.match(r"^[a-z][a-z0-9+.-]*://", src, re.IGNORECASE):
+                continue
+            plain = unquote(src, stage.escape)
+            paths.append("." if plain is None else plain)
         elif source_from.lower() not in keys:
-            external.append(f"--from={source_from}")
-    return Sources(tuple(dict.fromkeys(paths)), tuple(dict.fromkeys(external)))
+            images.append(source_from)
+    return Sources(
+        tuple(dict.fromkeys(paths)), tuple(dict.fromkeys(images)), tuple(dict.fromkeys(urls)), tuple(unknown)
+    )
 
 
-def context_sources(all_stages: list[Stage], target: str) -> Sources:
+def context_sources(all_stages: list[Stage], target: str, args: Mapping[str, str] | None = None) -> Sources:
     """What the target's stages read from the build context, and what lies outside it."""
     keys = set(_by_key(all_stages))
-    found = [stage_sources(stage, keys) for stage in chain(all_stages, target)]
-    paths = (p for s in found for p in s.paths)
-    external = (e for s in found for e in s.external)
-    return Sources(tuple(dict.fromkeys(paths)), tuple(dict.fromkeys(external)))
+    found = [stage_sources(stage, keys, args) for stage in chain(all_stages, target, args)]
+    return Sources(
+        tuple(dict.fromkeys(p for s in found for p in s.paths)),
+        tuple(dict.fromkeys(i for s in found for i in s.images)),
+        tuple(dict.fromkeys(u for s in found for u in s.urls)),
+        tuple(dict.fromkeys(u for s in found for u in s.unknown)),
+    )

@@ -1,32 +1,45 @@
 """Input fingerprints: a target's identity before it is built.
 
-A target's fingerprint hashes everything its image is made from: the Dockerfile text
-of its stage and of every stage it depends on, the resolved build args, the base
-image's digest, the platforms, the path and bytes of each input file, and a schema
-version. Two machines with the same inputs compute the same fingerprint; a change to
-any part changes it. The parts are kept too, so that ``status`` can say which one
-changed.
+A target's fingerprint hashes everything its image is made from, which is what BuildKit
+keys its cache on: the Dockerfile text of its stage and of every stage it depends on,
+the resolved build args, the digest of every image it reads (``FROM``, ``COPY --from``,
+``RUN --mount=from``), what each ``ADD <url>`` stands for, the platforms, and for each
+path of the build context that a stage reads: its type, its permission bits, a
+symlink's target (never followed), a file's bytes, and directories (empty ones too);
+FIFOs, sockets and devices by type only. Modification times do not count, as they do
+not for BuildKit. Two machines with the same inputs compute the same fingerprint, with
+or without git; a change to any part changes it. The parts are kept too, so that
+``status`` can say which one changed.
 
-Input files: ``[tool.bake-ci.stages.NAME] inputs`` (globs relative to the context) for
-each stage of the target's chain, else the paths that stage COPYs/ADDs/bind-mounts
-from the context, else (when a source cannot be resolved) the whole context; always
-minus ``.dockerignore``.
+Context paths: ``[tool.bake-ci.stages.NAME] inputs`` (globs relative to the context) for
+each stage of the target's chain, else the paths that stage COPYs/ADDs/bind-mounts from
+the context, else (when a source uses a variable, or goes through a symlink) the whole
+context; always minus ``.dockerignore``.
+
+A file's bytes are hashed as git hashes a blob (SHA-1 of ``blob SIZE\\0`` and the bytes,
+read in 1 MiB pieces), so that for files git already knows unchanged the index's hash
+is taken instead of reading them. Nothing outside the context is ever read, and
+nothing but regular files is ever opened.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-from bake import dockerfile
-
-SCHEMA = "bake-ci-fingerprint/1"
+SCHEMA = "bake-ci-fingerprint/2"
 SHORT = 12
+CHUNK = 1 << 20
+WORKERS = 4
 
 
 # -- .dockerignore ------------------------------------------------------------------------
@@ -74,21 +87,23 @@ class Ignore:
     def parse(cls, text: str) -> Ignore:
         rules = []
         for raw in text.splitlines():
+            if raw.startswith("#"):  # as BuildKit: a comment only where `#` is the first character
+                continue
             line = raw.strip()
-            if not line or line.startswith("#"):
+            if not line:
                 continue
             keep = line.startswith("!")
             pattern = os.path.normpath(line[1:].strip() if keep else line).lstrip("/")
             if pattern in ("", "."):
                 continue
             # a pattern matches the path itself or anything below it
-            rules.append((keep, re.compile(_translate(pattern) + "(?:/.*)?")))
+            rules.append((keep, re.compile(_translate(pattern) + "(?:/.*)?", re.DOTALL)))
         return cls(tuple(rules))
 
     def ignored(self, path: str) -> bool:
         result = False
         for keep, regex in self.rules:
-            if regex.fullmatch(path):
+            if result == keep and regex.fullmatch(path):
                 result = not keep
         return result
 
@@ -105,57 +120,294 @@ def read_ignore(context: Path, dockerfile_path: Path) -> Ignore:
     return Ignore(())
 
 
+# -- the context as BuildKit receives it ----------------------------------------------------
+
+_KINDS = {
+    stat.S_IFREG: "file",
+    stat.S_IFDIR: "dir",
+    stat.S_IFLNK: "link",
+    stat.S_IFIFO: "fifo",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "char-device",
+    stat.S_IFBLK: "block-device",
+}
+
+
+class Entry(NamedTuple):
+    """One path of the context, from ``lstat`` (a symlink is never followed)."""
+
+    kind: str
+    mode: int  # permission bits, setuid/setgid/sticky included
+    size: int = 0
+    target: str = ""  # a symlink's target, as written
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str], st: os.stat_result) -> Entry:
+        kind = _KINDS.get(stat.S_IFMT(st.st_mode), "other")
+        if kind == "file":
+            return cls(kind, stat.S_IMODE(st.st_mode), st.st_size)
+        target = ""
+        if kind == "link":
+            try:
+                target = os.readlink(path)  # noqa: PTH115 - str paths: cheaper for 20k entries
+            except OSError as exc:
+                target = f"<unreadable: {errno.errorcode.get(exc.errno or 0, exc.errno)}>"
+        return cls(kind, stat.S_IMODE(st.st_mode), 0, target)
+
+    def record(self, content: str | None = None) -> str:
+        """What the fingerprint holds for this path (``content``: a file's blob hash)."""
+        if self.kind == "link":
+            return f"link -> {self.target}"
+        if self.kind == "file":
+            return f"file {self.mode:04o} {content}"
+        return f"{self.kind} {self.mode:04o}"
+
+
+def scan(context: Path, ignore: Ignore) -> dict[str, Entry]:
+    """Every path of the build context sent to BuildKit (directories too), by posix path
+    (in no particular order: nothing that uses them depends on it).
+
+    Ignored directories are not read, unless a ``!`` rule may re-include something below
+    them; such a directory is then part of the context only if something below it is.
+    """
+    found: dict[str, Entry] = {}
+    exceptions = ignore.has_exceptions
+
+    def walk(directory: str, prefix: str) -> bool:
+        try:
+            with os.scandir(directory) as it:
+                children = list(it)
+        except OSError:
+            return False
+        any_kept = False
+        for child in children:
+            rel = prefix + child.name
+            try:
+                st = child.stat(follow_symlinks=False)
+            except OSError:
+                continue  # gone since it was listed
+            entry = Entry.of(child.path, st)
+            skipped = ignore.ignored(rel)
+            if entry.kind == "dir":
+                if skipped and not exceptions:
+                    continue
+                found[rel] = entry
+                below = walk(child.path, rel + "/")
+                if skipped and not below:
+                    del found[rel]
+                    continue
+                any_kept = True
+            elif not skipped:
+                found[rel] = entry
+                any_kept = True
+        return any_kept
+
+    walk(os.fspath(context), "")
+    return found
+
+
 def context_files(context: Path, ignore: Ignore) -> list[str]:
-    """Every file of the build context that is sent to BuildKit, as sorted posix paths."""
-    files: list[str] = []
-    for top, dirs, names in os.walk(context):
-        rel_top = os.path.relpath(top, context)
-        rel_top = "" if rel_top == "." else rel_top.replace(os.sep, "/") + "/"
-        if not ignore.has_exceptions:
-            dirs[:] = [d for d in dirs if not ignore.ignored(rel_top + d)]
-        files += [rel_top + n for n in names if not ignore.ignored(rel_top + n)]
-    return sorted(files)
+    """Every non-directory path of the build context sent to BuildKit, sorted."""
+    return sorted(p for p, e in scan(context, ignore).items() if e.kind != "dir")
 
 
-# -- choosing input files -----------------------------------------------------------------
+# -- choosing input paths -----------------------------------------------------------------
 
 
-def _matches(path: str, pattern: str) -> bool:
-    pattern = os.path.normpath(pattern).lstrip("/").replace(os.sep, "/")
-    if pattern in (".", ""):
-        return True
-    # COPY semantics: a file, a directory (everything below it), or a glob of either;
-    # ``*`` and ``?`` never cross ``/`` (Go's filepath.Match), ``**`` does
-    return re.fullmatch(_translate(pattern) + "(?:/.*)?", path) is not None
+def _normalize(pattern: str) -> str:
+    pattern = os.path.normpath(pattern).replace(os.sep, "/")
+    pattern = pattern.lstrip("/")
+    return "" if pattern == "." else pattern
 
 
-def select(files: Sequence[str], patterns: Iterable[str]) -> list[str]:
-    """The files that any of ``patterns`` covers."""
-    patterns = list(patterns)
-    return [f for f in files if any(_matches(f, p) for p in patterns)]
+def compile_patterns(patterns: Iterable[str]) -> re.Pattern[str] | None:
+    """One regex for COPY sources: a file, a directory (everything below it), or a glob of
+    either; ``*`` and ``?`` never cross ``/`` (Go's filepath.Match), ``**`` does. None
+    when there are no patterns."""
+    normalized = [_normalize(p) for p in patterns]
+    if not normalized:
+        return None
+    if "" in normalized:
+        return re.compile(".*", re.DOTALL)
+    body = "|".join(f"(?:{_translate(p)})" for p in dict.fromkeys(normalized))
+    return re.compile(f"(?:{body})(?:/.*)?", re.DOTALL)
 
 
-def _resolvable(path: str) -> bool:
-    return "$" not in path
+def select(files: Iterable[str], patterns: Iterable[str]) -> list[str]:
+    """The paths that any of ``patterns`` covers, in their order."""
+    regex = compile_patterns(patterns)
+    if regex is None:
+        return []
+    match = regex.fullmatch
+    return [f for f in files if match(f)]
 
 
-def input_patterns(
-    stages: list[dockerfile.Stage], target: str, configured: Mapping[str, Sequence[str]]
-) -> tuple[list[str], list[str]]:
-    """Input patterns for the target's chain of stages, and external references."""
-    keys = {s.key for s in stages} | {str(s.index) for s in stages}
-    patterns: list[str] = []
-    external: list[str] = []
-    for stage in dockerfile.chain(stages, target):
-        sources = dockerfile.stage_sources(stage, keys)
-        external += sources.external
-        if stage.name and stage.name in configured:
-            patterns += configured[stage.name]
-        elif all(_resolvable(p) for p in sources.paths):
-            patterns += sources.paths
-        else:
-            patterns.append(".")  # a variable in a source: the whole context
-    return list(dict.fromkeys(patterns)), sorted(set(external))
+_GLOB = re.compile(r"[*?\[]")
+
+
+def through_link(entries: Mapping[str, Entry], patterns: Iterable[str]) -> bool:
+    """Whether a pattern names a symlink or goes through one: BuildKit follows those, so
+    what is behind them (somewhere else in the context) is read too."""
+    links = [p for p, e in entries.items() if e.kind == "link"]
+    if not links:
+        return False
+    for pattern in patterns:
+        normalized = _normalize(pattern)
+        if not normalized:
+            continue
+        literal = _GLOB.split(normalized, 1)[0]
+        parts = literal.split("/")
+        prefixes = {"/".join(parts[: i + 1]) for i in range(len(parts)) if parts[i]}
+        if any(link in prefixes for link in links):
+            return True
+        exact = re.compile(_translate(normalized), re.DOTALL)
+        if _GLOB.search(normalized) and any(exact.fullmatch(link) for link in links):
+            return True
+    return False
+
+
+# -- hashing file content -----------------------------------------------------------------
+
+
+def _blob_once(fd: int, size: int, first: bool) -> tuple[str, int]:
+    h = hashlib.sha1(f"blob {size}\0".encode(), usedforsecurity=False)
+    total = 0
+    if not first:
+        os.lseek(fd, 0, os.SEEK_SET)
+    want = min(size + 1, CHUNK)  # a small file in one read, then the read that sees EOF
+    while True:
+        chunk = os.read(fd, want)
+        if not chunk:
+            break
+        total += len(chunk)
+        h.update(chunk)
+        want = CHUNK
+    return h.hexdigest(), total
+
+
+def blob_hash(path: str | os.PathLike[str]) -> str:
+    """The git blob hash of a regular file's bytes, read in bounded memory.
+
+    The file is opened without following a symlink and without blocking (a FIFO put in
+    its place is not waited on), and read only if it is still a regular file.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        return f"<unreadable: {errno.errorcode.get(exc.errno or 0, exc.errno)}>"
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return "<not a regular file>"
+        size = st.st_size
+        for attempt in range(3):
+            digest, total = _blob_once(fd, size, attempt == 0)
+            if total == size:
+                return digest
+            size = os.fstat(fd).st_size
+        return f"<changing while read: {total} bytes>"
+    except OSError as exc:
+        return f"<unreadable: {errno.errorcode.get(exc.errno or 0, exc.errno)}>"
+    finally:
+        os.close(fd)
+
+
+def hash_files(context: Path, paths: Sequence[str], workers: int = WORKERS) -> dict[str, str]:
+    """Blob hashes of regular files of the context, several at a time."""
+    root = os.fspath(context)
+
+    def one(path: str) -> str:
+        return blob_hash(os.path.join(root, path))  # noqa: PTH118 - str paths: cheaper for 20k files
+
+    if len(paths) < 2 * workers:
+        return {p: one(p) for p in paths}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return dict(zip(paths, pool.map(one, paths, chunksize=64), strict=True))
+
+
+def file_hashes(context: Path, paths: Iterable[str]) -> dict[str, str]:
+    """Records of the given paths (type, mode, content), as the fingerprint holds them."""
+    out: dict[str, str] = {}
+    for path in sorted(paths):
+        full = context / path
+        try:
+            entry = Entry.of(full, full.lstat())
+        except OSError:
+            out[path] = "<missing>"
+            continue
+        out[path] = entry.record(blob_hash(full) if entry.kind == "file" else None)
+    return out
+
+
+# -- what git already knows ----------------------------------------------------------------
+
+
+def _git(args: Sequence[str], cwd: Path) -> str:
+    """``git ARGS`` in ``cwd``: its stdout (the one place this module starts a process)."""
+    from bake import engine
+
+    return engine._run(["git", "-c", "core.quotepath=off", *args], cwd=cwd)
+
+
+def _in_git_checkout(path: Path) -> bool:
+    return any((p / ".git").exists() for p in (path, *path.parents))
+
+
+_STAGED_RE = re.compile(r"H (?:100644|100755) ([0-9a-f]{40}) 0\t([^\0]*)\0")
+_TREE_RE = re.compile(r"[0-7]+ blob ([0-9a-f]{40}) +([0-9]+)\t[^\0]*\0")
+
+
+def git_blobs(context: Path) -> dict[str, tuple[str, int]]:
+    """``path -> (blob hash, size)`` for the context's files whose bytes git already knows:
+    tracked, unchanged since the index was written (per ``git diff-files``), not marked
+    assume-unchanged or skip-worktree, and whose blob in HEAD is as long as the file, so
+    that no clean/smudge filter or line-ending conversion stands between the two. Empty
+    outside a git checkout or when git cannot answer; the caller hashes the rest itself,
+    the same way, so the result is the same with or without git."""
+    if not _in_git_checkout(context):
+        return {}
+    from bake.engine import CommandFailed
+
+    commands = (
+        # "H": a plain cached entry (lowercase: assume-unchanged, "S": skip-worktree, others
+        # unmerged or being removed); regular files only, stage 0; SHA-1 repositories only
+        ["ls-files", "--stage", "-v", "-z"],
+        ["diff-files", "--name-only", "--relative", "-z"],
+        ["ls-tree", "-r", "-l", "-z", "HEAD"],
+    )
+    try:
+        with ThreadPoolExecutor(max_workers=len(commands)) as pool:
+            staged, dirty_out, tree = pool.map(lambda c: _git(c, context), commands)
+    except (CommandFailed, UnicodeDecodeError, OSError):
+        return {}
+    dirty = set(dirty_out.split("\0"))
+    sizes = {blob: int(size) for blob, size in _TREE_RE.findall(tree)}
+    return {
+        path: (blob, sizes[blob]) for blob, path in _STAGED_RE.findall(staged) if blob in sizes and path not in dirty
+    }
+
+
+def content_records(
+    context: Path,
+    entries: Mapping[str, Entry],
+    paths: Iterable[str],
+    known: Mapping[str, tuple[str, int]] | None = None,
+) -> dict[str, str]:
+    """Records of ``paths`` (entries of the context): files by their blob hash, from
+    ``known`` (:func:`git_blobs`) where git knows the file unchanged and as long as it
+    is, else read here, several at a time."""
+    wanted = list(paths)
+    files = [p for p in wanted if entries[p].kind == "file"]
+    if known is None:
+        known = git_blobs(context) if files else {}
+    blobs: dict[str, str] = {}
+    for p in files:
+        hit = known.get(p)
+        if hit is not None and hit[1] == entries[p].size:
+            blobs[p] = hit[0]
+    blobs.update(hash_files(context, [p for p in files if p not in blobs]))
+    return {p: entries[p].record(blobs.get(p)) for p in wanted}
 
 
 # -- the fingerprint itself -----------------------------------------------------------------
@@ -163,10 +415,6 @@ def input_patterns(
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def file_hashes(context: Path, paths: Iterable[str]) -> dict[str, str]:
-    return {p: _sha((context / p).read_bytes()) for p in sorted(paths)}
 
 
 @dataclass(frozen=True)
@@ -196,41 +444,20 @@ def compute(
     base_digests: Mapping[str, str],
     files: Mapping[str, str],
     platforms: Sequence[str],
-    external: Sequence[str] = (),
+    external: Mapping[str, str] | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> Fingerprint:
-    """Hash the parts of a target (pure)."""
+    """Hash the parts of a target (pure). ``files``: each context path's record;
+    ``external``: what each reference outside the context resolved to."""
     parts = {
         "schema": SCHEMA,
         "dockerfile": _sha("\n\n".join(stage_texts).encode()),
         "build args": _sha(json.dumps(dict(sorted(args.items()))).encode()),
         "base image": _sha(json.dumps(dict(sorted(base_digests.items()))).encode()),
         "platforms": _sha(json.dumps(sorted(platforms)).encode()),
-        "external sources": _sha(json.dumps(sorted(external)).encode()),
+        "external sources": _sha(json.dumps(dict(sorted((external or {}).items()))).encode()),
         **{f"file:{path}": digest for path, digest in files.items()},
         **(extra or {}),
     }
     value = _sha(json.dumps(parts, sort_keys=True).encode())
     return Fingerprint(value, parts)
-
-
-def substitute(text: str, args: Mapping[str, str]) -> str:
-    """``${VAR}`` / ``$VAR`` / ``${VAR:-default}`` with build args, as in a FROM line."""
-
-    def repl(match: re.Match[str]) -> str:
-        name = match["braced"] or match["plain"]
-        value = args.get(name, "")
-        if not value and match["default"] is not None:
-            return match["default"]
-        return value
-
-    return re.sub(r"\$(?:\{(?P<braced>\w+)(?::-(?P<default>[^}]*))?\}|(?P<plain>\w+))", repl, text)
-
-
-def arg_defaults(preamble: Sequence[str]) -> dict[str, str]:
-    defaults = {}
-    for line in preamble:
-        match = re.match(r"^ARG\s+(\w+)(?:=(.*))?$", line, re.IGNORECASE)
-        if match and match[2] is not None:
-            defaults[match[1]] = match[2].strip().strip('"')
-    return defaults

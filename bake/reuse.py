@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import structlog
 
-from bake import dockerfile, engine, fingerprint, registry
+from bake import engine, inputs, registry
 from bake.config import Project
 from bake.errors import EnvironmentProblem
 from bake.files import write_atomic
@@ -94,55 +94,9 @@ class Fingerprints:
 
 
 def compute(project: Project, targets: Sequence[Target], args: Mapping[str, Mapping[str, str]]) -> Fingerprints:
-    """Fingerprint ``targets``; ``args`` are each target's resolved build args (from the plan)."""
-    config = project.config
-    context = project.root / config.context
-    ignore = fingerprint.read_ignore(context, project.root / config.dockerfile)
-    all_files = fingerprint.context_files(context, ignore)
-    stages = dockerfile.stages(project.dockerfile_text)
-    keys = {s.key for s in stages} | {str(s.index) for s in stages} | {"scratch"}
-    preamble = dockerfile.preamble(project.dockerfile_text)
-    defaults = fingerprint.arg_defaults(preamble)
-
-    bases: dict[str, list[str]] = {}
-    for target in targets:
-        resolved = {**defaults, **args[target.id]}
-        bases[target.id] = [
-            fingerprint.substitute(s.base, resolved)
-            for s in dockerfile.chain(stages, target.stage)
-            if s.base.lower() not in keys
-        ]
-    unique = sorted({ref for refs in bases.values() for ref in refs})
-    digests = dict(zip(unique, parallel(resolve_base, unique), strict=True))
-
-    extra: dict[str, str] = {}
-    if project.inherits_base and project.bake_file is not None:
-        extra["bake file"] = fingerprint.file_hashes(project.root, [project.bake_file.name])[project.bake_file.name]
-    if config.labels:
-        extra["labels"] = json.dumps(config.labels, sort_keys=True)
-
-    hashes: dict[str, str] = {}
-    values: dict[str, Fingerprint] = {}
-    missing: dict[str, str] = {}
-    for target in targets:
-        unresolved = [ref for ref in bases[target.id] if not digests[ref]]
-        if unresolved:
-            missing[target.id] = f"base image {unresolved[0]} is in neither its registry nor the local engine"
-            continue
-        patterns, external = fingerprint.input_patterns(stages, target.stage, project.inputs)
-        files = all_files if "." in patterns else fingerprint.select(all_files, patterns)
-        for path in files:
-            if path not in hashes:
-                hashes.update(fingerprint.file_hashes(context, [path]))
-        values[target.id] = fingerprint.compute(
-            stage_texts=["\n".join(preamble)] + [s.text for s in dockerfile.chain(stages, target.stage)],
-            args=args[target.id],
-            base_digests={ref: str(digests[ref]) for ref in bases[target.id]},
-            files={p: hashes[p] for p in files},
-            platforms=config.platforms,
-            external=external,
-            extra=extra,
-        )
+    """Fingerprint ``targets``; ``args`` are each target's resolved build args (from the plan).
+    Images are resolved with :func:`resolve_base`; see :mod:`bake.inputs`."""
+    values, missing = inputs.fingerprints(project, targets, args, resolve=lambda ref: resolve_base(ref))
     return Fingerprints(values, missing)
 
 
