@@ -105,7 +105,7 @@ def test_bake_ci_verdict_agrees_with_buildkit(case: str, verdicts: dict[str, Ver
 
 def test_random_changes_to_a_copy_heavy_project_are_never_stale(namespace: str, tmp_path: Path) -> None:
     seed = int(os.environ.get("BAKE_CI_AGREEMENT_SEED") or random.SystemRandom().randrange(2**32))
-    count = int(os.environ.get("BAKE_CI_AGREEMENT_MUTATIONS") or 40)
+    count = int(os.environ.get("BAKE_CI_AGREEMENT_MUTATIONS") or 30)
     walk = Walk.create(tmp_path / "walk", f"{REGISTRY}/{namespace}", random.Random(seed))
     for verdict in walk.steps(count, label=f"walk(seed {seed})"):
         SUMMARY.rows.append(verdict)
