@@ -32,7 +32,8 @@ from bake.redact import redact
 T = TypeVar("T")
 R = TypeVar("R")
 URL_TIMEOUT = 5.0
-Resolver = Callable[[str], "str | None"]
+#: An image reference's digest, or None and why not.
+Resolver = Callable[[str], "tuple[str | None, str]"]
 
 
 def _parallel(fn: Callable[[T], R], items: Sequence[T], workers: int = 8) -> list[R]:
@@ -149,7 +150,8 @@ def fingerprints(
     resolve: Resolver,
 ) -> tuple[dict[str, Fingerprint], dict[str, str]]:
     """Fingerprints of ``targets`` and, for those without one, why; ``args``: each
-    target's resolved build args; ``resolve``: an image reference's digest, or None."""
+    target's resolved build args; ``resolve``: an image reference's digest, or None and
+    the reason."""
     config = project.config
     context = project.root / config.context
     ignore = fingerprint.read_ignore(context, project.root / config.dockerfile)
@@ -168,7 +170,8 @@ def fingerprints(
 
     refs = sorted({ref for r in reads.values() for ref in r.bases + r.images})
     urls = sorted({u.url for r in reads.values() for u in r.urls if not u.checksum})
-    digests = dict(zip(refs, _parallel(resolve, refs), strict=True))
+    resolved = dict(zip(refs, _parallel(resolve, refs), strict=True))
+    digests = {ref: digest for ref, (digest, _) in resolved.items()}
     states = dict(zip(urls, _parallel(url_state, urls), strict=True))
 
     paths: dict[str, list[str]] = {}
@@ -192,8 +195,7 @@ def fingerprints(
         unresolved = [ref for ref in read.bases + read.images if not digests[ref]]
         unknown_urls = [states[u.url][1] for u in read.urls if not u.checksum and states[u.url][0] is None]
         if unresolved:
-            kind = "base image" if unresolved[0] in read.bases else "image"
-            missing[target.id] = f"{kind} {unresolved[0]} is in neither its registry nor the local engine"
+            missing[target.id] = resolved[unresolved[0]][1]
             continue
         if read.unknown or unknown_urls:
             missing[target.id] = (read.unknown + unknown_urls)[0]

@@ -218,14 +218,12 @@ def doctor(
     else:
         found.append(Check("registry", True, "none configured: builds stay local (--load, cache in the state folder)"))
 
-    for base in sorted({build_args(project, t)["BASE_IMAGE"] for t in matrix(project)}):
-
-        def base_detail(base: str = base) -> str:
-            digest = reuse.resolve_base(base)
-            if not digest:
-                raise CommandFailed(["resolve"], 1, "in neither its registry nor the local engine")
-            return digest[:19]
-
-        fix = "push it to its registry, or point base-image / BAKE_CI_BASE_IMAGE at a reachable mirror"
-        found.append(_check(f"base image {base}", fix, base_detail))
+    bases = sorted({build_args(project, t)["BASE_IMAGE"] for t in matrix(project)})
+    for resolution in reuse.parallel(reuse.resolve_base, bases):
+        name = f"base image {resolution.ref}"
+        if resolution.digest:
+            found.append(Check(name, True, resolution.digest[:19]))
+        else:
+            fix = "push it to its registry or the engine's mirror, or point base-image / BAKE_CI_BASE_IMAGE at one"
+            found.append(Check(name, False, resolution.reason(), fix))
     return found

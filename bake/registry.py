@@ -6,6 +6,10 @@ imagetools`` each costs a docker CLI and a buildx plugin process (about 0.1 s); 
 it costs a request. Copying the manifest bytes also keeps the digest exactly, where
 buildx 0.13's ``imagetools create`` wraps a single manifest in a new index.
 
+Base images are resolved the way the engine pulls them: a docker.io name goes to the
+engine's registry mirrors first (:func:`via_mirror`), and every answer is kept
+(:class:`Resolution`) so a base that cannot be resolved is reported with the reason.
+
 Authentication follows the distribution spec: anonymous first, then on ``401`` a Bearer
 token from the realm the registry names, or Basic, with the credentials docker keeps
 (``bake.auth.credentials``). Anything this client cannot do raises
@@ -68,6 +72,11 @@ class Reference:
     host: str
     repository: str
     reference: str  # a tag or a digest
+    scheme: str = ""  # "http" or "https" when known (a mirror's URL); else chosen by host
+
+    def __str__(self) -> str:
+        separator = "@" if self.reference.startswith("sha256:") else ":"
+        return f"{self.host}/{self.repository}{separator}{self.reference}"
 
     @classmethod
     def parse(cls, ref: str) -> Reference:
@@ -168,7 +177,8 @@ class Client:
                     status, headers, body = exc.code, dict(exc.headers.items()), exc.read()
             except (OSError, http.client.HTTPException) as exc:
                 if attempt >= self.retries or not transient_error(exc):
-                    raise RegistryError(f"{host}: {type(exc).__name__}: {exc}") from None
+                    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+                    raise RegistryError(f"{host}: {type(reason).__name__}: {reason}") from None
                 delay, reason = self.backoff * 2**attempt, type(exc).__name__
             else:
                 headers = {k.lower(): v for k, v in headers.items()}
@@ -180,7 +190,7 @@ class Client:
             self.sleep(delay)
 
     def _url(self, ref: Reference, what: str) -> str:
-        scheme = "http" if plain_http(ref.host) else "https"
+        scheme = ref.scheme or ("http" if plain_http(ref.host) else "https")
         return f"{scheme}://{ref.host}/v2/{ref.repository}/{what}"
 
     def _authorization(self, ref: Reference, challenge: str, actions: str) -> str:
@@ -239,9 +249,9 @@ class Client:
             return status, response_headers, data
         raise RegistryError(f"{ref.host}: still unauthorized after logging in")
 
-    def manifest(self, ref: str) -> Manifest | None:
+    def manifest(self, ref: str | Reference) -> Manifest | None:
         """The manifest ``ref`` names, or None if the registry does not have it."""
-        parsed = Reference.parse(ref)
+        parsed = ref if isinstance(ref, Reference) else Reference.parse(ref)
         status, headers, body = self._send(
             "GET", parsed, f"manifests/{parsed.reference}", actions="pull", headers={"Accept": MANIFEST_TYPES}
         )
@@ -266,3 +276,60 @@ class Client:
         )
         if status not in (200, 201, 202):
             raise RegistryError(f"{parsed.host}: PUT manifest answered {status}")
+
+
+# -- resolving base images the way the engine pulls them ------------------------------------
+
+
+def parse_mirrors(text: str) -> list[str]:
+    """The engine's ``docker info --format '{{json .RegistryConfig.Mirrors}}'``: URLs, or null."""
+    try:
+        data = json.loads(text.strip() or "null")
+    except ValueError:
+        raise RegistryError(f"unexpected answer {text.strip()[:80]!r}") from None
+    if data is None:
+        return []
+    if not isinstance(data, list) or not all(isinstance(m, str) for m in data):
+        raise RegistryError(f"unexpected answer {text.strip()[:80]!r}")
+    return [m for m in data if m.strip()]
+
+
+def via_mirror(ref: Reference, mirror: str) -> Reference | None:
+    """``ref`` as the engine pulls it through the registry mirror ``mirror`` (a URL).
+
+    Engines mirror Docker Hub only, so any other registry's name gives None, as does a
+    mirror URL without a host. The URL's scheme is kept (``http://`` mirrors are common
+    on private networks); docker accepts no path in a mirror URL.
+    """
+    if ref.host != DOCKER_HUB:
+        return None
+    parts = urllib.parse.urlsplit(mirror if "://" in mirror else f"https://{mirror}")
+    if not parts.netloc or parts.scheme not in ("http", "https"):
+        return None
+    return Reference(parts.netloc, ref.repository, ref.reference, parts.scheme)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one place asked for a base image answered: a digest, "not found", or an error."""
+
+    asked: str  # the reference or the question, as a user would type it
+    said: str
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A base image's digest (None if nothing had it) and every answer on the way."""
+
+    ref: str
+    digest: str | None
+    answers: tuple[Answer, ...]
+
+    def reason(self) -> str:
+        """Why there is no digest: each place asked and its answer, and what to do."""
+        asked = "; ".join(f"{a.asked}: {a.said}" for a in self.answers) or "nothing could be asked"
+        return (
+            f"base image {self.ref} cannot be resolved to a digest ({asked}), so its targets have no "
+            "fingerprint and are built every time; push it to its registry or the engine's mirror, "
+            "pull it into the engine, or set base-image to an image that can be resolved"
+        )

@@ -14,6 +14,7 @@ What was built or fetched locally is recorded in bake-ci's state folder
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,7 @@ import structlog
 
 from bake import auth, inputs, registry
 from bake.config import Project
-from bake.engine import images
+from bake.engine import docker, images
 from bake.engine.process import CommandFailed
 from bake.errors import EnvironmentProblem
 from bake.files import write_atomic
@@ -70,20 +71,86 @@ def lookup(ref: str) -> registry.Manifest | None:
     return registry.Manifest(str(descriptor.get("mediaType", "")), str(descriptor["digest"]), b"")
 
 
-def resolve_base(ref: str) -> str | None:
-    """A base image's digest in its registry, else its ID in the local engine, else None."""
+_mirrors: tuple[list[str], str | None] | None = None
+_mirrors_lock = threading.Lock()
+
+
+def engine_mirrors() -> tuple[list[str], str | None]:
+    """The engine's docker.io mirrors, and why there are none if it could not be asked.
+
+    Asked once per process, when a docker.io base image is first resolved.
+    """
+    global _mirrors
+    with _mirrors_lock:
+        if _mirrors is None:
+            try:
+                answer = docker.docker("info", "--format", "{{json .RegistryConfig.Mirrors}}")
+                _mirrors = registry.parse_mirrors(answer), None
+            except (CommandFailed, EnvironmentProblem, registry.RegistryError) as exc:
+                _mirrors = [], "docker info: " + _said(exc)
+        return _mirrors
+
+
+def _said(exc: Exception) -> str:
+    """A failure in one line: the last line of a command's output, or a message's first sentence."""
+    if isinstance(exc, CommandFailed):
+        lines = exc.output.strip().splitlines()
+        return redact(lines[-1] if lines else str(exc))
+    return redact(str(exc).split(". ")[0])
+
+
+def resolve_base(ref: str) -> registry.Resolution:
+    """A base image's digest the way the engine pulls it, with every answer on the way.
+
+    A docker.io name is asked of the engine's registry mirrors first, then of its own
+    registry (over HTTP, else through buildx), and last the local engine's image ID.
+    """
+    answers: list[registry.Answer] = []
+
+    def found(digest: str) -> registry.Resolution:
+        return registry.Resolution(ref, digest, tuple(answers))
+
+    parsed = registry.Reference.parse(ref)
+    if parsed.host == registry.DOCKER_HUB:
+        mirrors, problem = engine_mirrors()
+        if problem:
+            answers.append(registry.Answer("the engine's registry mirrors", problem))
+        for mirror in mirrors:
+            candidate = registry.via_mirror(parsed, mirror)
+            if candidate is None:
+                answers.append(registry.Answer(f"mirror {mirror}", "not a registry URL"))
+                continue
+            try:
+                manifest = client().manifest(candidate)
+            except registry.RegistryError as exc:
+                answers.append(registry.Answer(f"{candidate} (mirror)", redact(str(exc))))
+                continue
+            if manifest is not None:
+                return found(manifest.digest)
+            answers.append(registry.Answer(f"{candidate} (mirror)", "not found"))
     try:
-        found = lookup(ref)
-        if found is not None:
-            return found.digest
-    except CommandFailed as exc:
-        log.debug("base image not in its registry", image=ref, error=exc.output[-300:])
-    except EnvironmentProblem:  # no docker CLI: no fingerprint, not a failure of planning
-        return None
+        manifest = client().manifest(parsed)
+        if manifest is not None:
+            return found(manifest.digest)
+        answers.append(registry.Answer(str(parsed), "not found"))
+    except registry.RegistryError as exc:
+        answers.append(registry.Answer(str(parsed), redact(str(exc))))
+        try:  # buildx knows every login docker has; the HTTP client only the common ones
+            descriptor = images.registry_descriptor(ref)
+            if descriptor is not None:
+                return found(str(descriptor["digest"]))
+            answers.append(registry.Answer(f"buildx imagetools inspect {ref}", "not found"))
+        except (CommandFailed, EnvironmentProblem) as failed:
+            answers.append(registry.Answer(f"buildx imagetools inspect {ref}", _said(failed)))
     try:
-        return images.local_image_id(ref)
-    except (CommandFailed, EnvironmentProblem):
-        return None
+        image_id = images.local_image_id(ref)
+        if image_id:
+            return found(image_id)
+        answers.append(registry.Answer("the local engine", "no such image"))
+    except (CommandFailed, EnvironmentProblem) as failed:
+        answers.append(registry.Answer("the local engine", _said(failed)))
+    log.debug("base image not resolved", image=ref, answers=[f"{a.asked}: {a.said}" for a in answers])
+    return registry.Resolution(ref, None, tuple(answers))
 
 
 @dataclass(frozen=True)
@@ -97,7 +164,12 @@ class Fingerprints:
 def compute(project: Project, targets: Sequence[Target], args: Mapping[str, Mapping[str, str]]) -> Fingerprints:
     """Fingerprint ``targets``; ``args`` are each target's resolved build args (from the plan).
     Images are resolved with :func:`resolve_base`; see :mod:`bake.inputs`."""
-    values, missing = inputs.fingerprints(project, targets, args, resolve=lambda ref: resolve_base(ref))
+
+    def resolve(ref: str) -> tuple[str | None, str]:
+        found = resolve_base(ref)
+        return found.digest, found.reason() if found.digest is None else ""
+
+    values, missing = inputs.fingerprints(project, targets, args, resolve=resolve)
     return Fingerprints(values, missing)
 
 

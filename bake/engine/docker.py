@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+import shutil
 import threading
 from typing import TYPE_CHECKING
 
@@ -53,14 +54,15 @@ def client() -> DockerClient:
 
 
 def docker_cmd() -> list[str]:
-    """``docker`` with its global options (EnvironmentProblem if there is no docker CLI)."""
-    docker_client = client()
-    from python_on_whales.client_config import ClientNotFoundError
+    """The docker CLI (EnvironmentProblem if there is none on PATH).
 
-    try:
-        return [str(a) for a in docker_client.docker_cmd]
-    except ClientNotFoundError:
-        raise EnvironmentProblem(NO_CLI) from None
+    It reads DOCKER_HOST, DOCKER_CONTEXT and DOCKER_CONFIG from the runner's environment
+    itself, so plain commands need no python-on-whales (and the reuse path not its import).
+    """
+    found = shutil.which("docker", path=process.environment().get("PATH"))
+    if found is None:
+        raise EnvironmentProblem(NO_CLI)
+    return [found]
 
 
 def docker_cli() -> str:
@@ -108,6 +110,12 @@ def logged(*args: str) -> None:
     log.debug("run", cmd=process.shell(["docker", *args]))
 
 
+_NOT_FOUND_RE = re.compile(
+    r"not found|no such (?:image|object|manifest)|manifest unknown|name unknown|\b404\b", re.IGNORECASE
+)
+
+
 def is_not_found(output: str) -> bool:
-    text = output.lower()
-    return any(s in text for s in ("not found", "no such", "manifest unknown", "name unknown", "404"))
+    """Whether a docker command said the image is absent (not that a host was unreachable:
+    "no such host" is a DNS failure, and must not pass for an image that is not there)."""
+    return _NOT_FOUND_RE.search(output) is not None

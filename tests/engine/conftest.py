@@ -10,7 +10,7 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,9 @@ import pytest
 REGISTRY = "localhost:5000"
 BASE_IMAGE = f"{REGISTRY}/library/python:{{python}}-slim"
 FIXTURE = Path(__file__).parent / "fixture"
+#: The second engine ``ci/engine-up --second`` starts: its own dockerd, builder and bridge.
+SECOND_ENGINE = "unix:///run/bake-ci/docker2.sock"
+ENGINE_UP = Path(__file__).parents[2] / "ci" / "engine-up"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -127,3 +130,51 @@ def make_project(tmp: Path, source: Path = FIXTURE, branch: str = "main") -> Pro
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     return make_project(tmp_path)
+
+
+# -- a second engine: another CI runner on the same machine --------------------------------
+
+
+def on_engine(host: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``docker ARGS`` against the engine at ``host``."""
+    env = {**os.environ, "DOCKER_HOST": host}
+    env.pop("DOCKER_CONTEXT", None)
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=600, env=env)
+
+
+def clear_builder(host: str) -> None:
+    """Empty the second engine's builder (build cache and images), as on a fresh CI runner.
+
+    Only ever the second engine: the first one is shared and its cache is not the tests' to drop.
+    """
+    assert host == SECOND_ENGINE, f"refusing to clear the builder of {host}"
+    on_engine(host, "buildx", "prune", "--all", "--force")
+    on_engine(host, "image", "prune", "--all", "--force")
+
+
+def _second_engine_problem() -> str | None:
+    if on_engine(SECOND_ENGINE, "version", check=False).returncode == 0:
+        return None
+    if os.geteuid() != 0:
+        return f"no engine answers at {SECOND_ENGINE}, and starting one needs root: run ci/engine-up --second"
+    proc = subprocess.run([str(ENGINE_UP), "--second"], capture_output=True, text=True, timeout=1800, check=False)
+    if proc.returncode != 0:
+        return "ci/engine-up --second failed:\n" + "\n".join((proc.stderr or proc.stdout).splitlines()[-15:])
+    return None
+
+
+@pytest.fixture(scope="session")
+def second_engine(engine: None) -> Iterator[str]:
+    """DOCKER_HOST of a second engine (started with ``ci/engine-up --second`` if needed).
+
+    It shares containerd and the registry with the first engine and nothing else; its
+    builder is emptied before and after the session (never the first engine's).
+    """
+    problem = _second_engine_problem()
+    if problem is not None:
+        if os.environ.get("BAKE_CI_REQUIRE_ENGINE"):
+            pytest.fail(problem, pytrace=False)
+        pytest.skip(problem)
+    clear_builder(SECOND_ENGINE)
+    yield SECOND_ENGINE
+    clear_builder(SECOND_ENGINE)

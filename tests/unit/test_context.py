@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import pytest
 
-from bake import config, fingerprint, reuse
+from bake import config, fingerprint, registry, reuse
 from bake.errors import ConfigError
 from bake.fingerprint import Entry, Ignore
 from bake.plan import build_args, matrix
@@ -40,7 +40,12 @@ COPY_ALL = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE} AS ci\nCOPY . /app\n"
 def digests(monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
     """Image digests in place of the registry (a missing key resolves to a fixed digest)."""
     found: dict[str, str | None] = {}
-    monkeypatch.setattr(reuse, "resolve_base", lambda ref: found.get(ref, "sha256:" + "a" * 64))
+
+    def resolve(ref: str) -> registry.Resolution:
+        digest = found.get(ref, "sha256:" + "a" * 64)
+        return registry.Resolution(ref, digest, () if digest else (registry.Answer(ref, "not found"),))
+
+    monkeypatch.setattr(reuse, "resolve_base", resolve)
     return found
 
 

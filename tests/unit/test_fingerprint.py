@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bake import config, fingerprint, reuse
+from bake import config, fingerprint, registry, reuse
 from bake.fingerprint import Ignore
 from bake.naming import PythonVersion
 from bake.plan import Target, build_args, matrix
@@ -345,9 +345,10 @@ class FakeResolver:
     digests: dict[str, str | None] = field(default_factory=dict)
     asked: list[str] = field(default_factory=list)
 
-    def __call__(self, ref: str) -> str | None:
+    def __call__(self, ref: str) -> registry.Resolution:
         self.asked.append(ref)
-        return self.digests.get(ref, DIGEST_A)
+        digest = self.digests.get(ref, DIGEST_A)
+        return registry.Resolution(ref, digest, () if digest else (registry.Answer(ref, "not found"),))
 
 
 @pytest.fixture

@@ -1,0 +1,36 @@
+"""What the docker CLI's error output means: an absent image, or no engine at all."""
+
+from __future__ import annotations
+
+import pytest
+
+from bake.engine.docker import engine_down, is_not_found
+
+
+@pytest.mark.parametrize(
+    ("output", "absent"),
+    [
+        ("Error response from daemon: No such image: acme/app:ci-py3.12", True),
+        ("ERROR: localhost:5000/acme/app:ci-py3.12-fp-0123456789ab: not found", True),
+        ("manifest unknown: manifest unknown", True),
+        ("GET https://registry.example/v2/acme/app/manifests/x: 404 Not Found", True),
+        # a registry that cannot be reached is not an image that is not there
+        ("dial tcp: lookup registry.example on 127.0.0.53:53: no such host", False),
+        ("dial tcp 127.0.0.1:5999: connect: connection refused", False),
+        ("401 Unauthorized", False),
+    ],
+)
+def test_absent_images_are_told_from_unreachable_registries(output: str, absent: bool) -> None:
+    assert is_not_found(output) is absent
+
+
+@pytest.mark.parametrize(
+    ("output", "down"),
+    [
+        ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?", True),
+        ("error during connect: Get http://%2Fnowhere/v1.45/info: dial unix /nowhere: connect: no such file", True),
+        ("Error response from daemon: No such image: acme/app:x", False),
+    ],
+)
+def test_no_engine_is_told_from_other_failures(output: str, down: bool) -> None:
+    assert engine_down(output) is down

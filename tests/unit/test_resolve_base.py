@@ -1,0 +1,235 @@
+"""Base-image digests the way the engine pulls them: mirrors first, then docker.io, then the engine.
+
+Two small registries served in-process stand for the engine's mirror and for Docker Hub;
+the engine's mirror list is a fake, and no process may be started unless a test says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from bake import registry, reuse
+from bake.engine import docker as docker_cli
+from bake.engine import images
+from bake.engine.process import CommandFailed
+from bake.registry import Reference, parse_mirrors, via_mirror
+
+MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
+
+
+def manifest(name: str) -> bytes:
+    return json.dumps({"schemaVersion": 2, "mediaType": MEDIA_TYPE, "annotations": {"n": name}}).encode()
+
+
+def digest(body: bytes) -> str:
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+@dataclass
+class FakeRegistry:
+    """An anonymous registry: manifests by ``repository:tag``, and every path asked for."""
+
+    address: str
+    manifests: dict[str, bytes] = field(default_factory=dict)
+    asked: list[str] = field(default_factory=list)
+
+
+def serve(fake_holder: list[FakeRegistry]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            fake = fake_holder[0]
+            fake.asked.append(self.path)
+            repository, _, tag = self.path.removeprefix("/v2/").partition("/manifests/")
+            body = fake.manifests.get(f"{repository}:{tag}")
+            if body is None:
+                self.send_response(404)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", MEDIA_TYPE)
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
+
+
+@pytest.fixture
+def make_registry() -> Iterator[Any]:
+    servers: list[ThreadingHTTPServer] = []
+
+    def make() -> FakeRegistry:
+        holder: list[FakeRegistry] = []
+        server = ThreadingHTTPServer(("127.0.0.1", 0), serve(holder))
+        holder.append(FakeRegistry(f"127.0.0.1:{server.server_address[1]}"))
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        return holder[0]
+
+    yield make
+    for server in servers:
+        server.shutdown()
+
+
+@dataclass
+class World:
+    mirror: FakeRegistry
+    hub: FakeRegistry
+    local: dict[str, str] = field(default_factory=dict)  # the engine's images: ref -> ID
+
+
+@pytest.fixture
+def world(make_registry: Any, monkeypatch: pytest.MonkeyPatch) -> World:
+    """The engine mirrors docker.io through ``mirror``; ``hub`` stands for Docker Hub."""
+    mirror, hub = make_registry(), make_registry()
+    world = World(mirror, hub)
+
+    def refuse(*args: object, **kwargs: object) -> Any:
+        raise AssertionError(f"a process was started: {args!r}")
+
+    def buildx_descriptor(ref: str) -> None:
+        raise CommandFailed(["docker", "buildx", "imagetools", "inspect", ref], 1, "ERROR: buildx fake")
+
+    monkeypatch.setattr(subprocess, "run", refuse)
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    monkeypatch.setattr(registry, "DOCKER_HUB", hub.address)
+    monkeypatch.setattr(reuse, "_client", registry.Client(lambda host: None, retries=0))
+    monkeypatch.setattr(reuse, "engine_mirrors", lambda: ([f"http://{mirror.address}/"], None))
+    monkeypatch.setattr(images, "registry_descriptor", buildx_descriptor)
+    monkeypatch.setattr(images, "local_image_id", lambda ref: world.local.get(ref))
+    return world
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["python:3.11-slim", "docker.io/library/python:3.11-slim", "index.docker.io/library/python:3.11-slim"],
+)
+def test_a_docker_io_name_resolves_through_the_engines_mirror_without_asking_docker_io(world: World, name: str) -> None:
+    body = manifest("mirrored")
+    world.mirror.manifests["library/python:3.11-slim"] = body
+    resolution = reuse.resolve_base(name)
+    assert resolution.digest == digest(body)
+    assert world.mirror.asked == ["/v2/library/python/manifests/3.11-slim"]
+    assert world.hub.asked == []
+
+
+def test_a_name_without_tag_is_latest_of_that_repository(world: World) -> None:
+    body = manifest("latest")
+    world.mirror.manifests["library/python:latest"] = body
+    assert reuse.resolve_base("library/python").digest == digest(body)
+
+
+def test_what_the_mirror_lacks_comes_from_docker_io(world: World) -> None:
+    body = manifest("from the hub")
+    world.hub.manifests["library/python:3.13-slim"] = body
+    resolution = reuse.resolve_base("python:3.13-slim")
+    assert resolution.digest == digest(body)
+    assert world.mirror.asked == ["/v2/library/python/manifests/3.13-slim"]
+
+
+def test_an_image_no_registry_has_falls_back_to_the_local_engine(world: World) -> None:
+    world.local["python:3.13-slim"] = "sha256:" + "e" * 64
+    assert reuse.resolve_base("python:3.13-slim").digest == "sha256:" + "e" * 64
+
+
+def test_another_registry_is_never_asked_through_the_mirror(world: World, make_registry: Any) -> None:
+    own = make_registry()
+    body = manifest("own")
+    own.manifests["team/python:3.11"] = body
+    assert reuse.resolve_base(f"{own.address}/team/python:3.11").digest == digest(body)
+    assert world.mirror.asked == []
+
+
+def test_an_unresolvable_base_says_which_refs_were_tried_and_what_each_answered(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(registry, "DOCKER_HUB", "127.0.0.1:1")  # nothing listens: an error, not a 404
+    resolution = reuse.resolve_base("python:3.99-slim")
+    assert resolution.digest is None
+    answers = {a.asked: a.said for a in resolution.answers}
+    assert answers[f"{world.mirror.address}/library/python:3.99-slim (mirror)"] == "not found"
+    assert "Connection refused" in answers["127.0.0.1:1/library/python:3.99-slim"]
+    assert answers["buildx imagetools inspect python:3.99-slim"] == "ERROR: buildx fake"
+    assert answers["the local engine"] == "no such image"
+    reason = resolution.reason()
+    assert "python:3.99-slim" in reason
+    assert f"{world.mirror.address}/library/python:3.99-slim" in reason
+    assert "built every time" in reason
+
+
+def test_when_the_engine_cannot_say_its_mirrors_the_reason_says_so(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reuse, "engine_mirrors", lambda: ([], "docker info: Cannot connect"))
+    resolution = reuse.resolve_base("python:3.99-slim")
+    assert resolution.digest is None
+    assert "the engine's registry mirrors: docker info: Cannot connect" in resolution.reason()
+    assert world.mirror.asked == []
+
+
+def test_the_engine_is_asked_for_its_mirrors_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, ...]] = []
+
+    def docker(*args: str, **kwargs: object) -> str:
+        calls.append(args)
+        return '["http://localhost:5000/"]\n'
+
+    monkeypatch.setattr(docker_cli, "docker", docker)
+    monkeypatch.setattr(reuse, "_mirrors", None)
+    found = reuse.parallel(lambda _: reuse.engine_mirrors(), list(range(8)))
+    assert found == [(["http://localhost:5000/"], None)] * 8
+    assert calls == [("info", "--format", "{{json .RegistryConfig.Mirrors}}")]
+
+
+def test_an_engine_that_does_not_answer_means_no_mirrors_and_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    def docker(*args: str, **kwargs: object) -> str:
+        raise CommandFailed(["docker", *args], 1, "Cannot connect to the Docker daemon at unix:///x.sock")
+
+    monkeypatch.setattr(docker_cli, "docker", docker)
+    monkeypatch.setattr(reuse, "_mirrors", None)
+    mirrors, problem = reuse.engine_mirrors()
+    assert mirrors == []
+    assert problem is not None
+    assert "Cannot connect to the Docker daemon" in problem
+
+
+def test_parse_mirrors() -> None:
+    assert parse_mirrors('["http://localhost:5000/", "https://mirror.example"]\n') == [
+        "http://localhost:5000/",
+        "https://mirror.example",
+    ]
+    assert parse_mirrors("null\n") == []
+    assert parse_mirrors("[]") == []
+    with pytest.raises(registry.RegistryError):
+        parse_mirrors("Cannot connect")
+    with pytest.raises(registry.RegistryError):
+        parse_mirrors('{"a": 1}')
+
+
+def test_via_mirror_keeps_the_mirrors_scheme_and_mirrors_only_docker_hub() -> None:
+    hub = Reference.parse("python:3.11-slim")
+    assert via_mirror(hub, "http://localhost:5000/") == Reference(
+        "localhost:5000", "library/python", "3.11-slim", "http"
+    )
+    assert via_mirror(hub, "https://mirror.example") == Reference(
+        "mirror.example", "library/python", "3.11-slim", "https"
+    )
+    assert via_mirror(hub, "mirror.example:5000") == Reference(
+        "mirror.example:5000", "library/python", "3.11-slim", "https"
+    )
+    assert via_mirror(Reference.parse("ghcr.io/org/python:3.11"), "http://localhost:5000") is None
+    assert via_mirror(hub, "ftp://mirror.example") is None
+    assert (
+        str(Reference.parse("python@sha256:" + "a" * 64)) == f"{registry.DOCKER_HUB}/library/python@sha256:" + "a" * 64
+    )
