@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REGISTRY, Project, bake_ci, docker, make_project, registry_tags
+from .conftest import Project, bake_ci, clear_builder, docker, make_project, registry_tags
 
 TARGETS = ["deps-py311", "deps-py313", "ci-py311", "ci-py313"]
 
@@ -46,16 +46,13 @@ def test_each_ci_image_runs_its_tests_on_its_python(pushed: Project, python: str
     assert version.stdout.strip() == str(tuple(int(p) for p in python.split(".")))
 
 
-def test_rebuild_after_prune_imports_registry_cache(pushed: Project) -> None:
-    """Another machine: no build cache, no local images; every step comes from the registry."""
-    docker("buildx", "prune", "-af")
-    local = docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
-    ours = [ref for ref in local if ref.startswith((pushed.registry, f"{REGISTRY}/library/python"))]
-    if ours:
-        docker("image", "rm", *ours)
-
+def test_rebuild_on_a_fresh_runner_imports_registry_cache(pushed: Project, second_engine: str) -> None:
+    """Another machine (the second engine, emptied): no build cache, no local images; every
+    step comes from the registry."""
+    clear_builder(second_engine)
+    env = {**pushed.env, "DOCKER_HOST": second_engine}
     # --no-reuse: the registry has images for these inputs; this is about its build cache
-    result = bake_ci("build", "--push", "--no-reuse", "--log-format", "json", cwd=pushed.path, env=pushed.env)
+    result = bake_ci("build", "--push", "--no-reuse", "--log-format", "json", cwd=pushed.path, env=env)
     assert result.code == 0, result.err
     results = {event["target"]: event for event in result.events("result")}
     assert sorted(results) == sorted(TARGETS)

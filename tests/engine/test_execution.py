@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Project, bake_ci, docker, make_project, registry_tags
+from .conftest import Project, bake_ci, clear_builder, make_project, registry_tags
 
 TARGETS = ["deps-py311", "deps-py313", "ci-py311", "ci-py313"]
 FAILING_STEP = (
@@ -66,13 +66,13 @@ def _steps_shown(stderr: str, target: str) -> tuple[int, int]:
     return sum(line.endswith(": CACHED") for line in lines), len(lines)
 
 
-def test_cached_counts_follow_what_changed(project: Project, tmp_path: Path) -> None:
+def test_cached_counts_follow_what_changed(project: Project, tmp_path: Path, second_engine: str) -> None:
     first = bake_ci("build", "--push", cwd=project.path, env=project.env)
     assert first.code == 0, first.err
     (project.path / "app.py").write_text((project.path / "app.py").read_text() + "\n# a source-only change\n")
-    docker("buildx", "prune", "-af")
+    clear_builder(second_engine)  # a fresh runner: what it has comes from the registry
     args = ["build", "--push", "--no-reuse", "--progress", "plain", "--report", str(tmp_path / "r.json")]
-    result = bake_ci(*args, cwd=project.path, env=project.env)
+    result = bake_ci(*args, cwd=project.path, env={**project.env, "DOCKER_HOST": second_engine})
     assert result.code == 0, result.err
     rows = report(tmp_path / "r.json")
     for target in ("deps-py311", "deps-py313"):
@@ -119,15 +119,17 @@ def test_interrupt_stops_every_child_and_exits_130(project: Project) -> None:
     assert _children_of(project.path) == []
 
 
-def test_warm_fills_the_default_branch_cache_that_new_branches_reuse(project: Project, tmp_path: Path) -> None:
+def test_warm_fills_the_default_branch_cache_that_new_branches_reuse(
+    project: Project, tmp_path: Path, second_engine: str
+) -> None:
     result = bake_ci("warm", "--progress", "quiet", cwd=project.path, env=project.env)
     assert result.code == 0, result.err
     cache = registry_tags(f"{project.namespace}/fixture/app-ci-cache")
     assert {f"{t.split('-py')[0]}-py3.{t[-2:]}-main" for t in TARGETS} <= cache
 
-    docker("buildx", "prune", "-af")
+    clear_builder(second_engine)  # a fresh runner on a new branch
     args = ["build", "--push", "--no-reuse", "--branch", "feature/new", "--report", str(tmp_path / "r.json")]
-    result = bake_ci(*args, cwd=project.path, env=project.env)
+    result = bake_ci(*args, cwd=project.path, env={**project.env, "DOCKER_HOST": second_engine})
     assert result.code == 0, result.err
     for target, row in report(tmp_path / "r.json").items():
         assert row["cached"] == row["steps"], target
