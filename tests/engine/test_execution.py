@@ -86,7 +86,8 @@ def test_cached_counts_follow_what_changed(project: Project, tmp_path: Path, sec
         assert _steps_shown(result.err, target) == (row["cached"], row["steps"]), target
 
 
-def _children_of(project: Path) -> list[str]:
+def _children_of(state: Path) -> list[str]:
+    """buildx processes running a bake of the run folders under ``state``."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -95,7 +96,7 @@ def _children_of(project: Path) -> list[str]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if str(project) in cmdline and "buildx" in cmdline:
+        if str(state) in cmdline and "buildx" in cmdline:
             found.append(cmdline)
     return found
 
@@ -111,12 +112,13 @@ def test_interrupt_stops_every_child_and_exits_130(project: Project) -> None:
     for line in proc.stderr:
         if "RUN python3 -m venv" in line:  # the builds are under way
             break
-    assert _children_of(project.path), "no buildx child was running"
+    state = Path(project.env["BAKE_CI_STATE_DIR"])
+    assert _children_of(state), "no buildx child was running"
     proc.send_signal(signal.SIGINT)
     rest = proc.stderr.read()
     assert proc.wait(timeout=60) == 130
     assert "interrupted" in rest
-    assert _children_of(project.path) == []
+    assert _children_of(state) == []
 
 
 def test_warm_fills_the_default_branch_cache_that_new_branches_reuse(

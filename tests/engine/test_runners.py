@@ -296,12 +296,13 @@ def test_a_matrix_of_concurrent_jobs_on_two_engines_gives_what_one_job_gives(
     assert contents(images) == one_job
     assert fingerprints(project.path, project.env) == one_job_fingerprints
     assert fingerprints(checkouts["ci-py311"], on(second_engine, project)) == one_job_fingerprints
-    # each target's cache ref holds exactly its own image's layers (mode=max: every stage of
-    # its chain), so no job wrote another target's ref
+    # four different cache refs, each holding its own image's layers (mode=max: every stage of
+    # its chain), so each was written by a build of its own target. It may hold more: a
+    # builder with history exports every result it has for a step, and targets share steps.
     cache_refs = {t: get(caches, tag_of(t))[0] for t in TARGETS}
     assert len(set(cache_refs.values())) == len(TARGETS), cache_refs
     for target in TARGETS:
-        assert cache_layers(caches, tag_of(target)) == set(layers[target]), target
+        assert set(layers[target]) <= cache_layers(caches, tag_of(target)), target
 
     # a following run on either engine reuses all four
     for host, branch in ((None, "next-a"), (second_engine, "next-b")):
