@@ -34,3 +34,22 @@ def test_absent_images_are_told_from_unreachable_registries(output: str, absent:
 )
 def test_no_engine_is_told_from_other_failures(output: str, down: bool) -> None:
     assert engine_down(output) is down
+
+
+def test_every_package_of_bake_is_shipped() -> None:
+    """A non-editable install (this repository's own CI image) gets every subpackage."""
+    import fnmatch
+    import sys
+    from pathlib import Path
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    root = Path(__file__).parents[2]
+    include = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = [".".join(p.parent.relative_to(root).parts) for p in (root / "bake").rglob("__init__.py")]
+    assert "bake.engine" in packages
+    for package in packages:
+        assert any(fnmatch.fnmatchcase(package, pattern) for pattern in include), package
