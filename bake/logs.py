@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, TextIO
+from typing import Any, Literal
 
 import structlog
 
@@ -25,25 +26,26 @@ def route(sink: Callable[[str], None] | None) -> None:
     _sink = sink
 
 
-class _Logger(structlog.PrintLogger):
-    """structlog's print logger, unless a live display asked for the lines (:func:`route`)."""
+class _Logger:
+    """Prints each rendered line to stderr (the one in place when it is written: a test's
+    capture ends, the next test's begins), or hands it to a live display (:func:`route`)."""
+
+    _lock = threading.Lock()
 
     def msg(self, message: str) -> None:
         sink = _sink
-        if sink is None:
-            super().msg(message)
-        else:
+        if sink is not None:
             sink(message)
+            return
+        with self._lock:
+            print(message, file=sys.stderr, flush=True)
 
     log = debug = info = warn = warning = msg
     fatal = failure = err = error = critical = exception = msg
 
 
-def _factory(file: TextIO) -> Callable[..., _Logger]:
-    def make(*args: Any) -> _Logger:
-        return _Logger(file)
-
-    return make
+def _factory(*args: Any) -> _Logger:
+    return _Logger()
 
 
 def resolve(fmt: Format, environ: Mapping[str, str]) -> Literal["console", "json"]:
@@ -69,6 +71,6 @@ def configure(fmt: Literal["console", "json"], verbose: bool = False) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG if verbose else logging.INFO),
-        logger_factory=_factory(sys.stderr),
+        logger_factory=_factory,
         cache_logger_on_first_use=False,
     )

@@ -209,8 +209,17 @@ def test_failures_are_printed_with_their_log_tail_when_the_board_closes(clock: C
     assert "at [ci 2/2] RUN pytest" in text[final:].splitlines()[0]
 
 
+@pytest.fixture
+def structlog_config() -> Iterator[None]:
+    """structlog's configuration as it was before the test (which points it at its captured stderr)."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+@pytest.mark.usefixtures("structlog_config")
 def test_log_lines_go_above_the_board_while_it_is_shown(clock: Clock, capsys: pytest.CaptureFixture[str]) -> None:
-    logs.configure("console")
+    logs.configure("console")  # as the CLI does, to this test's captured stderr
     out = console(80)
     board = display.Board(TARGETS, console=out, clock=clock)
     structlog.get_logger("bake").info("build", targets=TARGETS)
