@@ -23,10 +23,11 @@ DONE = "bake-ci exited with status"
 
 
 class Terminal:
-    """A tmux server of its own, running one command in a window of a fixed size."""
+    """A tmux server of its own (its socket in the test's folder), running one command in a
+    window of a fixed size."""
 
-    def __init__(self, tmux: str) -> None:
-        self.cmd = [tmux, "-L", f"bake-ci-board-{uuid.uuid4().hex[:8]}", "-f", os.devnull]
+    def __init__(self, tmux: str, socket: Path) -> None:
+        self.cmd = [tmux, "-S", str(socket), "-f", os.devnull]
 
     def start(self, command: str, *, width: int, height: int, cwd: Path, env: dict[str, str]) -> None:
         # the pane stays open when the command ends (`read`), so its last output can be read
@@ -46,14 +47,14 @@ class Terminal:
 
 
 @pytest.fixture
-def terminal() -> Iterator[Terminal]:
+def terminal(tmp_path: Path) -> Iterator[Terminal]:
     tmux = shutil.which("tmux")
     if tmux is None:
         message = "tmux is not installed (ci/engine-up installs it): the board is tested in a real terminal"
         if os.environ.get("BAKE_CI_REQUIRE_ENGINE"):
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
-    term = Terminal(tmux)
+    term = Terminal(tmux, tmp_path / "tmux.sock")
     yield term
     term.close()
 
