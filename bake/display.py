@@ -10,13 +10,20 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from typing import IO, Literal, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Literal, Protocol
 
 import structlog
 
-from bake.progress import Event, TargetProgress, describe
+from bake import logs
+from bake.progress import Event, TargetProgress, Vertex, describe
 from bake.report import Result
+
+if TYPE_CHECKING:  # rich is imported only when the board is shown: start-up time counts
+    from rich.console import Console, ConsoleOptions, ConsoleRenderable
+    from rich.live import Live
+    from rich.text import Text
 
 Mode = Literal["plain", "github", "board", "quiet"]
 
@@ -130,65 +137,246 @@ class Quiet:
         pass
 
 
+class _Row:
+    """What the board knows about one target."""
+
+    def __init__(self) -> None:
+        self.state = "waiting"
+        self.vertexes: dict[str, Vertex] = {}  # this attempt's, by digest, in order of first event
+        self.began: float | None = None  # the target's first vertex start (board clock)
+        self.last_done: float | None = None  # its latest vertex completion (board clock)
+        self.result: Result | None = None
+
+
+@dataclass(frozen=True)
+class Line:
+    """One target's line on the board, as text cells."""
+
+    target: str
+    state: str  # waiting | building | retry N | the result's status
+    seconds: float | None  # the target's own elapsed time
+    steps: tuple[int, int] | None  # (cached, total) steps
+    step: str  # what it runs now, else what it did last ("cached: ...", "done: ..."), or where it failed
+
+
+_STYLES = {"built": "green", "reused": "cyan", "failed": "bold red", "cancelled": "yellow", "waiting": "dim"}
+
+
+def _status(result: Result) -> str:
+    status = result.status
+    return str(getattr(status, "value", status))  # a plain string or a string enum
+
+
+def _one_line(text: str) -> str:
+    """A vertex name on one line (a RUN with a heredoc has newlines in its name)."""
+    return " ".join(text.split())
+
+
+def _running(v: Vertex) -> bool:
+    """Started and not over. A vertex reported CACHED never counts as running."""
+    return v.started is not None and v.completed is None and not v.cached and not v.error
+
+
+def _line(target: str, row: _Row, now: float) -> Line:
+    if row.result is not None:
+        r = row.result
+        seconds = r.seconds
+        if seconds is None and row.began is not None:
+            seconds = max(0.0, (row.last_done or now) - row.began)
+        steps = (r.cached or 0, r.steps) if r.steps is not None else None
+        return Line(target, _status(r), seconds, steps, f"at {_one_line(r.failed_step)}" if r.failed_step else "")
+    vertexes = list(row.vertexes.values())
+    cached: dict[str, bool] = {}  # step name -> reported CACHED (BuildKit may report a step twice)
+    for v in vertexes:
+        if v.is_step:
+            cached[v.name] = cached.get(v.name, False) or v.cached
+    running = [v for v in vertexes if _running(v)]
+    seconds = None
+    if row.began is not None:
+        exported = any(v.name.startswith("exporting to") and v.completed for v in vertexes)
+        over = exported and not running and row.last_done is not None
+        seconds = max(0.0, (row.last_done if over and row.last_done is not None else now) - row.began)
+    if running:
+        step = ([v for v in running if v.is_step] or running)[-1].name
+    else:
+        ended = [v for v in vertexes if v.completed or v.cached]
+        step = f"{'cached' if ended[-1].cached else 'done'}: {ended[-1].name}" if ended else ""
+    steps = (sum(cached.values()), len(cached)) if cached else None
+    return Line(target, row.state, seconds, steps, _one_line(step))
+
+
+class _View:
+    """The board's lines as rich renders them: aligned columns, each line cut to the width.
+
+    Not a ``rich.table.Table``: when a table is too wide it shrinks every no-wrap column
+    alike (target names become ``de…``); here the step column gives way first.
+    """
+
+    def __init__(self, lines: Sequence[Line]) -> None:
+        self.lines = lines
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Text]:
+        from rich.text import Text
+
+        width = options.max_width
+        spell = width >= 60  # "3/5 cached"; narrower: "3/5"
+        cells = []
+        for line in self.lines:
+            seconds = f"{line.seconds:.1f}s" if line.seconds is not None else "-"
+            steps = f"{line.steps[0]}/{line.steps[1]}" + (" cached" if spell else "") if line.steps else ""
+            cells.append((line, seconds, steps))
+        w_target = max((len(c[0].target) for c in cells), default=0)
+        w_state = max([len(c[0].state) for c in cells] + [8])
+        w_time = max([len(c[1]) for c in cells] + [5])
+        w_steps = max((len(c[2]) for c in cells), default=0)
+        for line, seconds, steps in cells:
+            text = Text(no_wrap=True, overflow="ellipsis", end="\n")
+            text.append(line.target.ljust(w_target), style="bold")
+            text.append(" ")
+            text.append(line.state.ljust(w_state), style=_STYLES.get(line.state, "blue"))
+            text.append(" ")
+            text.append(seconds.rjust(w_time))
+            text.append(" ")
+            text.append(steps.ljust(w_steps), style="dim")
+            if line.step:
+                text.append(" ")
+                text.append(line.step, style="dim" if line.step.startswith(("cached: ", "done: ")) else "")
+            text.rstrip()
+            text.truncate(width, overflow="ellipsis")
+            yield text
+
+
+def _live(console: Console, render: Callable[[], _View]) -> Live:
+    """rich's Live, told how a terminal that reflows lines (tmux, most emulators) moved the
+    board when it got narrower: rich would move the cursor up by the old line count and
+    leave the wrapped remainder of the old board on the screen."""
+    from rich.live import Live
+
+    class Reflowing(Live):
+        drawn: tuple[int, int] | None = None  # (widest line, lines) of the last render
+        assumed: tuple[int, int] | None = None
+
+        def process_renderables(self, renderables: list[ConsoleRenderable]) -> list[ConsoleRenderable]:
+            with self._lock:
+                live_render = self._live_render
+                shape = live_render._shape
+                if shape is not None:
+                    if shape != self.assumed:
+                        self.drawn = shape  # rendered since: its real shape
+                    assert self.drawn is not None
+                    widest, lines = self.drawn
+                    width = max(1, self.console.width)
+                    rows = lines * -(-widest // width) if widest > width else lines
+                    live_render._shape = self.assumed = (min(widest, width), rows)
+                return super().process_renderables(renderables)
+
+    return Reflowing(console=console, get_renderable=render, redirect_stdout=False, redirect_stderr=False)
+
+
 class Board:
-    """A live board on a terminal: one line per target with its state, step and time."""
+    """A live board on a terminal (rich): one line per target, redrawn in place.
 
-    def __init__(self, targets: Sequence[str], stream: IO[str]) -> None:
-        self.stream = stream
-        self.order = list(targets)
-        self.state = dict.fromkeys(targets, "waiting")
-        self.step = dict.fromkeys(targets, "")
-        self.began: dict[str, float] = {}
-        self.ended: dict[str, float] = {}
+    Each line holds the target, its state, its own elapsed time (from its first vertex
+    start to its last completion; once finished, the summary's time), its cached/total
+    steps and what it runs now. Log lines (structlog's, and buildx's warnings and
+    errors) are printed above the board through the same console; when it closes, each
+    failure with its log tail.
+    """
+
+    def __init__(
+        self,
+        targets: Sequence[str],
+        stream: IO[str] | None = None,
+        *,
+        console: Console | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        from rich.console import Console
+
+        self.console = console or Console(file=stream or sys.stderr, highlight=False)
+        self.clock = clock
+        self.rows = {t: _Row() for t in targets}
         self.lock = threading.Lock()
-        self.drawn = 0
-        self.stop = threading.Event()
-        self.ticker = threading.Thread(target=self._tick, daemon=True)
-        self.ticker.start()
+        self.closed = False
+        self.live = _live(self.console, self.render)
+        self.live.start()
+        logs.route(self.print_line)
 
-    def _tick(self) -> None:
-        while not self.stop.wait(0.5):
-            self._draw()
+    # -- what is shown -------------------------------------------------------------------
 
-    def _draw(self) -> None:
+    def lines(self) -> list[Line]:
+        now = self.clock()
         with self.lock:
-            now = time.monotonic()
-            width = max(len(t) for t in self.order)
-            lines = []
-            for t in self.order:
-                secs = (self.ended.get(t, now) - self.began[t]) if t in self.began else 0.0
-                lines.append(f"{t.ljust(width)}  {self.state[t]:<10} {secs:6.1f}s  {self.step[t]}"[:200])
-            out = ("\x1b[F" * self.drawn) + "".join(f"\x1b[2K{line}\n" for line in lines)
-            self.stream.write(out)
-            self.stream.flush()
-            self.drawn = len(lines)
+            return [_line(target, row, now) for target, row in self.rows.items()]
+
+    def render(self) -> _View:
+        return _View(self.lines())
+
+    def print_line(self, line: str) -> None:
+        """One log line above the board (its colours kept; the terminal wraps it)."""
+        from rich.text import Text
+
+        self.console.print(Text.from_ansi(line), soft_wrap=True)
+
+    # -- the Display protocol --------------------------------------------------------------
 
     def event(self, event: Event) -> None:
-        if event.kind == "start" and event.vertex.instruction:
-            with self.lock:
-                self.step[event.target] = event.vertex.name
+        if event.kind == "log":
+            return
+        with self.lock:
+            row = self.rows.get(event.target)
+            if row is None:
+                return
+            now = self.clock()
+            row.vertexes.setdefault(event.vertex.digest, event.vertex)
+            if event.kind == "start" and row.began is None:
+                row.began = now
+            if event.kind == "done":
+                row.last_done = now
 
     def text(self, target: str, line: str) -> None:
-        pass
+        """buildx's own text: warnings and errors go above the board, the rest only to the log file."""
+        if line.lstrip().upper().startswith(("ERROR", "WARNING", "WARN ")):
+            self.print_line(f"[{target}] {line}")
 
     def started(self, target: str, attempt: int) -> None:
         with self.lock:
-            self.state[target] = "building" if attempt == 1 else f"retry {attempt - 1}"
-            self.began.setdefault(target, time.monotonic())
-        self._draw()
+            row = self.rows.setdefault(target, _Row())
+            row.state = "building" if attempt == 1 else f"retry {attempt - 1}"
+            row.vertexes = {}  # each attempt reports its vertexes afresh
+            row.result = None
 
     def finished(self, result: Result, progress: TargetProgress | None) -> None:
         with self.lock:
-            self.state[result.target] = result.status
-            self.ended[result.target] = time.monotonic()
-            if result.steps is not None:
-                self.step[result.target] = f"{result.cached}/{result.steps} steps cached"
-        self._draw()
+            row = self.rows.setdefault(result.target, _Row())
+            row.result = result
+            row.state = _status(result)
 
     def close(self) -> None:
-        self.stop.set()
-        self.ticker.join()
-        self._draw()
+        if self.closed:
+            return
+        self.closed = True
+        with self.lock:
+            failed = [row.result for row in self.rows.values() if row.result and _status(row.result) == "failed"]
+        try:
+            for r in failed:
+                self._print_failure(r)
+            self.live.refresh()
+        finally:
+            self.live.stop()
+            logs.route(None)
+
+    def _print_failure(self, r: Result) -> None:
+        from rich.text import Text
+
+        where = f" at {_one_line(r.failed_step)}" if r.failed_step else ""
+        self.console.print(
+            Text(f"{r.target} failed{where}: {r.error or 'see its log'}", style="bold red"), soft_wrap=True
+        )
+        for line in r.log_tail:
+            self.console.print(Text(f"  | {line}"), soft_wrap=True)
+        if r.log_file:
+            self.console.print(Text(f"  full log: {r.log_file}", style="dim"), soft_wrap=True)
 
 
 def choose(progress: str, targets: Sequence[str], environ: dict[str, str], json_logs: bool) -> Display:
