@@ -290,6 +290,11 @@ def _gitlab(environ: Mapping[str, str], ci: bool) -> Context:
     )
 
 
+def running_in_ci(environ: Mapping[str, str]) -> bool:
+    """Whether this is a CI job (which makes JSON logs and pushing the defaults)."""
+    return _truthy(environ, "CI") or environ.get("GITHUB_ACTIONS") == "true" or environ.get("GITLAB_CI") == "true"
+
+
 def detect(environ: Mapping[str, str], event: Mapping[str, Any] | None = None) -> Context:
     """The CI context of this run, from the environment alone (no I/O).
 
@@ -299,7 +304,7 @@ def detect(environ: Mapping[str, str], event: Mapping[str, Any] | None = None) -
     is a UsageError (exit 2).
     """
     provider = _provider(environ)
-    ci = _truthy(environ, "CI") or environ.get("GITHUB_ACTIONS") == "true" or environ.get("GITLAB_CI") == "true"
+    ci = running_in_ci(environ)
     if provider == "github":
         return _github(environ, event, ci)
     if provider == "gitlab":

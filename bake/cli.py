@@ -146,13 +146,13 @@ def _crash_report(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     env = os.environ if environ is None else environ
     ns = _parser().parse_args(argv)
-    from bake import logs
+    from bake import ci, logs
     from bake.engine.process import CommandFailed
     from bake.errors import BakeError
     from bake.redact import redact
     from bake.workflow import run_command
 
-    fmt = logs.resolve(ns.log_format, env)
+    fmt = logs.resolve(ns.log_format, in_ci=ci.running_in_ci(env))
     logs.configure(fmt, ns.verbose)
     try:
         run_command(_args(ns, fmt), env)

@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Literal, Protocol
 
 import structlog
 
-from bake import logs
+from bake import ci, logs
 from bake.progress import Event, TargetProgress, Vertex, describe
 from bake.report import Result
 
@@ -111,12 +111,12 @@ class GitHub(Plain):
             self._emit(result.target, line)
         with self.lock:
             lines = self.held.pop(result.target, [])
-            print(f"::group::{result.target}: {_outcome(result)}", file=self.stream)
+            print(ci.group(f"{result.target}: {_outcome(result)}"), file=self.stream)
             for line in lines:
                 print(line, file=self.stream)
-            print("::endgroup::", file=self.stream)
+            print(ci.endgroup(), file=self.stream)
             if result.status == "failed":
-                print(f"::error title={result.target} failed::{result.failed_step or 'see the log'}", file=self.stream)
+                print(ci.error(result.failed_step or "see the log", title=f"{result.target} failed"), file=self.stream)
             self.stream.flush()
 
 
@@ -379,12 +379,12 @@ class Board:
             self.console.print(Text(f"  full log: {r.log_file}", style="dim"), soft_wrap=True)
 
 
-def choose(progress: str, targets: Sequence[str], environ: dict[str, str], json_logs: bool) -> Display:
+def choose(progress: str, targets: Sequence[str], context: ci.Context, json_logs: bool) -> Display:
     """``auto``: a board on a terminal, GitHub groups in Actions, plain lines elsewhere."""
     if progress == "quiet":
         return Quiet()
-    if progress == "tty" or (progress == "auto" and sys.stderr.isatty() and not environ.get("CI")):
+    if progress == "tty" or (progress == "auto" and sys.stderr.isatty() and not context.ci):
         return Board(targets, sys.stderr)
-    if environ.get("GITHUB_ACTIONS") == "true" and not json_logs:
+    if context.github_actions and not json_logs:
         return GitHub(sys.stderr)
     return Plain(sys.stderr, json_logs)

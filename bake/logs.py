@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Literal
 
 import structlog
@@ -48,10 +48,11 @@ def _factory(*args: Any) -> _Logger:
     return _Logger()
 
 
-def resolve(fmt: Format, environ: Mapping[str, str]) -> Literal["console", "json"]:
+def resolve(fmt: Format, in_ci: bool) -> Literal["console", "json"]:
+    """``auto``: JSON lines in CI, a console renderer elsewhere."""
     if fmt != "auto":
         return fmt
-    return "json" if environ.get("CI") else "console"
+    return "json" if in_ci else "console"
 
 
 def configure(fmt: Literal["console", "json"], verbose: bool = False) -> None:

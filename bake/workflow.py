@@ -51,6 +51,7 @@ class Run:
     plan: Plan = field(init=False)
     results: dict[str, report.Result] = field(default_factory=dict)
     executor: Executor | None = None
+    shown: display.Display | None = None
 
     def __post_init__(self) -> None:
         self.context = ci.from_environ(self.environ)
@@ -217,7 +218,8 @@ def reuse_images(run: Run) -> None:
 
 def build(run: Run) -> None:
     """Build what reuse left, showing progress; the results of every target."""
-    shown = display.choose(run.args.progress, run.plan.ids, dict(run.environ), json_logs=run.args.log_format == "json")
+    shown = display.choose(run.args.progress, run.plan.ids, run.context, json_logs=run.args.log_format == "json")
+    run.shown = shown
     try:
         for row in run.results.values():
             shown.finished(row, None)
@@ -301,7 +303,7 @@ def summarise(run: Run) -> None:
         raise Interrupted(f"stopped: {done} of {len(rows)} targets had finished; the others were cancelled.")
     failed = [r for r in rows if not r.ok]
     if failed:
-        if args.progress != "quiet":
+        if args.progress != "quiet" and not isinstance(run.shown, display.Board):  # the board printed the tails
             _print_logs([r for r in failed if r.status == "failed"], github=run.context.github_actions)
         raise BuildFailed(_failure_text(failed, run.project.config.registry))
 

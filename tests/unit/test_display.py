@@ -12,7 +12,7 @@ import structlog
 from rich.cells import cell_len
 from rich.console import Console
 
-from bake import display, logs
+from bake import ci, display, logs
 from bake.progress import Tracker
 from bake.report import Result
 
@@ -260,7 +260,8 @@ def test_a_narrower_terminal_redraws_in_place(clock: Clock) -> None:
 
 def test_off_a_terminal_the_plain_displays_stay(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stderr", io.StringIO())
-    assert isinstance(display.choose("auto", TARGETS, {}, json_logs=False), display.Plain)
-    assert type(display.choose("auto", TARGETS, {"CI": "true", "GITHUB_ACTIONS": "true"}, False)) is display.GitHub
-    assert type(display.choose("plain", TARGETS, {}, json_logs=True)) is display.Plain
-    assert type(display.choose("quiet", TARGETS, {}, json_logs=False)) is display.Quiet
+    local, actions = ci.detect({}), ci.detect({"CI": "true", "GITHUB_ACTIONS": "true"})
+    assert isinstance(display.choose("auto", TARGETS, local, json_logs=False), display.Plain)
+    assert type(display.choose("auto", TARGETS, actions, False)) is display.GitHub
+    assert type(display.choose("plain", TARGETS, local, json_logs=True)) is display.Plain
+    assert type(display.choose("quiet", TARGETS, local, json_logs=False)) is display.Quiet
