@@ -23,23 +23,6 @@ def _failed(exc: Exception, args: Sequence[str]) -> Exception:
     return failed(CommandFailed(["docker", *args], int(getattr(exc, "return_code", 1) or 1), output.strip()))
 
 
-def local_image_id(ref: str) -> str | None:
-    """The local engine's image ID for ``ref``, or None if it has no such image."""
-    docker_client = client()
-    from python_on_whales.exceptions import DockerException, NoSuchImage
-
-    logged("image", "inspect", ref)
-    try:
-        return str(docker_client.image.inspect(ref).id) or None
-    except NoSuchImage:
-        return None
-    except DockerException as exc:
-        error = _failed(exc, ["image", "inspect", ref])
-        if isinstance(error, CommandFailed) and is_not_found(error.output):
-            return None
-        raise error from None
-
-
 @dataclass(frozen=True)
 class LocalImage:
     id: str
@@ -63,6 +46,12 @@ def local_image(ref: str) -> LocalImage | None:
         raise error from None
     labels = (found.config.labels if found.config is not None else None) or {}
     return LocalImage(str(found.id), {str(k): str(v) for k, v in labels.items()})
+
+
+def local_image_id(ref: str) -> str | None:
+    """The local engine's image ID for ``ref``, or None if it has no such image."""
+    found = local_image(ref)
+    return found.id if found is not None else None
 
 
 def pull(ref: str) -> None:
