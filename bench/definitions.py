@@ -57,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import anatomy  # bench/ is not a package
 from dedicated import Engine
-from run import REGISTRY, Settler, bake_ci_command, clean_env, say, sh
+from run import REGISTRY, Settler, bake_ci_command, clean_env, pin_bake_ci, say, sh
 
 from bake.registry import Client, Manifest, RegistryError
 
@@ -400,6 +400,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="bake-ci-bench-defs-"))
     say(f"work directory {workdir}")
+    revision = pin_bake_ci(workdir / "bake-ci")  # a snapshot: commits landing mid-run do not mix in
+    say(f"measuring bake-ci at {revision}")
     with Engine.start() as engine:
         bench = Bench(engine, workdir, Settler(timeout=args.settle_timeout))
         for rep in range(args.reps):
@@ -410,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes = "".join(f"- {note}\n" for note in bench.notes)
     text = (
         f"Measured {stamp}, {args.reps} repetitions, on a second dockerd of the bench's own "
-        f"(bench/dedicated.py); the whole run took {(time.monotonic() - started) / 60:.1f} min. "
+        f"(bench/dedicated.py), bake-ci at {revision}; the whole run took {(time.monotonic() - started) / 60:.1f} min. "
         f"Command: `{command}`. Median (min–max) wall time.\n\n"
         + markdown(bench, fixtures, contenders, scenarios)
         + (f"\n**Notes**\n\n{notes}" if notes else "")
