@@ -15,18 +15,21 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
 import structlog
 
-from bake import engine, report
+from bake import report
 from bake.display import Display
+from bake.engine import buildx, process
+from bake.engine.process import CommandFailed
 from bake.plan import Plan
 from bake.progress import Tracker, Vertex, describe
 from bake.redact import redact
 from bake.report import Result
+from bake.state import Run
 
 log = structlog.get_logger("bake")
 
@@ -59,6 +62,12 @@ class Options:
     pull: bool = False
 
 
+#: Runs one bake call: the executor's only way to build (a fake one in unit tests).
+Bake = Callable[..., buildx.BakeRun]
+#: Gives a pushed image its later tags (the fingerprint tag last), by target and digest.
+Publish = Callable[[str, str], None]
+
+
 class Executor:
     def __init__(
         self,
@@ -66,31 +75,35 @@ class Executor:
         *,
         root: Path,
         files: Sequence[Path],
-        state: Path,
+        run: Run,
         options: Options,
         display: Display,
         sleep: Callable[[float], None] = time.sleep,
+        bake: Bake = buildx.bake,
+        publish: Publish = lambda target, digest: None,
     ) -> None:
         self.plan = plan
         self.root = root
         self.files = list(files)
-        self.state = state
+        self.run_files = run
         self.options = options
         self.display = display
         self.sleep = sleep
+        self.bake = bake
+        self.publish = publish
         self.stopping = threading.Event()
         self.interrupted = False
         #: buildx's metadata (digests, image names) of every target built in this run
         self.metadata: dict[str, Any] = {}
-        self.log_dir = state / "logs"
+        self.log_dir = run.logs
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        (state / "metadata").mkdir(parents=True, exist_ok=True)
+        run.metadata_file("all").parent.mkdir(parents=True, exist_ok=True)
 
     # -- the whole run ------------------------------------------------------------------
 
     def run(self, targets: Sequence[str] | None = None) -> list[Result]:
         """Build ``targets`` (default: all of the plan's); results in plan order."""
-        ids = [t.id for t in self.plan.targets if targets is None or t.id in targets]
+        ids = [t for t in self.plan.ids if targets is None or t in targets]
         calls = [[t] for t in ids] if self.options.keep_going else [ids]
         workers = min(self.options.jobs or len(calls), len(calls))
         results: dict[str, Result] = {}
@@ -111,7 +124,7 @@ class Executor:
             self.stopping.set()
             for future in pending:
                 future.cancel()
-            engine.stop_all()
+            process.stop_all()
             for future in pending:
                 if not future.cancelled():
                     for r in future.result():
@@ -124,11 +137,7 @@ class Executor:
         return [results[t] for t in ids]
 
     def _not_run(self, target: str) -> Result:
-        return Result(target, "cancelled", self._image(target), None, None, None, None)
-
-    def _image(self, target: str) -> str:
-        tags = self.plan.definition["target"][target].get("tags") or []
-        return str(tags[0]) if tags else ""
+        return Result(target=target, status="cancelled", image=self.plan[target].image)
 
     # -- one bake call, with retries ------------------------------------------------------
 
@@ -156,7 +165,7 @@ class Executor:
                 reason = failure.error if failure else (run.messages[-1] if run.messages else "")
                 log.warning("retry", targets=ids, attempt=attempt + 1, delay=delay, reason=redact(reason))
                 self.sleep(delay)
-            metadata_file = self.state / "metadata" / f"{name}.json"
+            metadata_file = self.run_files.metadata_file(name)
             meta = report.load_metadata(metadata_file.read_text()) if metadata_file.exists() else {}
             self.metadata.update({t: meta[t] for t in ids if t in meta})
             results = []
@@ -164,7 +173,7 @@ class Executor:
             for t in ids:
                 r = report.result(
                     t,
-                    image=self._image(t),
+                    image=self.plan[t].image,
                     metadata=meta,
                     progress=tracker.targets[t],
                     succeeded=run.returncode == 0,
@@ -176,6 +185,8 @@ class Executor:
                 if blame and r.status != "built":
                     # failed outside any step (resolving, pushing): buildx only said so in text
                     r = _with_error(r, run.messages)
+                if r.status == "built" and r.digest:
+                    r = self._published(r)
                 results.append(r)
                 self.display.finished(r, tracker.targets[t])
             return results
@@ -183,12 +194,29 @@ class Executor:
             for fh in logs.values():
                 fh.close()
 
+    def _published(self, r: Result) -> Result:
+        """A built image with its later tags, retried like a push; failed if they cannot be added."""
+        assert r.digest is not None
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self.publish(r.target, r.digest)
+                return r
+            except CommandFailed as exc:
+                if attempt > self.options.retries or not is_transient(None, [exc.output]) or self.stopping.is_set():
+                    error = redact(f"pushed, but its tags could not be added: {exc.output.strip()[-300:]}")
+                    return replace(r, status="failed", error=error, failed_step="tagging")
+                delay = self.options.backoff * 2 ** (attempt - 1)
+                log.warning("retry", targets=[r.target], attempt=attempt + 1, delay=delay, reason=redact(exc.output))
+                self.sleep(delay)
+
     def _attempt(
         self, ids: list[str], name: str, attempt: int, logs: Mapping[str, IO[str]]
-    ) -> tuple[Tracker, engine.BakeRun, float]:
+    ) -> tuple[Tracker, buildx.BakeRun, float]:
         tracker = Tracker(ids)
         lock = threading.Lock()
-        metadata_file = self.state / "metadata" / f"{name}.json"
+        metadata_file = self.run_files.metadata_file(name)
         metadata_file.unlink(missing_ok=True)
         for t in ids:
             if attempt > 1:
@@ -209,7 +237,7 @@ class Executor:
             self.display.text(owner or name, line)
 
         started = time.monotonic()
-        run = engine.bake(
+        run = self.bake(
             self.files,
             ids,
             cwd=self.root,
@@ -233,6 +261,4 @@ def _owner(line: str, ids: Sequence[str]) -> str | None:
 
 def _with_error(r: Result, messages: Sequence[str]) -> Result:
     errors = [m for m in messages if "ERROR" in m or "error" in m] or list(messages) or ["docker buildx bake failed"]
-    data = {**r.to_dict(), "status": "failed", "error": redact(errors[-1])}
-    data["log_tail"] = tuple(redact(m) for m in messages[-20:])
-    return Result(**data)
+    return replace(r, status="failed", error=redact(errors[-1]), log_tail=tuple(redact(m) for m in messages[-20:]))

@@ -6,11 +6,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bake import config, engine, reuse
+from bake import auth, config, reuse
+from bake.engine import buildx, checks, images
+from bake.engine.docker import docker_cli
+from bake.engine.process import CommandFailed
 from bake.errors import BakeError
 from bake.fingerprint import Fingerprint
-from bake.plan import FINGERPRINT_LABEL, Output, Plan, Target, build_plan, fingerprint_tag, matrix
+from bake.plan import FINGERPRINT_LABEL, Output, Plan, TargetPlan, build_args, fingerprint_tag, matrix
 from bake.redact import redact
+from bake.report import align
+from bake.state import ENV as STATE_ENV
+from bake.state import State
 
 # -- status ---------------------------------------------------------------------------------
 
@@ -31,15 +37,13 @@ class Status:
         return data
 
 
-def _local_state(
-    project: config.Project, target: str, repository: str, fp: Fingerprint
-) -> tuple[bool, tuple[str, ...]]:
+def _local_state(state: State, target: str, repository: str, fp: Fingerprint) -> tuple[bool, tuple[str, ...]]:
     """Whether the local engine has an image of ``repository`` for ``fp``, and which inputs
     changed since the local image of ``target``."""
-    if repository in engine.local_repositories_with_label(FINGERPRINT_LABEL, fp.value):
+    if repository in images.local_repositories_with_label(FINGERPRINT_LABEL, fp.value):
         return True, ()
-    record = reuse.recorded(project, target)
-    if record is None or engine.local_image_id(str(record.get("image"))) != record.get("image_id"):
+    record = reuse.recorded(state, target)
+    if record is None or images.local_image_id(str(record.get("image"))) != record.get("image_id"):
         return False, ()
     if record.get("fingerprint") == fp.value:
         return True, ()
@@ -47,27 +51,25 @@ def _local_state(
     return False, tuple(fp.changed_since(parts) if isinstance(parts, dict) else ["inputs"])
 
 
-def status(
-    project: config.Project, targets: Sequence[Target], branch: str, output: Output, fps: reuse.Fingerprints
-) -> list[Status]:
-    """For each target: its fingerprint, where an image for it exists, and what build would do."""
-    plan = build_plan(project, list(targets), branch=branch, sha=None, output="load")
-    registry = project.config.registry
+def status(plan: Plan, state: State, output: Output, fps: reuse.Fingerprints, registry: str | None) -> list[Status]:
+    """For each target of a ``--load`` plan: its fingerprint, where an image for it exists,
+    and what build with ``output`` would do."""
 
-    def one(target: Target) -> Status:
+    def one(t: TargetPlan) -> Status:
+        target = t.target
         fp = fps.values.get(target.id)
         if fp is None:
             why = fps.missing.get(target.id, "no fingerprint")
             return Status(target.id, None, None, False, "build", f"cannot fingerprint: {why}")
         in_registry: bool | None = None
         if registry:
-            ref = f"{registry}/{project.config.image}:{fingerprint_tag(target, fp.value)}"
+            ref = f"{t.repository}:{fingerprint_tag(target, fp.value)}"
             try:
                 in_registry = reuse.lookup(ref) is not None
-            except engine.CommandFailed as exc:
+            except CommandFailed as exc:
                 error = redact(exc.output.strip().splitlines()[-1] if exc.output.strip() else str(exc))
                 return Status(target.id, fp.short, False, False, "build", f"registry not reachable: {error}")
-        local, changed = _local_state(project, target.id, plan.image_refs[target.id], fp)
+        local, changed = _local_state(state, target.id, t.repository, fp)
         if output == "push" and in_registry:
             return Status(target.id, fp.short, True, local, "reuse", "the registry has an image for these inputs")
         if local:
@@ -78,10 +80,10 @@ def status(
         if changed:
             why = "changed since the local image: " + ", ".join(changed)
         else:
-            why = f"no image for these inputs (no local {plan.definition['target'][target.id]['tags'][0]})"
+            why = f"no image for these inputs (no local {t.image})"
         return Status(target.id, fp.short, in_registry, False, "build", why, changed)
 
-    return reuse.parallel(one, list(targets))
+    return reuse.parallel(one, list(plan.targets))
 
 
 def status_table(rows: Sequence[Status]) -> str:
@@ -92,34 +94,30 @@ def status_table(rows: Sequence[Status]) -> str:
     cells = [header] + [
         [r.target, r.fingerprint or "-", flag(r.registry), flag(r.local), r.action, r.why] for r in rows
     ]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header) - 1)]
-    lines = ["  ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)), row[-1]]) for row in cells]
-    return "\n".join(lines) + "\n"
+    return align(cells, last_free=True)
 
 
 # -- pull -------------------------------------------------------------------------------------
 
 
-def pull(project: config.Project, plan: Plan, fps: reuse.Fingerprints) -> list[str]:
+def pull(plan: Plan, state: State, fps: reuse.Fingerprints) -> list[str]:
     """Fetch each target's image for its current fingerprint; return the targets the registry lacks."""
 
-    def one(target: Target) -> str | None:
-        fp = fps.values.get(target.id)
+    def one(t: TargetPlan) -> str | None:
+        fp = fps.values.get(t.id)
         if fp is None:
-            return target.id
-        image = plan.image_refs[target.id]
-        manifest = reuse.lookup(f"{image}:{fingerprint_tag(target, fp.value)}")
+            return t.id
+        manifest = reuse.lookup(f"{t.repository}:{fingerprint_tag(t.target, fp.value)}")
         if manifest is None:
-            return target.id
+            return t.id
         digest = manifest.digest
-        engine.pull(f"{image}@{digest}")
-        local_tag = plan.definition["target"][target.id]["tags"][0]
-        engine.tag(f"{image}@{digest}", local_tag)
-        reuse.record(project, target.id, fp, local_tag, engine.local_image_id(local_tag))
-        print(f"{target.id}: pulled {local_tag} ({digest[:19]})")
+        images.pull(f"{t.repository}@{digest}")
+        images.tag(f"{t.repository}@{digest}", t.image)
+        reuse.record(state, t.id, fp, t.image, images.local_image_id(t.image))
+        print(f"{t.id}: pulled {t.image} ({digest[:19]})")
         return None
 
-    return [m for m in reuse.parallel(one, plan.targets) if m is not None]
+    return [m for m in reuse.parallel(one, list(plan.targets)) if m is not None]
 
 
 # -- doctor -----------------------------------------------------------------------------------
@@ -139,42 +137,43 @@ def _check(name: str, fix: str, fn: Callable[[], str]) -> Check:
         return Check(name, True, fn())
     except BakeError as exc:
         return Check(name, False, str(exc).split(". ")[0], fix)
-    except engine.CommandFailed as exc:
+    except CommandFailed as exc:
         return Check(name, False, redact(exc.output.strip()[-200:] or str(exc)), fix)
 
 
-def doctor(config_file: Path | None, environ: Mapping[str, str], builder: str | None) -> list[Check]:
+def doctor(
+    config_file: Path | None, environ: Mapping[str, str], builder: str | None, state_dir: Path | None = None
+) -> list[Check]:
     """Every check, in order; a failed prerequisite ends the list (later ones would only repeat it)."""
-    checks = [_check("docker CLI", "install the docker CLI or fix PATH", engine.docker_cli)]
-    if not checks[0].ok:
-        return checks
-    info = engine.engine_info()
-    checks.append(
+    found = [_check("docker CLI", "install the docker CLI or fix PATH", docker_cli)]
+    if not found[0].ok:
+        return found
+    info = checks.engine_info()
+    found.append(
         _check(
             "buildx",
             "install docker-buildx 0.13 or newer",
-            lambda: "version " + ".".join(map(str, engine.check_buildx(info))),
+            lambda: "version " + ".".join(map(str, checks.check_buildx(info))),
         )
     )
-    checks.append(
+    found.append(
         _check(
             "engine",
             "start dockerd, or point DOCKER_HOST / `docker context use` at a running engine",
             lambda: (
-                f"dockerd {engine.check_engine(info, environ)} at "
-                + redact(environ.get("DOCKER_HOST", "the default socket"))
+                f"dockerd {checks.check_engine(info)} at " + redact(environ.get("DOCKER_HOST", "the default socket"))
             ),
         )
     )
-    if not all(c.ok for c in checks):
-        return checks
+    if not all(c.ok for c in found):
+        return found
 
     def builder_detail() -> str:
-        name, driver = engine.inspect_builder(builder)
-        engine.check_cache_export(info, name, driver)
-        return f"{name} ({driver} driver) can export registry cache"
+        b = buildx.inspect_builder(builder)
+        checks.check_cache_export(info, b)
+        return f"{b.name} ({b.driver} driver) can export registry cache"
 
-    checks.append(
+    found.append(
         _check(
             "builder",
             'turn on the containerd image store ({"features": {"containerd-snapshotter": true}} in '
@@ -185,34 +184,43 @@ def doctor(config_file: Path | None, environ: Mapping[str, str], builder: str | 
     try:
         project = config.load(config_file, environ)
     except BakeError as exc:
-        return [*checks, Check("config", False, str(exc), "fix the configuration as the message says")]
+        return [*found, Check("config", False, str(exc), "fix the configuration as the message says")]
     stages = ", ".join(project.stages)
-    checks.append(Check("config", True, f"image {project.config.image}, Python {', '.join(project.config.python)}"))
-    checks.append(Check("Dockerfile", True, f"{project.config.dockerfile} parses and declares {stages}"))
+    found.append(Check("config", True, f"image {project.config.image}, Python {', '.join(project.config.python)}"))
+    found.append(Check("Dockerfile", True, f"{project.config.dockerfile} parses and declares {stages}"))
+
+    state = State.locate(project.root, environ, state_dir)
+
+    def state_detail() -> str:
+        state.check_writable()
+        if state.inside(project.root / project.config.context):
+            raise BakeError(f"{state.root} is inside the build context: every build would see it change")
+        return str(state.root)
+
+    found.append(_check("state folder", f"point {STATE_ENV} or --state-dir outside the build context", state_detail))
 
     registry = project.config.registry
     if registry:
 
         def registry_detail() -> str:
             reuse.lookup(f"{registry}/{project.config.image}:bake-ci-doctor")  # absent is fine; unreachable raises
-            found = engine.registry_credentials(registry.split("/", 1)[0], environ) is not None
+            login = auth.credentials(registry.split("/", 1)[0], environ) is not None
             return (
-                f"{registry} answers; credentials: {'found' if found else 'none (fine for a registry without login)'}"
+                f"{registry} answers; credentials: {'found' if login else 'none (fine for a registry without login)'}"
             )
 
-        checks.append(_check("registry", f"check that {registry} is up and reachable from here", registry_detail))
+        found.append(_check("registry", f"check that {registry} is up and reachable from here", registry_detail))
     else:
-        checks.append(Check("registry", True, "none configured: builds stay local (--load, cache in .bake-ci/cache)"))
+        found.append(Check("registry", True, "none configured: builds stay local (--load, cache in the state folder)"))
 
-    plan = build_plan(project, matrix(project), branch=project.config.default_branch, sha=None, output="load")
-    for base in sorted({t["args"]["BASE_IMAGE"] for t in plan.definition["target"].values()}):
+    for base in sorted({build_args(project, t)["BASE_IMAGE"] for t in matrix(project)}):
 
         def base_detail(base: str = base) -> str:
             digest = reuse.resolve_base(base)
             if not digest:
-                raise engine.CommandFailed(["resolve"], 1, "in neither its registry nor the local engine")
+                raise CommandFailed(["resolve"], 1, "in neither its registry nor the local engine")
             return digest[:19]
 
         fix = "push it to its registry, or point base-image / BAKE_CI_BASE_IMAGE at a reachable mirror"
-        checks.append(_check(f"base image {base}", fix, base_detail))
-    return checks
+        found.append(_check(f"base image {base}", fix, base_detail))
+    return found

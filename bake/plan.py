@@ -1,7 +1,9 @@
-"""From a validated project to the bake definition: pure data, no I/O.
+"""From a validated project to a typed plan: pure data, no I/O.
 
-The same project, selection, branch and commit always give byte-identical JSON, which
-is what ``bake-ci plan`` prints and what ``bake-ci build`` hands to ``docker buildx bake``.
+:func:`build_plan` is called once per command. Its :class:`Plan` is what reuse,
+execution, status and reports read; :meth:`Plan.bake_definition` turns it into the
+JSON that ``docker buildx bake`` reads, at the edge. The same project, selection,
+branch and commit always give byte-identical JSON (what ``bake-ci plan`` prints).
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import fnmatch
 import json
 import posixpath
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any, Literal
 
 from bake.config import Project
@@ -20,8 +23,6 @@ from bake.naming import PythonVersion, branch_tag, tag_prefix, target_id
 #: push: images and cache to the registry; load: images into the local engine;
 #: cache-only: registry cache without any image (pull requests from forks, pre-warming).
 Output = Literal["push", "load", "cache-only"]
-#: Where local (no registry) cache lives, relative to the project root.
-STATE_DIR = ".bake-ci"
 #: The target of a project's docker-bake.hcl that generated targets inherit.
 BASE_TARGET = "bake-ci"
 
@@ -45,18 +46,6 @@ class Selection:
     patterns: Sequence[str] = ()
     stages: Sequence[str] = ()
     pythons: Sequence[str] = ()
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The bake definition plus what execution and reporting need to know about it."""
-
-    targets: list[Target]
-    definition: dict[str, Any]
-    image_refs: dict[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        return json.dumps(self.definition, indent=2, sort_keys=True) + "\n"
 
 
 def matrix(project: Project) -> list[Target]:
@@ -106,6 +95,130 @@ def select(targets: list[Target], selection: Selection) -> list[Target]:
     return chosen
 
 
+FINGERPRINT_LABEL = "dev.bake-ci.fingerprint"
+
+
+def fingerprint_tag(target: Target, fingerprint: str) -> str:
+    """The tag that names an image by its inputs: ``STAGE-pyX.Y-fp-<12 hex>``."""
+    return f"{tag_prefix(target.stage, target.python)}-fp-{fingerprint[:12]}"
+
+
+def build_args(project: Project, target: Target) -> dict[str, str]:
+    """The build args of ``target``: the configured ones plus BASE_IMAGE and PYTHON_VERSION."""
+    python = str(target.python)
+    return {
+        **project.config.args,
+        "BASE_IMAGE": project.config.base_image.replace("{python}", python),
+        "PYTHON_VERSION": python,
+    }
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    """What one target's build reads and writes."""
+
+    target: Target
+    #: ``registry/image`` (or just ``image`` without a registry)
+    repository: str
+    #: every tag this run gives the image: the branch tag first, the fingerprint tag last
+    tags: tuple[str, ...]
+    fingerprint: str | None
+    args: Mapping[str, str]
+    labels: Mapping[str, str]
+    cache_from: tuple[str, ...]
+    cache_to: tuple[str, ...]
+    output: Output
+
+    @property
+    def id(self) -> str:
+        return self.target.id
+
+    @property
+    def image(self) -> str:
+        """The image reference users see for this target (its branch tag)."""
+        return self.tags[0] if self.tags else ""
+
+    @property
+    def bake_tags(self) -> tuple[str, ...]:
+        """The tags buildx writes. A pushed image gets only its branch tag from buildx;
+        the others are added through the registry API once it is there, the fingerprint
+        tag last, so an image is never found by fingerprint before it is complete."""
+        if self.output == "cache-only":
+            return ()
+        return self.tags[:1] if self.output == "push" else self.tags
+
+    @property
+    def later_tags(self) -> tuple[str, ...]:
+        """The tags added after buildx pushed the image (see :attr:`bake_tags`)."""
+        return self.tags[1:] if self.output == "push" else ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The whole run: one :class:`TargetPlan` per selected target, and what they share."""
+
+    targets: tuple[TargetPlan, ...]
+    branch: str
+    sha: str | None
+    output: Output
+    context: str
+    dockerfile: str
+    inherits_base: bool
+    platforms: tuple[str, ...]
+
+    def __getitem__(self, target_id: str) -> TargetPlan:
+        for t in self.targets:
+            if t.id == target_id:
+                return t
+        raise KeyError(target_id)
+
+    @property
+    def ids(self) -> list[str]:
+        return [t.id for t in self.targets]
+
+    @property
+    def exports_cache(self) -> bool:
+        return any(t.cache_to for t in self.targets)
+
+    def bake_definition(self) -> dict[str, Any]:
+        """The JSON for ``docker buildx bake``: one target each, plus groups.
+
+        Groups: ``default`` (everything selected), one per stage (``ci``) and one per
+        Python version (``py312``).
+        """
+        groups: dict[str, list[str]] = {"default": self.ids}
+        for t in self.targets:
+            groups.setdefault(t.target.stage, []).append(t.id)
+        for t in self.targets:
+            groups.setdefault(t.target.python.group, []).append(t.id)
+        return {
+            "group": {name: {"targets": ids} for name, ids in groups.items()},
+            "target": {t.id: self._bake_target(t) for t in self.targets},
+        }
+
+    def _bake_target(self, t: TargetPlan) -> dict[str, Any]:
+        output = {"push": "type=registry", "load": "type=docker", "cache-only": "type=cacheonly"}[t.output]
+        definition: dict[str, Any] = {
+            "context": self.context,
+            "dockerfile": self.dockerfile,
+            "target": t.target.stage,
+            "args": dict(t.args),
+            "labels": dict(t.labels),
+            "tags": list(t.bake_tags),
+            "cache-from": list(t.cache_from),
+            "cache-to": list(t.cache_to),
+            "output": [output],
+        }
+        if self.inherits_base:
+            definition["inherits"] = [BASE_TARGET]
+        if self.platforms:
+            definition["platforms"] = list(self.platforms)
+        return definition
+
+    def to_json(self) -> str:
+        return json.dumps(self.bake_definition(), indent=2, sort_keys=True) + "\n"
+
+
 def _cache_opts(project: Project) -> str:
     cache = project.config.cache
     opts = f",mode={cache.mode}"
@@ -116,113 +229,104 @@ def _cache_opts(project: Project) -> str:
     return opts
 
 
-FINGERPRINT_LABEL = "dev.bake-ci.fingerprint"
-
-
-def fingerprint_tag(target: Target, fingerprint: str) -> str:
-    """The tag that names an image by its inputs: ``STAGE-pyX.Y-fp-<12 hex>``."""
-    return f"{tag_prefix(target.stage, target.python)}-fp-{fingerprint[:12]}"
-
-
 def _target(
     project: Project,
     target: Target,
+    *,
     branch: str,
     sha: str | None,
     output: Output,
     fingerprint: str | None,
     export_cache: bool,
-) -> tuple[dict[str, Any], str]:
+    cache_dir: PurePath | None,
+) -> TargetPlan:
     config = project.config
-    python = str(target.python)
-    image = f"{config.registry}/{config.image}" if config.registry else config.image
+    repository = f"{config.registry}/{config.image}" if config.registry else config.image
     prefix = tag_prefix(target.stage, target.python)
-    tags = [f"{image}:{branch_tag(target.stage, target.python, branch)}"]
+    tags = [f"{repository}:{branch_tag(target.stage, target.python, branch)}"]
     if sha:
-        tags.append(f"{image}:{prefix}-{sha[:7]}")
+        tags.append(f"{repository}:{prefix}-{sha[:7]}")
     if branch == config.default_branch:
-        tags.append(f"{image}:{prefix}")
+        tags.append(f"{repository}:{prefix}")
     if fingerprint:
-        tags.append(f"{image}:{fingerprint_tag(target, fingerprint)}")
+        tags.append(f"{repository}:{fingerprint_tag(target, fingerprint)}")
 
+    cache_from: list[str] = []
+    cache_to: list[str] = []
     if config.registry:
         cache_repo = f"{config.registry}/{config.image}-cache"
         branches = list(dict.fromkeys([branch, *config.fallback_branches]))
         cache_from = [f"type=registry,ref={cache_repo}:{branch_tag(target.stage, target.python, b)}" for b in branches]
-        cache_from.append(f"type=registry,ref={image}:{prefix}")
-        cache_to: list[str] = []
+        cache_from.append(f"type=registry,ref={repository}:{prefix}")
         if export_cache:
             ref = f"{cache_repo}:{branch_tag(target.stage, target.python, branch)}"
             cache_to.append(f"type=registry,ref={ref}{_cache_opts(project)}")
         if output == "push" and config.cache.inline:
             cache_to.append("type=inline")
-    else:
-        directory = posixpath.join(STATE_DIR, "cache", target.id)
+    elif cache_dir is not None:
+        directory = str(cache_dir / target.id)
         cache_from = [f"type=local,src={directory}"]
         cache_to = [f"type=local,dest={directory},mode={config.cache.mode}"]
 
-    context = posixpath.normpath(config.context)
-    dockerfile = posixpath.relpath(posixpath.normpath(config.dockerfile), context)
-    args = {
-        **config.args,
-        "BASE_IMAGE": config.base_image.replace("{python}", python),
-        "PYTHON_VERSION": python,
-    }
     labels = {**config.labels, "dev.bake-ci.target": target.id}
     if fingerprint:
         labels[FINGERPRINT_LABEL] = fingerprint
-    definition: dict[str, Any] = {
-        "context": context,
-        "dockerfile": dockerfile,
-        "target": target.stage,
-        "args": args,
-        "labels": labels,
-        "tags": tags if output != "cache-only" else [],
-        "cache-from": cache_from,
-        "cache-to": cache_to,
-        "output": [{"push": "type=registry", "load": "type=docker", "cache-only": "type=cacheonly"}[output]],
-    }
-    if project.inherits_base:
-        definition["inherits"] = [BASE_TARGET]
-    if config.platforms:
-        definition["platforms"] = list(config.platforms)
-    return definition, image
+    return TargetPlan(
+        target=target,
+        repository=repository,
+        tags=tuple(tags) if output != "cache-only" else (),
+        fingerprint=fingerprint,
+        args=build_args(project, target),
+        labels=labels,
+        cache_from=tuple(cache_from),
+        cache_to=tuple(cache_to),
+        output=output,
+    )
 
 
 def build_plan(
     project: Project,
-    targets: list[Target],
+    targets: Sequence[Target],
     *,
     branch: str,
     sha: str | None,
     output: Output,
     fingerprints: Mapping[str, str] | None = None,
     export_cache: bool | None = None,
+    cache_dir: PurePath | None = None,
 ) -> Plan:
-    """The bake definition for ``targets``: one target each, plus groups.
+    """The plan for ``targets``.
 
-    Groups: ``default`` (everything selected), one per stage (``ci``) and one per
-    Python version (``py312``). With ``fingerprints`` (pushing to a registry), each
-    image also gets its fingerprint tag and label. Registry cache is exported when
-    pushing (or cache-only), and with ``--load`` only if ``export_cache`` asks for it:
-    a laptop reads the team's cache but does not write it.
+    With ``fingerprints`` (pushing to a registry), each image also gets its fingerprint
+    tag and label. Registry cache is exported when pushing (or cache-only), and with
+    ``--load`` only if ``export_cache`` asks for it: a laptop reads the team's cache but
+    does not write it. Without a registry, cache goes to ``cache_dir`` (bake-ci's state
+    folder, outside the build context).
     """
     fingerprints = fingerprints or {}
     if export_cache is None:
         export_cache = output != "load"
-    defs: dict[str, Any] = {}
-    refs: dict[str, str] = {}
-    for target in targets:
-        defs[target.id], refs[target.id] = _target(
-            project, target, branch, sha, output, fingerprints.get(target.id), export_cache
-        )
-    groups: dict[str, list[str]] = {"default": [t.id for t in targets]}
-    for target in targets:
-        groups.setdefault(target.stage, []).append(target.id)
-    for target in targets:
-        groups.setdefault(target.python.group, []).append(target.id)
-    definition = {
-        "group": {name: {"targets": ids} for name, ids in groups.items()},
-        "target": defs,
-    }
-    return Plan(targets=list(targets), definition=definition, image_refs=refs)
+    config = project.config
+    context = posixpath.normpath(config.context)
+    return Plan(
+        targets=tuple(
+            _target(
+                project,
+                target,
+                branch=branch,
+                sha=sha,
+                output=output,
+                fingerprint=fingerprints.get(target.id),
+                export_cache=export_cache,
+                cache_dir=cache_dir,
+            )
+            for target in targets
+        ),
+        branch=branch,
+        sha=sha,
+        output=output,
+        context=context,
+        dockerfile=posixpath.relpath(posixpath.normpath(config.dockerfile), context),
+        inherits_base=project.inherits_base,
+        platforms=tuple(config.platforms),
+    )

@@ -8,7 +8,7 @@ buildx 0.13's ``imagetools create`` wraps a single manifest in a new index.
 
 Authentication follows the distribution spec: anonymous first, then on ``401`` a Bearer
 token from the realm the registry names, or Basic, with the credentials docker keeps
-(``bake.engine.registry_credentials``). Anything this client cannot do raises
+(``bake.auth.credentials``). Anything this client cannot do raises
 :class:`RegistryError`, and callers fall back to buildx.
 """
 

@@ -1,31 +1,41 @@
-"""Per-target results and how they are shown: a terminal table and GitHub Markdown."""
+"""Per-target results and how they are shown: aligned tables, GitHub Markdown, JSON."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 from bake.progress import TargetProgress
 
+#: built: buildx built (or fully cached) it; reused: an image with the same inputs got
+#: this run's tags, nothing was built; failed: its build failed; cancelled: it was stopped
+#: (another target of its bake call failed, or the user interrupted the run).
+Status = Literal["built", "reused", "failed", "cancelled"]
+ICONS: dict[Status, str] = {"built": "✅", "reused": "♻️", "failed": "❌", "cancelled": "⏹️"}
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class Result:
     """What happened to one target, as the summary, the report file and CI show it."""
 
     target: str
-    status: str  # built | failed | cancelled
+    status: Status
     image: str
-    digest: str | None
-    seconds: float | None
-    steps: int | None
-    cached: int | None
+    digest: str | None = None
+    seconds: float | None = None
+    steps: int | None = None
+    cached: int | None = None
     failed_step: str | None = None
     error: str | None = None
     log_tail: tuple[str, ...] = ()
     attempts: int = 1
     log_file: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("built", "reused")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -49,6 +59,7 @@ def result(
     meta = metadata.get(target)
     digest = meta.get("containerimage.digest") if isinstance(meta, dict) else None
     failure = progress.failure if progress and not stopped else None
+    status: Status
     if succeeded:
         status = "built"
     elif failure is not None:
@@ -73,6 +84,19 @@ def result(
     )
 
 
+def align(rows: Sequence[Sequence[str]], *, last_free: bool = False) -> str:
+    """Rows of cells as aligned plain-text columns (the last one unpadded if ``last_free``)."""
+    if not rows:
+        return ""
+    count = len(rows[0]) - (1 if last_free else 0)
+    widths = [max(len(row[i]) for row in rows) for i in range(count)]
+    lines = []
+    for row in rows:
+        cells = [c.ljust(w) for c, w in zip(row[:count], widths, strict=True)] + list(row[count:])
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
 def _row(r: Result) -> list[str]:
     digest = r.digest[:19] if r.digest else "-"
     secs = f"{r.seconds:.1f}s" if r.seconds is not None else "-"
@@ -85,19 +109,15 @@ HEADER = ["TARGET", "STATUS", "TIME", "CACHED", "IMAGE", "DIGEST"]
 
 def table(rows: Sequence[Result]) -> str:
     """A plain-text table aligned for a terminal or a CI log."""
-    cells = [HEADER, *(_row(r) for r in rows)]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(HEADER))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
-    return "\n".join(lines) + "\n"
+    return align([HEADER, *(_row(r) for r in rows)])
 
 
 def markdown(rows: Sequence[Result], title: str = "bake-ci build") -> str:
     """The same table for ``GITHUB_STEP_SUMMARY``."""
-    icon = {"built": "✅", "failed": "❌", "cancelled": "⏹️"}
     lines = [f"### {title}", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for r in rows:
         row = _row(r)
-        row[1] = f"{icon.get(r.status, '')} {r.status}".strip()
+        row[1] = f"{ICONS[r.status]} {r.status}"
         row[4] = f"`{row[4]}`"
         row[5] = f"`{r.digest}`" if r.digest else "-"
         lines.append("| " + " | ".join(row) + " |")

@@ -6,9 +6,9 @@ carries the tag ``STAGE-pyX.Y-fp-<12 hex>`` and the label ``dev.bake-ci.fingerpr
 a later build whose target has the same fingerprint adds this branch's tags to that
 image with ``imagetools create`` instead of building it.
 
-What was built or fetched locally is recorded in ``.bake-ci/fingerprints/TARGET.json``
-(fingerprint, its parts, the local image ID), so ``status`` can tell which inputs
-changed since the local image.
+What was built or fetched locally is recorded in bake-ci's state folder
+(``fingerprints/TARGET.json``: fingerprint, its parts, the local image ID), so
+``status`` can tell which inputs changed since the local image.
 """
 
 from __future__ import annotations
@@ -18,24 +18,25 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 import structlog
 
-from bake import dockerfile, engine, fingerprint, registry
+from bake import auth, dockerfile, fingerprint, registry
 from bake.config import Project
+from bake.engine import images
+from bake.engine.process import CommandFailed
 from bake.errors import EnvironmentProblem
 from bake.files import write_atomic
 from bake.fingerprint import Fingerprint
-from bake.plan import STATE_DIR, Plan, Target, fingerprint_tag
+from bake.plan import Plan, Target, TargetPlan, fingerprint_tag
 from bake.redact import redact
 from bake.report import Result
+from bake.state import State
 
 log = structlog.get_logger("bake")
 T = TypeVar("T")
 R = TypeVar("R")
-LABEL = "dev.bake-ci.fingerprint"
 
 
 def parallel(fn: Callable[[T], R], items: Sequence[T], workers: int = 8) -> list[R]:
@@ -53,7 +54,7 @@ def client() -> registry.Client:
     """The process's registry client (it keeps tokens between requests)."""
     global _client
     if _client is None:
-        _client = registry.Client(engine.registry_credentials)
+        _client = registry.Client(auth.credentials)
     return _client
 
 
@@ -63,7 +64,7 @@ def lookup(ref: str) -> registry.Manifest | None:
         return client().manifest(ref)
     except registry.RegistryError as exc:
         log.debug("registry API unavailable, asking buildx", image=ref, reason=redact(str(exc)))
-    descriptor = engine.registry_descriptor(ref)
+    descriptor = images.registry_descriptor(ref)
     if descriptor is None:
         return None
     return registry.Manifest(str(descriptor.get("mediaType", "")), str(descriptor["digest"]), b"")
@@ -75,13 +76,13 @@ def resolve_base(ref: str) -> str | None:
         found = lookup(ref)
         if found is not None:
             return found.digest
-    except engine.CommandFailed as exc:
+    except CommandFailed as exc:
         log.debug("base image not in its registry", image=ref, error=exc.output[-300:])
     except EnvironmentProblem:  # no docker CLI: no fingerprint, not a failure of planning
         return None
     try:
-        return engine.local_image_id(ref)
-    except (engine.CommandFailed, EnvironmentProblem):
+        return images.local_image_id(ref)
+    except (CommandFailed, EnvironmentProblem):
         return None
 
 
@@ -149,19 +150,15 @@ def compute(project: Project, targets: Sequence[Target], args: Mapping[str, Mapp
 # -- the local record -----------------------------------------------------------------------
 
 
-def _record_file(project: Project, target: str) -> Path:
-    return project.root / STATE_DIR / "fingerprints" / f"{target}.json"
-
-
-def record(project: Project, target: str, fp: Fingerprint, image: str, image_id: str | None) -> None:
+def record(state: State, target: str, fp: Fingerprint, image: str, image_id: str | None) -> None:
     """Remember which fingerprint the local image of ``target`` was made from."""
     data = {"fingerprint": fp.value, "parts": fp.parts, "image": image, "image_id": image_id}
-    write_atomic(_record_file(project, target), json.dumps(data, indent=1, sort_keys=True) + "\n")
+    write_atomic(state.fingerprint_record(target), json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
-def recorded(project: Project, target: str) -> dict[str, object] | None:
+def recorded(state: State, target: str) -> dict[str, object] | None:
     try:
-        data = json.loads(_record_file(project, target).read_text(encoding="utf-8"))
+        data = json.loads(state.fingerprint_record(target).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -169,41 +166,57 @@ def recorded(project: Project, target: str) -> dict[str, object] | None:
 
 def add_tags(image: str, manifest: registry.Manifest, tags: Sequence[str]) -> None:
     """Tag an existing manifest: its bytes over HTTP (same digest), else buildx imagetools."""
+    if not tags:
+        return
     if manifest.body:
         try:
             parallel(lambda tag: client().tag(manifest, tag), list(tags))
             return
         except registry.RegistryError as exc:
             log.debug("registry API unavailable, asking buildx", image=image, reason=redact(str(exc)))
-    engine.retag(f"{image}@{manifest.digest}", tags, index=manifest.is_index)
+    images.retag(f"{image}@{manifest.digest}", tags, index=manifest.is_index)
+
+
+def publish(t: TargetPlan, digest: str) -> None:
+    """Give a pushed image the rest of its tags, the fingerprint tag last: an image is
+    found by its fingerprint only once every other tag of it is in the registry."""
+    if not t.later_tags:
+        return
+    manifest = lookup(f"{t.repository}@{digest}")
+    if manifest is None:
+        raise CommandFailed(["tag", f"{t.repository}@{digest}"], 1, f"{t.repository}@{digest}: manifest unknown")
+    fp_tags = [tag for tag in t.later_tags if t.fingerprint and tag.endswith(fingerprint_tag(t.target, t.fingerprint))]
+    add_tags(t.repository, manifest, [tag for tag in t.later_tags if tag not in fp_tags])
+    add_tags(t.repository, manifest, fp_tags)
 
 
 def reuse(plan: Plan, fps: Fingerprints) -> dict[str, Result]:
-    """Targets whose fingerprint image is in the registry, with this branch's tags added to it."""
+    """Targets whose fingerprint image is in the registry, with this run's tags added to it."""
 
-    def one(target: Target) -> Result | None:
-        fp = fps.values.get(target.id)
+    def one(t: TargetPlan) -> Result | None:
+        fp = fps.values.get(t.id)
         if fp is None:
             return None
         started = time.monotonic()
-        image = plan.image_refs[target.id]
-        fp_tag = fingerprint_tag(target, fp.value)
+        fp_tag = fingerprint_tag(t.target, fp.value)
         try:
-            manifest = lookup(f"{image}:{fp_tag}")
-        except engine.CommandFailed as exc:
-            log.warning("cannot look up the fingerprint image", target=target.id, error=redact(exc.output[-300:]))
+            manifest = lookup(f"{t.repository}:{fp_tag}")
+        except CommandFailed as exc:
+            log.warning("cannot look up the fingerprint image", target=t.id, error=redact(exc.output[-300:]))
             return None
         if manifest is None:
-            log.info("not reused: no image for this fingerprint", target=target.id, tag=fp_tag)
+            log.info("not reused: no image for this fingerprint", target=t.id, tag=fp_tag)
             return None
-        tags = [t for t in plan.definition["target"][target.id]["tags"] if not t.endswith(f":{fp_tag}")]
+        tags = [tag for tag in t.tags if not tag.endswith(f":{fp_tag}")]
         try:
-            add_tags(image, manifest, tags)
-        except engine.CommandFailed as exc:
-            log.warning("cannot tag the fingerprint image", target=target.id, error=redact(exc.output[-300:]))
+            add_tags(t.repository, manifest, tags)
+        except CommandFailed as exc:
+            log.warning("cannot tag the fingerprint image", target=t.id, error=redact(exc.output[-300:]))
             return None
-        log.debug("reused", target=target.id, fingerprint=fp.short, digest=manifest.digest)
-        return Result(target.id, "reused", tags[0], manifest.digest, time.monotonic() - started, None, None)
+        log.debug("reused", target=t.id, fingerprint=fp.short, digest=manifest.digest)
+        return Result(
+            target=t.id, status="reused", image=t.image, digest=manifest.digest, seconds=time.monotonic() - started
+        )
 
-    found = parallel(one, plan.targets)
+    found = parallel(one, list(plan.targets))
     return {r.target: r for r in found if r is not None}

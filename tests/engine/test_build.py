@@ -84,14 +84,18 @@ def test_plan_is_accepted_by_buildx_print(pushed: Project, tmp_path: Path) -> No
         assert target["args"]["PYTHON_VERSION"] in ("3.11", "3.13")
 
 
-def test_local_build_without_registry_loads_images_and_keeps_cache_in_project(tmp_path: Path) -> None:
+def test_local_build_without_registry_loads_images_and_keeps_cache_outside_the_context(tmp_path: Path) -> None:
     project = make_project(tmp_path)
-    env = {"BAKE_CI_BASE_IMAGE": project.env["BAKE_CI_BASE_IMAGE"]}
+    state = tmp_path / "state"
+    env = {"BAKE_CI_BASE_IMAGE": project.env["BAKE_CI_BASE_IMAGE"], "BAKE_CI_STATE_DIR": str(state)}
+    before = sorted(p.relative_to(project.path) for p in project.path.rglob("*") if ".git" not in p.parts)
     result = bake_ci("build", "ci-py311", "--progress", "quiet", cwd=project.path, env=env)
     assert result.code == 0, result.err
     inspect = docker("image", "inspect", "fixture/app-ci:ci-py3.11-main", "--format", "{{json .Config.Labels}}")
     assert json.loads(inspect.stdout)["dev.bake-ci.target"] == "ci-py311"
-    assert (project.path / ".bake-ci" / "cache" / "ci-py311" / "index.json").is_file()
+    assert (state / "cache" / "ci-py311" / "index.json").is_file()
+    after = sorted(p.relative_to(project.path) for p in project.path.rglob("*") if ".git" not in p.parts)
+    assert after == before, "bake-ci wrote into the build context"
     docker(
         "image",
         "rm",

@@ -249,7 +249,7 @@ def _need_engine() -> None:
 
 @pytest.mark.engine
 def test_raw_bake_file_matches_what_bake_ci_plans(tmp_path: Path) -> None:
-    """The contenders are equivalent: same targets, args, cache-from/to, outputs, tags (but bake-ci's fp tag)."""
+    """The contenders are equivalent: same targets, args, cache-from/to, outputs, branch tag."""
     _need_engine()
     project = bench_run.Project.create(tmp_path / "p", "bench-test")
     for branch in ("main", "feature-1"):
@@ -269,8 +269,10 @@ def test_raw_bake_file_matches_what_bake_ci_plans(tmp_path: Path) -> None:
         assert sorted(raw_targets) == sorted(planned)
         for name, target in planned.items():
             mine = raw_targets[name]
-            for key in ("target", "args", "cache-from", "cache-to", "tags"):
+            for key in ("target", "args", "cache-from", "cache-to"):
                 assert mine[key] == target[key], (branch, name, key)
+            # buildx pushes the branch tag; bake-ci adds the others through the registry API
+            assert target["tags"] == mine["tags"][:1], (branch, name)
             assert mine["output"] == ["type=registry"] == target["output"]
 
 

@@ -116,19 +116,17 @@ def test_missing_config_file(tmp_path, monkeypatch: pytest.MonkeyPatch, cli) -> 
 
 DIGEST = "sha256:" + "ab" * 32
 ROWS = [
-    report.Result("deps-py312", "built", "ghcr.io/acme/app-ci:deps-py3.12-main", DIGEST, 12.34, 5, 3),
     report.Result(
-        "ci-py312",
-        "failed",
-        "ghcr.io/acme/app-ci:ci-py3.12-main",
-        None,
-        3.0,
-        4,
-        1,
-        failed_step="[deps 2/2] RUN pip install -r requirements.txt",
+        target="deps-py312", status="built", image="ghcr.io/acme/app-ci:deps-py3.12-main",
+        digest=DIGEST, seconds=12.34, steps=5, cached=3,
     ),
-    report.Result("ci-py313", "cancelled", "ghcr.io/acme/app-ci:ci-py3.13-main", None, None, None, None),
-]
+    report.Result(
+        target="ci-py312", status="failed", image="ghcr.io/acme/app-ci:ci-py3.12-main",
+        seconds=3.0, steps=4, cached=1, failed_step="[deps 2/2] RUN pip install -r requirements.txt",
+    ),
+    report.Result(target="ci-py313", status="cancelled", image="ghcr.io/acme/app-ci:ci-py3.13-main"),
+    report.Result(target="ci-py311", status="reused", image="ghcr.io/acme/app-ci:ci-py3.11-main", digest=DIGEST),
+]  # fmt: skip
 
 
 def test_table_lists_every_target_and_status() -> None:
@@ -147,7 +145,7 @@ def test_table_lists_every_target_and_status() -> None:
     assert lines[3].split() == ["ci-py313", "cancelled", "-", "-", "ghcr.io/acme/app-ci:ci-py3.13-main", "-"]
     # columns line up
     status_at = lines[0].index("STATUS")
-    assert [line[status_at:].split()[0] for line in lines[1:]] == ["built", "failed", "cancelled"]
+    assert [line[status_at:].split()[0] for line in lines[1:]] == ["built", "failed", "cancelled", "reused"]
 
 
 def test_markdown_lists_every_target_status_and_failure() -> None:

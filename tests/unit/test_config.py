@@ -246,11 +246,12 @@ def test_env_registry_overrides_the_file(project) -> None:
 def test_empty_env_registry_means_no_registry(project, cli) -> None:
     project(GOOD + 'registry = "ghcr.io/acme"\n')
     assert config.load(None, {"BAKE_CI_REGISTRY": ""}).config.registry is None
-    run = cli("plan", "--branch", "main", env={"BAKE_CI_REGISTRY": "", "CI": "true", "GITHUB_SHA": "0" * 40})
+    env = {"BAKE_CI_REGISTRY": "", "CI": "true", "GITHUB_SHA": "0" * 40, "BAKE_CI_STATE_DIR": "/state"}
+    run = cli("plan", "--branch", "main", env=env)
     assert run.rc == 0
     target = json.loads(run.out)["target"]["ci-py312"]
     assert target["tags"][0] == "acme/app-ci:ci-py3.12-main"
-    assert target["cache-from"] == ["type=local,src=.bake-ci/cache/ci-py312"]
+    assert target["cache-from"] == ["type=local,src=/state/cache/ci-py312"]
     assert target["output"] == ["type=docker"]
 
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from bake import config, fingerprint, reuse
 from bake.fingerprint import Ignore
 from bake.naming import PythonVersion
-from bake.plan import Target, build_plan, matrix
+from bake.plan import Target, build_args, matrix
 
 MakeProject = Callable[..., Path]  # the `project` fixture of conftest.py
 
@@ -368,9 +368,7 @@ def fingerprints(root: Path) -> reuse.Fingerprints:
     """What ``bake-ci`` computes for every target of the project at ``root``."""
     project = config.load(root / "pyproject.toml", {})
     targets = matrix(project)
-    plain = build_plan(project, targets, branch="main", sha=None, output="load")
-    args = {t.id: plain.definition["target"][t.id]["args"] for t in targets}
-    return reuse.compute(project, targets, args)
+    return reuse.compute(project, targets, {t.id: build_args(project, t) for t in targets})
 
 
 def values(fps: reuse.Fingerprints) -> dict[str, str]:
@@ -522,8 +520,5 @@ def test_targets_can_be_fingerprinted_one_python_at_a_time(project: MakeProject,
     everything = values(fingerprints(root))
     proj = config.load(root / "pyproject.toml", {})
     only = [Target("ci", PythonVersion.parse("3.12"))]
-    args = {
-        t.id: build_plan(proj, only, branch="main", sha=None, output="load").definition["target"][t.id]["args"]
-        for t in only
-    }
+    args = {t.id: build_args(proj, t) for t in only}
     assert values(reuse.compute(proj, only, args)) == {"ci-py312": everything["ci-py312"]}

@@ -15,8 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from bake import workflow
+from bake.cli import _args, _parser
+from bake.plan import Plan
+
 SHA = "0123456789abcdef0123456789abcdef01234567"
-ENV = {"GITHUB_SHA": SHA}
+#: bake-ci's state folder is outside the project, wherever the user's cache is: fixed here
+ENV = {"GITHUB_SHA": SHA, "BAKE_CI_STATE_DIR": "/state"}
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 UPDATE = os.environ.get("BAKE_CI_UPDATE_SNAPSHOTS") == "1"
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -108,25 +113,50 @@ def _targets(project, cli, name: str) -> dict[str, dict[str, object]]:
     return definition["target"]
 
 
+def _typed(project, name: str, env: dict[str, str] | None = None) -> Plan:
+    """The typed plan that ``bake-ci plan ARGS`` prints, through the same steps."""
+    case = CASES[name]
+    project(case.toml, files=case.files)
+    ns = _parser().parse_args(["plan", *case.args])
+    run = workflow.Run(_args(ns, "console"), ENV if env is None else env)
+    workflow.execute(workflow.COMMANDS["plan"][:-1], run)
+    return run.plan
+
+
 # -- the rules the snapshots encode ----------------------------------------------------------
 
 
-def test_tags_on_the_default_branch(project, cli) -> None:
-    target = _targets(project, cli, "registry_push_main")["ci-py312"]
-    assert target["tags"] == [
+def test_tags_on_the_default_branch(project) -> None:
+    target = _typed(project, "registry_push_main")["ci-py312"]
+    assert target.tags == (
         "ghcr.io/acme/app-ci:ci-py3.12-main",
         "ghcr.io/acme/app-ci:ci-py3.12-0123456",
         "ghcr.io/acme/app-ci:ci-py3.12",
-    ]
-    assert target["output"] == ["type=registry"]
+    )
+    assert target.output == "push"
 
 
-def test_tags_on_a_feature_branch_have_no_bare_tag(project, cli) -> None:
-    target = _targets(project, cli, "registry_push_feature")["ci-py313"]
-    assert target["tags"] == [
+def test_buildx_pushes_the_branch_tag_and_the_rest_are_added_after(project, cli) -> None:
+    target = _typed(project, "registry_push_main")["ci-py312"]
+    assert target.bake_tags == ("ghcr.io/acme/app-ci:ci-py3.12-main",)
+    assert target.later_tags == ("ghcr.io/acme/app-ci:ci-py3.12-0123456", "ghcr.io/acme/app-ci:ci-py3.12")
+    printed = _targets(project, cli, "registry_push_main")["ci-py312"]
+    assert printed["tags"] == ["ghcr.io/acme/app-ci:ci-py3.12-main"]
+    assert printed["output"] == ["type=registry"]
+
+
+def test_loaded_images_get_every_tag_from_buildx(project) -> None:
+    target = _typed(project, "local_load")["deps-py311"]
+    assert target.bake_tags == target.tags
+    assert target.later_tags == ()
+
+
+def test_tags_on_a_feature_branch_have_no_bare_tag(project) -> None:
+    target = _typed(project, "registry_push_feature")["ci-py313"]
+    assert target.tags == (
         "ghcr.io/acme/app-ci:ci-py3.13-feature-foo_bar",
         "ghcr.io/acme/app-ci:ci-py3.13-0123456",
-    ]
+    )
 
 
 def test_registry_cache_on_a_feature_branch(project, cli) -> None:
@@ -181,8 +211,8 @@ def test_local_cache_without_registry(project, cli) -> None:
         "acme/app-ci:deps-py3.11-0123456",
         "acme/app-ci:deps-py3.11",
     ]
-    assert deps["cache-from"] == ["type=local,src=.bake-ci/cache/deps-py311"]
-    assert deps["cache-to"] == ["type=local,dest=.bake-ci/cache/deps-py311,mode=max"]
+    assert deps["cache-from"] == ["type=local,src=/state/cache/deps-py311"]
+    assert deps["cache-to"] == ["type=local,dest=/state/cache/deps-py311,mode=max"]
     assert deps["args"] == {"BASE_IMAGE": "python:3.11-slim", "PYTHON_VERSION": "3.11"}
     assert deps["labels"] == {"dev.bake-ci.target": "deps-py311"}
     assert "inherits" not in deps
@@ -294,7 +324,10 @@ image = "app-ci"
 
 def test_branch_and_sha_come_from_ci_variables(project, cli) -> None:
     project(REGISTRY)
-    run = cli("plan", "--push", "--no-reuse", env={"GITHUB_REF_NAME": "release/2.0", "GITHUB_SHA": "fedcba9876543210"})
-    assert run.rc == 0
-    tags = json.loads(run.out)["target"]["ci-py312"]["tags"]
-    assert tags == ["ghcr.io/acme/app-ci:ci-py3.12-release-2.0", "ghcr.io/acme/app-ci:ci-py3.12-fedcba9"]
+    ns = _parser().parse_args(["plan", "--push", "--no-reuse"])
+    run = workflow.Run(_args(ns, "console"), {"GITHUB_REF_NAME": "release/2.0", "GITHUB_SHA": "fedcba9876543210"})
+    workflow.execute(workflow.COMMANDS["plan"][:-1], run)
+    assert run.plan["ci-py312"].tags == (
+        "ghcr.io/acme/app-ci:ci-py3.12-release-2.0",
+        "ghcr.io/acme/app-ci:ci-py3.12-fedcba9",
+    )

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bake.engine import iter_json_objects
+from bake.engine.buildx import iter_json_objects
 from bake.progress import Event, Tracker, describe, parse_time
 
 from .conftest import results

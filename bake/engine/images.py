@@ -1,0 +1,133 @@
+"""Images in the local engine and in registries, as the docker CLI and buildx see them."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from bake.engine.docker import client, docker, is_not_found, logged
+from bake.engine.process import CommandFailed
+
+log = structlog.get_logger("bake.engine")
+
+
+def _failed(exc: Exception, args: Sequence[str]) -> CommandFailed:
+    """python-on-whales' DockerException as the runner's CommandFailed."""
+    output = str(getattr(exc, "stderr", None) or getattr(exc, "stdout", None) or exc)
+    return CommandFailed(["docker", *args], int(getattr(exc, "return_code", 1) or 1), output.strip())
+
+
+def local_image_id(ref: str) -> str | None:
+    """The local engine's image ID for ``ref``, or None if it has no such image."""
+    docker_client = client()
+    from python_on_whales.exceptions import DockerException, NoSuchImage
+
+    logged("image", "inspect", ref)
+    try:
+        return str(docker_client.image.inspect(ref).id) or None
+    except NoSuchImage:
+        return None
+    except DockerException as exc:
+        failed = _failed(exc, ["image", "inspect", ref])
+        if is_not_found(failed.output):
+            return None
+        raise failed from None
+
+
+def local_repositories_with_label(key: str, value: str) -> set[str]:
+    """Repositories of the local images labelled ``key=value``."""
+    docker_client = client()
+    from python_on_whales.exceptions import DockerException
+
+    logged("image", "ls", "--filter", f"label={key}={value}")
+    try:
+        images = docker_client.image.list(filters={"label": f"{key}={value}"})
+    except DockerException as exc:
+        raise _failed(exc, ["image", "ls"]) from None
+    return {tag.rsplit(":", 1)[0] for image in images for tag in image.repo_tags}
+
+
+def pull(ref: str) -> None:
+    docker_client = client()
+    from python_on_whales.exceptions import DockerException
+
+    logged("pull", "--quiet", ref)
+    try:
+        docker_client.image.pull(ref, quiet=True)
+    except DockerException as exc:
+        raise _failed(exc, ["pull", ref]) from None
+
+
+def tag(source: str, target: str) -> None:
+    docker_client = client()
+    from python_on_whales.exceptions import DockerException
+
+    logged("tag", source, target)
+    try:
+        docker_client.image.tag(source, target)
+    except DockerException as exc:
+        raise _failed(exc, ["tag", source, target]) from None
+
+
+def registry_descriptor(ref: str) -> dict[str, Any] | None:
+    """The descriptor (mediaType, digest, size) of ``ref`` in its registry, or None if absent.
+
+    python-on-whales' ``imagetools.inspect`` returns the parsed manifest without its
+    digest, which is the one thing asked here, so this is a plain CLI call.
+    """
+    try:
+        out = docker("buildx", "imagetools", "inspect", ref, "--format", "{{json .Manifest}}")
+    except CommandFailed as exc:
+        if is_not_found(exc.output):
+            return None
+        raise
+    descriptor = json.loads(out)
+    return descriptor if isinstance(descriptor, dict) and descriptor.get("digest") else None
+
+
+def parse_buildx_version(text: str) -> tuple[int, int, int] | None:
+    """``github.com/docker/buildx 0.13.1+ds1 ...`` or ``... v0.20.0 ...`` -> (0, 13, 1)."""
+    match = re.search(r"\bv?(\d+)\.(\d+)\.(\d+)", text)
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+@functools.cache
+def buildx_version() -> tuple[int, int, int] | None:
+    try:
+        return parse_buildx_version(docker("buildx", "version"))
+    except CommandFailed:
+        return None
+
+
+def retag(source: str, tags: Sequence[str], *, index: bool) -> None:
+    """Add ``tags`` to the image ``source`` in the registry, without pulling or building.
+
+    An index (what buildx pushes with its default provenance attestation) is copied as it
+    is. A single manifest is too from buildx 0.14 on (``--prefer-index=false``); older
+    buildx wraps it in a new index, whose digest then differs from the source's.
+    """
+    docker_client = client()
+    from python_on_whales.exceptions import DockerException
+
+    args = ["buildx", "imagetools", "create", "--progress", "plain"]
+    if not index:
+        version = buildx_version()
+        if version is not None and version[:2] >= (0, 14):
+            args.append("--prefer-index=false")
+        else:
+            log.warning("this buildx wraps a single-manifest image in a new index when retagging", image=source)
+    if "--prefer-index=false" in args:  # python-on-whales has no such option
+        for t in tags:
+            args += ["--tag", t]
+        docker(*args, source)
+        return
+    logged(*args, *[f"--tag={t}" for t in tags], source)
+    try:
+        docker_client.buildx.imagetools.create([source], list(tags))
+    except DockerException as exc:
+        raise _failed(exc, args) from None

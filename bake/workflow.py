@@ -1,0 +1,421 @@
+"""Each command as a short sequence of named steps over one :class:`Run`.
+
+select -> fingerprint -> plan -> reuse -> execute -> report: every step reads what the
+steps before it left on the run and adds its own part, so a command's table entry in
+:data:`COMMANDS` reads as what it does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import structlog
+
+from bake import ci, config, display, report, reuse
+from bake.engine import git, images, process
+from bake.errors import BuildFailed, EnvironmentProblem, Interrupted, UsageError
+from bake.files import write_atomic
+from bake.plan import Output, Plan, Selection, Target, build_args, build_plan, matrix, select
+from bake.state import State
+
+if TYPE_CHECKING:
+    from bake.execute import Executor
+
+log = structlog.get_logger("bake")
+
+Progress = Literal["auto", "plain", "tty", "quiet"]
+
+
+@dataclass(frozen=True)
+class Args:
+    """The command line, typed: what every step may ask of it."""
+
+    command: str
+    config: Path | None = None
+    log_format: Literal["console", "json"] = "console"
+    verbose: bool = False
+    targets: tuple[str, ...] = ()
+    stages: tuple[str, ...] = ()
+    pythons: tuple[str, ...] = ()
+    branch: str | None = None
+    output: Output | None = None
+    no_reuse: bool = False
+    cache_to: bool = False
+    jobs: int | None = None
+    retries: int = 2
+    builder: str | None = None
+    metadata_file: Path | None = None
+    report: Path | None = None
+    progress: Progress = "auto"
+    keep_going: bool = False
+    no_cache: bool = False
+    pull: bool = False
+    json: bool = False
+    state_dir: Path | None = None
+
+    @property
+    def warm(self) -> bool:
+        return self.command == "warm"
+
+
+@dataclass
+class Run:
+    """One command's run: its inputs, and what each step has found so far."""
+
+    args: Args
+    environ: Mapping[str, str]
+    context: ci.Context = field(init=False)
+    project: config.Project = field(init=False)
+    state: State = field(init=False)
+    targets: list[Target] = field(default_factory=list)
+    branch: str = ""
+    sha: str | None = None
+    output: Output = "load"
+    fingerprints: reuse.Fingerprints | None = None
+    plan: Plan = field(init=False)
+    results: dict[str, report.Result] = field(default_factory=dict)
+    executor: Executor | None = None
+
+    def __post_init__(self) -> None:
+        self.context = ci.detect(self.environ)
+
+
+Step = Callable[[Run], None]
+
+
+def execute(steps: Sequence[Step], run: Run) -> None:
+    for step in steps:
+        log.debug("step", step=step.__name__)
+        step(run)
+
+
+# -- the steps ----------------------------------------------------------------------------
+
+
+def load(run: Run) -> None:
+    """Read and validate the configuration; locate bake-ci's state folder."""
+    run.project = config.load(run.args.config, run.environ)
+    run.state = State.locate(run.project.root, run.environ, run.args.state_dir)
+
+
+def select_targets(run: Run) -> None:
+    """The targets the user asked for (STAGE-pyXY identifiers, patterns, stages, Pythons)."""
+    args = run.args
+    run.targets = select(matrix(run.project), Selection(args.targets, args.stages, args.pythons))
+
+
+def destination(run: Run) -> None:
+    """The branch, commit and output of this run."""
+    args, project = run.args, run.project
+    registry = project.config.registry
+    if args.warm:
+        if not registry:
+            raise UsageError(
+                f"warm fills the registry cache, and no registry is configured. Set registry in [{config.TABLE}] "
+                "or BAKE_CI_REGISTRY."
+            )
+        run.branch, run.output = project.config.default_branch, "push"
+    else:
+        run.branch = args.branch or run.context.branch or git.branch(project.root)
+        if args.output in ("push", "cache-only") and not registry:
+            raise UsageError(
+                f"--{args.output} needs a registry, and none is configured. Set registry in "
+                f"[{config.TABLE}] or BAKE_CI_REGISTRY, or build locally with --load."
+            )
+        run.output = args.output or ("push" if registry and run.context.ci else "load")
+    run.sha = run.context.sha or git.sha(project.root)
+
+
+def need_registry(run: Run) -> None:
+    if not run.project.config.registry:
+        raise UsageError(
+            f"{run.args.command} needs a registry, and none is configured. Set registry in [{config.TABLE}] "
+            "or BAKE_CI_REGISTRY."
+        )
+
+
+def check_outputs(run: Run) -> None:
+    """Every file the run will write can be written: checked before anything is built."""
+    for option, path in (("--report", run.args.report), ("--metadata-file", run.args.metadata_file)):
+        if path is None:
+            continue
+        parent = path.absolute().parent
+        problem = None
+        if path.is_dir():
+            problem = "is a directory"
+        elif path.exists() and not os.access(path, os.W_OK):
+            problem = "is not writable"
+        else:
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                problem = f"cannot have its folder created ({exc.strerror})"
+            else:
+                if not os.access(parent, os.W_OK):
+                    problem = f"is in {parent}, which is not writable"
+        if problem:
+            raise UsageError(f"{option} {path} {problem}. Name a file in a folder you can write.")
+    run.state.check_writable()
+    context = run.project.root / run.project.config.context
+    if run.state.inside(context):
+        log.warning(
+            "bake-ci's state folder is inside the build context: every build sees it change",
+            state=str(run.state.root),
+            fix="point BAKE_CI_STATE_DIR or --state-dir outside the context",
+        )
+
+
+def fingerprint(run: Run) -> None:
+    """Fingerprint the targets' inputs, where this command uses them."""
+    args = run.args
+    building = args.command in ("build", "warm")
+    quiet = building and run.output == "load"  # recorded for status, not used by this build
+    wanted = args.command in ("status", "pull") or (run.output == "push" and not args.no_reuse) or quiet
+    if not wanted:
+        return
+    fps = reuse.compute(run.project, run.targets, {t.id: build_args(run.project, t) for t in run.targets})
+    for target, why in fps.missing.items():
+        (log.debug if quiet else log.warning)("no fingerprint", target=target, reason=why)
+    run.fingerprints = fps
+
+
+def plan(run: Run) -> None:
+    """The typed plan of this run (pushed images carry their fingerprint tag and label)."""
+    fps = run.fingerprints if run.output == "push" and not run.args.no_reuse else None
+    run.plan = build_plan(
+        run.project,
+        run.targets,
+        branch=run.branch,
+        sha=run.sha,
+        output=run.output,
+        fingerprints={t: fp.value for t, fp in fps.values.items()} if fps else None,
+        export_cache=True if run.args.cache_to else None,
+        cache_dir=run.state.root / "cache",
+    )
+
+
+def local_plan(run: Run) -> None:
+    """The plan of a local build of the targets: what status and pull compare against."""
+    run.plan = build_plan(run.project, run.targets, branch=run.branch, sha=run.sha, output="load")
+
+
+def print_plan(run: Run) -> None:
+    sys.stdout.write(run.plan.to_json())
+
+
+def print_matrix(run: Run) -> None:
+    include = [{"target": t.id, "stage": t.stage, "python": str(t.python)} for t in run.targets]
+    sys.stdout.write(json.dumps({"include": include}) + "\n")
+
+
+def reuse_images(run: Run) -> None:
+    """Targets whose inputs the registry already has an image for get this run's tags."""
+    if run.fingerprints is not None and run.output == "push" and not run.args.warm and not run.args.no_reuse:
+        run.results.update(reuse.reuse(run.plan, run.fingerprints))
+
+
+def build(run: Run) -> None:
+    """Build what reuse left, showing progress; the results of every target."""
+    shown = display.choose(run.args.progress, run.plan.ids, dict(run.environ), json_logs=run.args.log_format == "json")
+    try:
+        for row in run.results.values():
+            shown.finished(row, None)
+        todo = [t for t in run.plan.ids if t not in run.results]
+        if todo:
+            run.executor = _executor(run, shown)
+            for row in run.executor.run(todo):
+                run.results[row.target] = row
+    finally:
+        shown.close()
+
+
+def _executor(run: Run, shown: display.Display) -> Executor:
+    """Check the engine can do the build, write this run's bake file, set up its execution."""
+    from bake.engine import checks
+    from bake.execute import Executor, Options
+
+    args, project, plan_ = run.args, run.project, run.plan
+    info = checks.check(args.builder, cache_export=plan_.exports_cache)
+    files = run.state.new_run()
+    write_atomic(files.bake_file, plan_.to_json())
+    options = Options(
+        keep_going=args.warm or args.keep_going,
+        jobs=args.jobs,
+        retries=args.retries,
+        builder=args.builder,
+        no_cache=args.no_cache,
+        pull=args.warm or args.pull,
+    )
+    log.info(
+        "build", targets=plan_.ids, branch=run.branch, output=run.output, keep_going=options.keep_going,
+        builder=info.builder.name, driver=info.builder.driver, run=str(files.root),
+    )  # fmt: skip
+    return Executor(
+        plan_,
+        root=project.root,
+        files=[p for p in (project.bake_file, files.bake_file) if p is not None],
+        run=files,
+        options=options,
+        display=shown,
+        publish=lambda target, digest: reuse.publish(plan_[target], digest),
+    )
+
+
+def record(run: Run) -> None:
+    """Remember the fingerprint of each image now in the local engine (built; reused ones are not)."""
+    fps = run.fingerprints
+    if fps is None or run.output == "cache-only":
+        return
+    built = [t for t in run.plan.targets if t.id in fps.values and run.results[t.id].status == "built"]
+    ids = reuse.parallel(images.local_image_id, [t.image for t in built])
+    for t, image_id in zip(built, ids, strict=True):
+        reuse.record(run.state, t.id, fps.values[t.id], t.image, image_id)
+
+
+def summarise(run: Run) -> None:
+    """The summary table, JSON results, step summary, report and metadata files; the exit."""
+    args = run.args
+    rows = [run.results[t] for t in run.plan.ids]
+    sys.stdout.write(report.table(rows))
+    if args.log_format == "json":
+        for row in rows:
+            log.info("result", **row.to_dict())
+    if run.context.step_summary is not None:
+        try:
+            with run.context.step_summary.open("a", encoding="utf-8") as fh:
+                fh.write(report.markdown(rows, title=f"bake-ci {args.command}"))
+        except OSError as exc:
+            log.warning("cannot write the GitHub step summary", path=str(run.context.step_summary), error=exc.strerror)
+    if args.report:
+        document = {
+            "command": args.command, "branch": run.branch, "output": run.output,
+            "targets": [r.to_dict() for r in rows],
+        }  # fmt: skip
+        write_atomic(args.report, json.dumps(document, indent=2) + "\n")
+    if args.metadata_file:
+        metadata = run.executor.metadata if run.executor is not None else {}
+        write_atomic(args.metadata_file, json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    if run.executor is not None and run.executor.interrupted:
+        done = sum(r.ok for r in rows)
+        raise Interrupted(f"stopped: {done} of {len(rows)} targets had finished; the others were cancelled.")
+    failed = [r for r in rows if not r.ok]
+    if failed:
+        if args.progress != "quiet":
+            _print_logs([r for r in failed if r.status == "failed"], github=run.context.github_actions)
+        raise BuildFailed(_failure_text(failed, run.project.config.registry))
+
+
+def _print_logs(rows: Sequence[report.Result], github: bool) -> None:
+    for row in rows:
+        if not row.log_file or not Path(row.log_file).is_file():
+            continue
+        text = Path(row.log_file).read_text(encoding="utf-8", errors="replace")
+        print(
+            ci.group(f"log of {row.target}") if github else f"----- log of {row.target} ({row.log_file}) -----",
+            file=sys.stderr,
+        )
+        sys.stderr.write(text)
+        print(ci.endgroup() if github else "-----", file=sys.stderr, flush=True)
+
+
+def _failure_text(rows: Sequence[report.Result], registry: str | None) -> str:
+    from bake.execute import is_transient
+
+    parts = []
+    for row in rows:
+        if row.status == "cancelled":
+            continue
+        where = f" at {row.failed_step}" if row.failed_step else ""
+        tries = f" after {row.attempts} attempts" if row.attempts > 1 else ""
+        parts.append(f"{row.target} failed{where}{tries}: {row.error or 'see its log'}")
+        parts += [f"    {line}" for line in row.log_tail[-10:]]
+        if registry and row.error and is_transient(None, [row.error]):
+            parts.append(
+                f"    this is the registry or the network, not the build: check that {registry} is up and "
+                "reachable from the builder (the failed request is above)."
+            )
+        if row.log_file:
+            parts.append(f"    full log: {row.log_file}")
+    cancelled = [r.target for r in rows if r.status == "cancelled"]
+    if cancelled:
+        parts.append(
+            f"Cancelled because another target of the same bake call failed: {', '.join(cancelled)}. "
+            "Use --keep-going to build every target on its own."
+        )
+    return "\n".join(parts)
+
+
+def print_status(run: Run) -> None:
+    from bake import local
+
+    assert run.fingerprints is not None
+    rows = local.status(run.plan, run.state, run.output, run.fingerprints, run.project.config.registry)
+    if run.args.json:
+        sys.stdout.write(json.dumps([r.to_dict() for r in rows], indent=2) + "\n")
+    else:
+        sys.stdout.write(local.status_table(rows))
+
+
+def pull(run: Run) -> None:
+    from bake import local
+
+    assert run.fingerprints is not None
+    missing = local.pull(run.plan, run.state, run.fingerprints)
+    if missing:
+        raise BuildFailed(
+            "the registry has no image for the current inputs of: "
+            + ", ".join(missing)
+            + f". Build them: bake-ci build {' '.join(missing)} --load"
+        )
+
+
+def doctor(run: Run) -> None:
+    from bake import local
+
+    found = local.doctor(run.args.config, run.environ, run.args.builder, run.args.state_dir)
+    rows = []
+    for check in found:
+        rows.append(["ok  " if check.ok else "FAIL", check.name, check.detail])
+        if not check.ok and check.fix:
+            rows.append(["", "", f"fix: {check.fix}"])
+    sys.stdout.write(report.align(rows, last_free=True))
+    failed = [c for c in found if not c.ok]
+    if failed:
+        raise EnvironmentProblem(f"{len(failed)} of {len(found)} checks failed.")
+
+
+BUILD: tuple[Step, ...] = (
+    load,
+    select_targets,
+    destination,
+    check_outputs,
+    fingerprint,
+    plan,
+    reuse_images,
+    build,
+    record,
+    summarise,
+)
+
+#: Every command, as the steps it runs.
+COMMANDS: dict[str, tuple[Step, ...]] = {
+    "plan": (load, select_targets, destination, fingerprint, plan, print_plan),
+    "build": BUILD,
+    "warm": BUILD,
+    "matrix": (load, select_targets, print_matrix),
+    "status": (load, select_targets, destination, fingerprint, local_plan, print_status),
+    "pull": (load, select_targets, need_registry, destination, fingerprint, local_plan, pull),
+    "doctor": (doctor,),
+}
+
+
+def run_command(args: Args, environ: Mapping[str, str]) -> None:
+    process.use_environment(environ)
+    with process.sigterm_as_interrupt():
+        execute(COMMANDS[args.command], Run(args, environ))
