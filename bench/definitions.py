@@ -41,6 +41,7 @@ import hashlib
 import json
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -381,6 +382,28 @@ def anatomy_table(bench: Bench, fixture: str, scenario: str, contenders: Sequenc
     return intro + "\n\n" + head + "\n" + "\n".join(rows) + "\n"
 
 
+def document(
+    bench: Bench,
+    reps: int,
+    done: int,
+    revision: str,
+    started: float,
+    command: str,
+    fixtures: Sequence[str],
+    contenders: Sequence[str],
+    scenarios: Sequence[str],
+) -> str:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    notes = "".join(f"- {note}\n" for note in bench.notes)
+    return (
+        f"Measured {stamp}, {done} of {reps} repetitions, on a second dockerd of the bench's own "
+        f"(bench/dedicated.py), bake-ci at {revision}; the whole run took {(time.monotonic() - started) / 60:.1f} "
+        f"min. Command: `{command}`. Median (min–max) wall time.\n\n"
+        + markdown(bench, fixtures, contenders, scenarios)
+        + (f"\n**Notes**\n\n{notes}" if notes else "")
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fixture", default="small,large")
@@ -402,24 +425,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"work directory {workdir}")
     revision = pin_bake_ci(workdir / "bake-ci")  # a snapshot: commits landing mid-run do not mix in
     say(f"measuring bake-ci at {revision}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the bench's engine on the way out
+    command = "python bench/definitions.py " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     with Engine.start() as engine:
         bench = Bench(engine, workdir, Settler(timeout=args.settle_timeout))
         for rep in range(args.reps):
             for fixture in fixtures if rep % 2 == 0 else fixtures[::-1]:
                 bench.rep(fixture, rep, contenders, scenarios, args.cold_contenders.split(","))
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    command = "python bench/definitions.py " + shlex.join(sys.argv[1:] if argv is None else list(argv))
-    notes = "".join(f"- {note}\n" for note in bench.notes)
-    text = (
-        f"Measured {stamp}, {args.reps} repetitions, on a second dockerd of the bench's own "
-        f"(bench/dedicated.py), bake-ci at {revision}; the whole run took {(time.monotonic() - started) / 60:.1f} min. "
-        f"Command: `{command}`. Median (min–max) wall time.\n\n"
-        + markdown(bench, fixtures, contenders, scenarios)
-        + (f"\n**Notes**\n\n{notes}" if notes else "")
-    )
+            # after every repetition: what is measured so far survives an interrupted run
+            text = document(bench, args.reps, rep + 1, revision, started, command, fixtures, contenders, scenarios)
+            if args.out:
+                args.out.write_text(text)
     print(text)
-    if args.out:
-        args.out.write_text(text)
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
