@@ -7,6 +7,7 @@ steps before it left on the run and adds its own part, so a command's table entr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 
 import structlog
 
-from bake import ci, config, display, report, reuse
+from bake import cache, ci, config, display, report, reuse
 from bake.engine import git, images, process
 from bake.errors import BuildFailed, EnvironmentProblem, Interrupted, UsageError
 from bake.files import write_atomic
@@ -81,6 +82,7 @@ class Run:
     plan: Plan = field(init=False)
     results: dict[str, report.Result] = field(default_factory=dict)
     executor: Executor | None = None
+    cache_after: cache.After = field(default_factory=lambda: cache.After({}))
 
     def __post_init__(self) -> None:
         self.context = ci.detect(self.environ)
@@ -220,6 +222,21 @@ def reuse_images(run: Run) -> None:
         run.results.update(reuse.reuse(run.plan, run.fingerprints))
 
 
+def trim_cache(run: Run) -> None:
+    """Only the registry cache that helps: sources that exist and differ, no export that would
+    write what is there already (one parallel look-up per ref; see bake/cache.py)."""
+    todo = [t for t in run.plan.targets if t.id not in run.results]
+    if not run.project.config.registry or not todo:
+        return
+    fps = run.fingerprints
+    if fps is None and any(cache.fingerprint_ref(t, "") for t in todo):  # --no-reuse still skips needless exports
+        fps = reuse.compute(run.project, run.targets, {t.id: build_args(run.project, t) for t in run.targets})
+    fingerprints = {t: fp.value for t, fp in fps.values.items()} if fps else {}
+    wanted = {t.id: fingerprints[t.id] for t in todo if t.id in fingerprints}
+    found = cache.look_up(reuse.client(), cache.refs_to_ask(dataclasses.replace(run.plan, targets=tuple(todo)), wanted))
+    run.plan, run.cache_after = cache.trim(run.plan, fingerprints, found)
+
+
 def build(run: Run) -> None:
     """Build what reuse left, showing progress; the results of every target."""
     shown = display.choose(run.args.progress, run.plan.ids, dict(run.environ), json_logs=run.args.log_format == "json")
@@ -252,6 +269,11 @@ def _executor(run: Run, shown: display.Display) -> Executor:
         no_cache=args.no_cache,
         pull=args.warm or args.pull,
     )
+
+    def publish(target: str, digest: str) -> None:
+        reuse.publish(plan_[target], digest)
+        cache.finish(reuse.client(), run.cache_after, target)
+
     log.info(
         "build", targets=plan_.ids, branch=run.branch, output=run.output, keep_going=options.keep_going,
         builder=info.builder.name, driver=info.builder.driver, run=str(files.root),
@@ -263,7 +285,7 @@ def _executor(run: Run, shown: display.Display) -> Executor:
         run=files,
         options=options,
         display=shown,
-        publish=lambda target, digest: reuse.publish(plan_[target], digest),
+        publish=publish,
     )
 
 
@@ -398,6 +420,7 @@ BUILD: tuple[Step, ...] = (
     fingerprint,
     plan,
     reuse_images,
+    trim_cache,
     build,
     record,
     summarise,
