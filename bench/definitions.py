@@ -76,6 +76,7 @@ CONTENDERS = {
     "full": "bake-ci's definition, run by raw bake",
     "rules": "bake-ci's definition cut by the proposed rules (look-ups and tagging timed)",
     "bake-ci": "`bake-ci build --push --no-reuse`",
+    "bake-ci-main": "`bake-ci build --push --no-reuse`, the main branch's bake-ci (before the rules)",
 }
 SCENARIOS = ("cold", "warm", "hot")
 Definition = dict[str, Any]
@@ -245,9 +246,11 @@ class Bench:
         env = project.env(self.engine, namespace)
         plan = project.plan(self.engine, namespace, branch)
         log = self.workdir / f"{self.runs:03d}-{contender}.log"
-        self.last_log = None if contender == "bake-ci" else log
+        self.last_log = None if contender.startswith("bake-ci") else log
         definition = self.workdir / f"{self.runs:03d}-{contender}.json"
-        if contender == "bake-ci":
+        if contender.startswith("bake-ci"):
+            if contender == "bake-ci-main":
+                env["PYTHONPATH"] = str(self.workdir / "bake-ci-main")
             cmd = [*bake_ci_command(), "build", "--push", "--no-reuse", "--progress", "quiet", "--branch", branch]
             started = time.perf_counter()
             self.execute(cmd, project, env, log)
@@ -300,7 +303,13 @@ class Bench:
         say(f"{fixture:5} {scenario:4} {contender:12} {seconds:6.2f} s")
 
     def rep(
-        self, fixture: str, rep: int, contenders: Sequence[str], scenarios: Sequence[str], cold: Sequence[str]
+        self,
+        fixture: str,
+        rep: int,
+        contenders: Sequence[str],
+        scenarios: Sequence[str],
+        cold: Sequence[str],
+        warm: Sequence[str],
     ) -> None:
         project = Project.create(FIXTURES[fixture], self.workdir / f"{fixture}-r{rep}")
         order = list(contenders) if rep % 2 == 0 else list(contenders)[::-1]
@@ -317,7 +326,7 @@ class Bench:
                 self.attempt(f"{fixture} set-up {branch}", seeding)
             for contender in order:
                 run = functools.partial(self.run, project, namespace, FEATURE, contender)
-                if "warm" in scenarios:
+                if "warm" in scenarios and contender in warm:
                     self.timed(fixture, "warm", contender, run, self.engine.forget)
                 if "hot" in scenarios:
                     self.timed(fixture, "hot", contender, run, lambda: None)
@@ -410,7 +419,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
-    parser.add_argument("--cold-contenders", default="raw,full,rules,bake-ci", help="the contenders measured cold")
+    parser.add_argument("--cold-contenders", default="raw,full,rules,bake-ci,bake-ci-main", help="measured cold")
+    parser.add_argument("--warm-contenders", default="raw,full,rules,bake-ci,bake-ci-main", help="measured warm")
     parser.add_argument("--settle-timeout", type=float, default=10.0)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -425,13 +435,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"work directory {workdir}")
     revision = pin_bake_ci(workdir / "bake-ci")  # a snapshot: commits landing mid-run do not mix in
     say(f"measuring bake-ci at {revision}")
+    main_bake = workdir / "bake-ci-main"
+    main_bake.mkdir()
+    archive = subprocess.run(["git", "archive", "main", "bake"], cwd=BENCH.parent, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(main_bake)], input=archive.stdout, check=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the bench's engine on the way out
     command = "python bench/definitions.py " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     with Engine.start() as engine:
         bench = Bench(engine, workdir, Settler(timeout=args.settle_timeout))
         for rep in range(args.reps):
             for fixture in fixtures if rep % 2 == 0 else fixtures[::-1]:
-                bench.rep(fixture, rep, contenders, scenarios, args.cold_contenders.split(","))
+                cold, warm = args.cold_contenders.split(","), args.warm_contenders.split(",")
+                bench.rep(fixture, rep, contenders, scenarios, cold, warm)
             # after every repetition: what is measured so far survives an interrupted run
             text = document(bench, args.reps, rep + 1, revision, started, command, fixtures, contenders, scenarios)
             if args.out:
