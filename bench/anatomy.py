@@ -14,17 +14,19 @@ import datetime as dt
 import json
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 #: (category, pattern on a vertex's or status's name), first match wins.
 CATEGORIES = (
     ("cache import", re.compile(r"^importing cache manifest from ")),
-    ("cache export", re.compile(r"^exporting cache|^preparing build cache for export|^writing (cache|layer|config)")),
-    ("image export and push", re.compile(r"^exporting to |^pushing |^exporting (layers|manifest|config)|^naming to ")),
-    ("base image metadata", re.compile(r"^\[internal\] load metadata for |^\[.*\] FROM ")),
-    ("frontend and context", re.compile(r"^\[internal\] load |^\[internal\] ")),
+    ("cache export", re.compile(r"^exporting cache|^preparing build cache|^writing (cache|layer|config)|^inferred ")),
+    ("inline cache", re.compile(r"^preparing layers for inline cache")),
+    ("image export and push", re.compile(r"^exporting to |^pushing |^exporting |^naming to |^unpacking to ")),
+    ("base image metadata", re.compile(r"^\[internal\] load metadata for |^\[.*\] FROM |^resolve ")),
+    ("frontend and context", re.compile(r"^\[internal\] |^transferring ")),
     ("build steps", re.compile(r"^\[")),
 )  # fmt: skip
 
@@ -37,6 +39,7 @@ def _time(text: str | None) -> float | None:
 
 
 def category(name: str) -> str:
+    name = re.sub(r"^\[[\w.-]+\] ", "", name)  # bake prefixes each vertex with its target: [ci-py312] ...
     for label, pattern in CATEGORIES:
         if pattern.search(name):
             return label
@@ -52,17 +55,26 @@ class Interval:
     cached: bool
 
 
-def intervals(lines: Iterable[str]) -> list[Interval]:
+def events(text: str) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a rawjson stream (buildx prints them indented, one after another),
+    skipping any other text between them."""
+    decoder = json.JSONDecoder()
+    at = text.find("{")
+    while at != -1:
+        try:
+            event, end = decoder.raw_decode(text, at)
+        except ValueError:
+            at = text.find("{", at + 1)
+            continue
+        if isinstance(event, dict):
+            yield event
+        at = text.find("{", end)
+
+
+def intervals(text: str) -> list[Interval]:
     """The last known (start, end) of every vertex and status in a rawjson stream."""
     spans: dict[str, tuple[str, float | None, float | None, bool]] = {}
-    for line in lines:
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
+    for event in events(text):
         for v in event.get("vertexes") or []:
             key = "v" + v["digest"]
             old = spans.get(key, (v.get("name", ""), None, None, False))
@@ -107,7 +119,7 @@ def summary(found: Sequence[Interval]) -> dict[str, tuple[float, int]]:
 
 def main(argv: Sequence[str]) -> int:
     for path in argv:
-        found = intervals(Path(path).read_text(errors="replace").splitlines())
+        found = intervals(Path(path).read_text(errors="replace"))
         cells = ", ".join(f"{label} {secs:.2f} s ({n})" for label, (secs, n) in summary(found).items())
         print(f"{path}: {cells}")
     return 0

@@ -298,7 +298,7 @@ class Bench:
         seconds = self.attempt(f"{fixture} {scenario} {contender}", fn, lambda: (before(), self.settle()))
         self.samples.setdefault((fixture, scenario, contender), []).append(seconds)
         if self.last_log is not None:
-            found = anatomy.intervals(self.last_log.read_text(errors="replace").splitlines())
+            found = anatomy.intervals(self.last_log.read_text(errors="replace"))
             self.anatomies.setdefault((fixture, scenario, contender), []).append(anatomy.summary(found))
         say(f"{fixture:5} {scenario:4} {contender:12} {seconds:6.2f} s")
 

@@ -200,8 +200,8 @@ def test_intervals_from_a_rawjson_stream_keep_each_vertex_once() -> None:
             "statuses": [{"vertex": "c", "id": "pushing layers", "started": stamp(3), "completed": stamp(4)}],
         },
     ]
-    lines = ["not json", *(json.dumps(e) for e in events)]
-    found = anatomy.summary(anatomy.intervals(lines))
+    text = "$ docker buildx bake\n" + "\n".join(json.dumps(e, indent=2) for e in events)
+    found = anatomy.summary(anatomy.intervals(text))
     assert found["cache import"] == (pytest.approx(1.5), 2)
     assert found["image export and push"] == (pytest.approx(2.0), 2)
     assert found["span"][0] == pytest.approx(4.0)
