@@ -39,7 +39,7 @@ def _time(text: str | None) -> float | None:
 
 
 def category(name: str) -> str:
-    name = re.sub(r"^\[[\w.-]+\] ", "", name)  # bake prefixes each vertex with its target: [ci-py312] ...
+    name = re.sub(r"^\[(?!internal\])[\w.-]+\] ", "", name)  # bake prefixes each vertex with its target: [ci-py312] ...
     for label, pattern in CATEGORIES:
         if pattern.search(name):
             return label
