@@ -57,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import anatomy  # bench/ is not a package
+import results
 from dedicated import Engine
 from run import REGISTRY, Settler, bake_ci_command, clean_env, pin_bake_ci, say, sh
 
@@ -422,7 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cold-contenders", default="raw,full,rules,bake-ci,bake-ci-main", help="measured cold")
     parser.add_argument("--warm-contenders", default="raw,full,rules,bake-ci,bake-ci-main", help="measured warm")
     parser.add_argument("--settle-timeout", type=float, default=10.0)
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--out", type=Path, help="splice the results into this file (e.g. bench/results.md)")
+    parser.add_argument("--readme", action="store_true", help="also into README.md's definitions block")
     args = parser.parse_args(argv)
     fixtures = [f for f in args.fixture.split(",") if f]
     contenders = [c for c in args.contenders.split(",") if c]
@@ -450,7 +452,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             # after every repetition: what is measured so far survives an interrupted run
             text = document(bench, args.reps, rep + 1, revision, started, command, fixtures, contenders, scenarios)
             if args.out:
-                args.out.write_text(text)
+                args.out.write_text(results.with_definitions(args.out.read_text() if args.out.is_file() else "", text))
+            if args.readme:
+                readme = BENCH.parent / "README.md"
+                block = results.splice(readme.read_text(), text, results.DEFINITIONS_START, results.DEFINITIONS_END)
+                readme.write_text(block)
     print(text)
     shutil.rmtree(workdir, ignore_errors=True)
     return 0

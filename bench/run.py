@@ -795,7 +795,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             extras(harness.samples, plan_times, startup, harness.profiles),
         )
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        args.out.write_text(results.keep_definitions(args.out.read_text() if args.out.is_file() else "", text))
         print(text)
         if args.readme:
             readme = ROOT / "README.md"

@@ -252,3 +252,15 @@ def test_the_benchs_own_engine_starts_empty_and_leaves_nothing_behind() -> None:
     assert engine.bridge not in subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True).stdout
     links = subprocess.run(["ip", "link"], capture_output=True, text=True).stdout
     assert engine.bridge not in links
+
+
+def test_run_py_keeps_the_definitions_block_of_the_results_file() -> None:
+    results = _load("results", BENCH / "results.py")
+    old = results.with_definitions("old run.py table\n", "definitions table")
+    assert old == "old run.py table\n\n<!-- definitions:start -->\ndefinitions table\n<!-- definitions:end -->\n"
+    assert results.keep_definitions(old, "new table\n") == (
+        "new table\n\n<!-- definitions:start -->\ndefinitions table\n<!-- definitions:end -->\n"
+    )
+    assert results.keep_definitions("no block", "new table\n") == "new table\n"
+    assert results.with_definitions(old, "newer").count("definitions:start") == 1
+    assert "newer" in results.with_definitions(old, "newer")
