@@ -7,6 +7,7 @@ side by side with ``bake-ci build --push --no-reuse`` itself, on a second docker
 
   raw          1 tag (the branch tag), 1 cache source (the branch's ref), registry cache export
   raw-noexport the same without any cache export
+  raw-min      the same exporting mode=min (the target's own stage) instead of mode=max
   raw+inline   plus inline cache in the pushed image
   raw+tags     plus the commit and fingerprint tags
   raw+sources  plus the fallback branch's ref and the default branch's image as cache sources
@@ -71,6 +72,7 @@ FEATURE = "feature"
 CONTENDERS = {
     "raw": "1 tag, 1 cache source, registry cache export",
     "raw-noexport": "… without any cache export",
+    "raw-min": "… exporting mode=min instead of mode=max",
     "raw+inline": "… plus inline cache",
     "raw+tags": "… plus commit and fingerprint tags",
     "raw+sources": "… plus fallback ref and default branch's image as sources",
@@ -130,6 +132,8 @@ def variant(plan: Definition, sha: str, name: str) -> Definition:
         target["tags"] = parts.tags[:1] + ([*parts.tags[1:], parts.fp_tag] if name == "raw+tags" else [])
         target["cache-from"] = parts.sources if name == "raw+sources" else parts.sources[:1]
         cache_to = [] if name == "raw-noexport" else [parts.export]
+        if name == "raw-min":
+            cache_to = [parts.export.replace("mode=max", "mode=min")]
         if name == "raw+inline":
             cache_to.append("type=inline")
         target["cache-to"] = cache_to
@@ -423,6 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cold-contenders", default="raw,full,rules,bake-ci,bake-ci-main", help="measured cold")
     parser.add_argument("--warm-contenders", default="raw,full,rules,bake-ci,bake-ci-main", help="measured warm")
     parser.add_argument("--settle-timeout", type=float, default=10.0)
+    parser.add_argument("--small-contenders", help="only these on the small fixture (default: --contenders)")
+    parser.add_argument("--small-scenarios", help="only these on the small fixture (default: --scenarios)")
     parser.add_argument("--out", type=Path, help="splice the results into this file (e.g. bench/results.md)")
     parser.add_argument("--readme", action="store_true", help="also into README.md's definitions block")
     args = parser.parse_args(argv)
@@ -448,7 +454,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for rep in range(args.reps):
             for fixture in fixtures if rep % 2 == 0 else fixtures[::-1]:
                 cold, warm = args.cold_contenders.split(","), args.warm_contenders.split(",")
-                bench.rep(fixture, rep, contenders, scenarios, cold, warm)
+                mine, where = contenders, scenarios
+                if fixture == "small":
+                    mine = [c for c in contenders if c in (args.small_contenders or ",".join(contenders)).split(",")]
+                    where = [s for s in scenarios if s in (args.small_scenarios or ",".join(scenarios)).split(",")]
+                bench.rep(fixture, rep, mine, where, cold, warm)
             # after every repetition: what is measured so far survives an interrupted run
             text = document(bench, args.reps, rep + 1, revision, started, command, fixtures, contenders, scenarios)
             if args.out:
