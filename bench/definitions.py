@@ -356,6 +356,8 @@ def markdown(bench: Bench, fixtures: Sequence[str], contenders: Sequence[str], s
         lines = [f"**{fixture} fixture** (`bench/{FIXTURES[fixture].name}`)", "", "| " + " | ".join(head) + " |",
                  "|" + "---|" * len(head)]  # fmt: skip
         for c in contenders:
+            if not any((fixture, sc, c) in bench.samples for sc in scenarios):
+                continue  # not run on this fixture
             row = [f"`{c}`", CONTENDERS[c]]
             for sc in scenarios:
                 xs = bench.samples.get((fixture, sc, c), [])
