@@ -169,8 +169,6 @@ def compute(project: Project, targets: Sequence[Target], args: Mapping[str, Mapp
         found = resolve_base(ref)
         return found.digest, found.reason() if found.digest is None else ""
 
-    # the engine's mirrors are asked while the context is read (docker info takes ~0.1 s)
-    threading.Thread(target=engine_mirrors, name="mirrors", daemon=True).start()
     values, missing = inputs.fingerprints(project, targets, args, resolve=resolve)
     return Fingerprints(values, missing)
 

@@ -7,11 +7,13 @@ steps before it left on the run and adds its own part, so a command's table entr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import secrets
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from bake import ci, config, display, report, reuse
+from bake import cache, ci, config, display, report, reuse
 from bake.args import Args, Output
 from bake.engine import git, images, process
 from bake.errors import BuildFailed, EnvironmentProblem, Interrupted, UsageError
@@ -52,6 +54,7 @@ class Run:
     results: dict[str, report.Result] = field(default_factory=dict)
     executor: Executor | None = None
     shown: display.Display | None = None
+    cache_after: cache.After = field(default_factory=lambda: cache.After({}))
 
     def __post_init__(self) -> None:
         self.context = ci.from_environ(self.environ)
@@ -162,6 +165,8 @@ def fingerprint(run: Run) -> None:
     wanted = args.command in ("status", "pull") or (run.output == "push" and not args.no_reuse) or quiet
     if not wanted:
         return
+    # the engine's mirrors (for docker.io base images) are asked while the context is read
+    threading.Thread(target=reuse.engine_mirrors, name="mirrors", daemon=True).start()
     fps = reuse.compute(run.project, run.targets, {t.id: build_args(run.project, t) for t in run.targets})
     for target, why in fps.missing.items():
         (log.debug if quiet else log.warning)("no fingerprint", target=target, reason=why)
@@ -216,6 +221,22 @@ def reuse_images(run: Run) -> None:
         run.results.update(reuse.reuse(run.plan, run.fingerprints))
 
 
+def trim_cache(run: Run) -> None:
+    """Only the registry cache that helps: sources that exist and differ, no export that would
+    write what is there already (one parallel look-up per ref; see bake/cache.py)."""
+    todo = [t for t in run.plan.targets if t.id not in run.results]
+    if not run.project.config.registry or not todo:
+        return
+    fps = run.fingerprints
+    if fps is None and any(cache.fingerprint_ref(t, "") for t in todo):  # --no-reuse still skips needless exports
+        fps = reuse.compute(run.project, run.targets, {t.id: build_args(run.project, t) for t in run.targets})
+    fingerprints = {t: fp.value for t, fp in fps.values.items()} if fps else {}
+    wanted = {t.id: fingerprints[t.id] for t in todo if t.id in fingerprints}
+    found = cache.look_up(reuse.client(), cache.refs_to_ask(dataclasses.replace(run.plan, targets=tuple(todo)), wanted))
+    trusted = run.writes is not None and run.writes.fingerprint_tags
+    run.plan, run.cache_after = cache.trim(run.plan, fingerprints, found, record_fingerprints=trusted)
+
+
 def build(run: Run) -> None:
     """Build what reuse left, showing progress; the results of every target."""
     shown = display.choose(run.args.progress, run.plan.ids, run.context, json_logs=run.args.log_format == "json")
@@ -249,6 +270,11 @@ def _executor(run: Run, shown: display.Display) -> Executor:
         no_cache=args.no_cache,
         pull=args.warm or args.pull,
     )
+
+    def publish(target: str, digest: str) -> None:
+        reuse.publish(plan_[target], digest)
+        cache.finish(reuse.client(), run.cache_after, target)
+
     log.info(
         "build", targets=plan_.ids, branch=run.branch, output=run.output, keep_going=options.keep_going,
         builder=info.builder.name, driver=info.builder.driver, run=str(files.root),
@@ -260,7 +286,7 @@ def _executor(run: Run, shown: display.Display) -> Executor:
         run=files,
         options=options,
         display=shown,
-        publish=lambda target, digest: reuse.publish(plan_[target], digest),
+        publish=publish,
     )
 
 
@@ -305,7 +331,8 @@ def summarise(run: Run) -> None:
     if failed:
         if args.progress != "quiet" and not isinstance(run.shown, display.Board):  # the board printed the tails
             _print_logs([r for r in failed if r.status == "failed"], github=run.context.github_actions)
-        raise BuildFailed(_failure_text(failed, run.project.config.registry))
+        one_call = not (args.keep_going or args.warm) and len(rows) > 1
+        raise BuildFailed(_failure_text(failed, run.project.config.registry, fail_fast=one_call))
 
 
 def _print_logs(rows: Sequence[report.Result], github: bool) -> None:
@@ -332,7 +359,7 @@ _UNAUTHORIZED_RE = re.compile(
 )
 
 
-def _failure_text(rows: Sequence[report.Result], registry: str | None) -> str:
+def _failure_text(rows: Sequence[report.Result], registry: str | None, *, fail_fast: bool) -> str:
     from bake.execute import is_transient
 
     parts = []
@@ -361,6 +388,11 @@ def _failure_text(rows: Sequence[report.Result], registry: str | None) -> str:
         parts.append(
             f"Cancelled because another target of the same bake call failed: {', '.join(cancelled)}. "
             "Use --keep-going to build every target on its own."
+        )
+    elif fail_fast:
+        parts.append(
+            "The targets were built in one bake call, which stops at the first failure; "
+            "use --keep-going to build every target on its own."
         )
     return "\n".join(parts)
 
@@ -412,6 +444,7 @@ BUILD: tuple[Step, ...] = (
     fingerprint,
     plan,
     reuse_images,
+    trim_cache,
     build,
     record,
     summarise,

@@ -17,6 +17,7 @@ Repetitions alternate the order; every timed run starts once the machine is idle
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import statistics
@@ -29,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from dedicated import Engine
 from run import Settler, bake_ci_command, clean_env, sh  # bench/ is not a package
 
 REGISTRY = "localhost:5000"
@@ -37,12 +39,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class Bench:
-    def __init__(self, project: Path) -> None:
+    def __init__(self, project: Path, engine: Engine) -> None:
         self.project = project
+        self.engine = engine
         self.settle = Settler()
 
     def bake_ci(self, namespace: str, *args: str) -> float:
-        env = clean_env(BAKE_CI_REGISTRY=f"{REGISTRY}/{namespace}", BAKE_CI_BASE_IMAGE=BASE_IMAGE)
+        env = self.engine.env(clean_env(BAKE_CI_REGISTRY=f"{REGISTRY}/{namespace}", BAKE_CI_BASE_IMAGE=BASE_IMAGE))
         command = [*bake_ci_command(), "build", "--push", "--progress", "quiet", *args]
         self.settle()
         started = time.perf_counter()
@@ -50,13 +53,9 @@ class Bench:
         return time.perf_counter() - started
 
     def forget(self, namespace: str | None = None) -> None:
-        """What another machine would not have: build cache, and the namespace's local images."""
-        sh("docker", "buildx", "prune", "-af")
-        if namespace:
-            refs = sh("docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}").split()
-            ours = [r for r in refs if r.startswith(f"{REGISTRY}/{namespace}/")]
-            if ours:
-                sh("docker", "image", "rm", *ours)
+        """What another machine would not have: build cache and local images, on the bench's own engine
+        (bench/dedicated.py; the shared engine's builder is never pruned). Base images stay."""
+        self.engine.forget()
 
     def cold(self, *args: str) -> tuple[float, str]:
         namespace = f"core-{uuid.uuid4().hex[:8]}"
@@ -78,7 +77,7 @@ def main() -> int:
     parser.add_argument("--project", type=Path, default=ROOT / "bench" / "fixture")
     parser.add_argument("--out", type=Path, help="also write the Markdown table here")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         project = Path(tmp) / "project"
         shutil.copytree(args.project, project, ignore=shutil.ignore_patterns(".bake-ci", ".git"))
         git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
@@ -86,7 +85,9 @@ def main() -> int:
             subprocess.run([*git, *step], cwd=project, check=True)
         cells = json.loads(sh(*bake_ci_command(), "matrix", cwd=project))["include"]
         pythons = list(dict.fromkeys(cell["python"] for cell in cells))
-        bench = Bench(project)
+        engine = Engine.start()
+        stack.callback(engine.stop)
+        bench = Bench(project, engine)
 
         alone: dict[str, list[float]] = {p: [] for p in pythons}
         together, keep_going, warm, cached, reused = [], [], [], [], []

@@ -238,12 +238,32 @@ def markdown(
     return "\n".join(parts)
 
 
-def splice(text: str, block: str) -> str:
+def splice(text: str, block: str, start_marker: str = START, end_marker: str = END) -> str:
     """Replace what is between the bench markers of ``text`` (a README) with ``block``."""
-    start, end = text.find(START), text.find(END)
+    start, end = text.find(start_marker), text.find(end_marker)
     if start == -1 or end == -1 or end < start:
-        raise ValueError(f"the README has no {START} ... {END} block")
-    return text[: start + len(START)] + "\n" + block.strip("\n") + "\n" + text[end:]
+        raise ValueError(f"the README has no {start_marker} ... {end_marker} block")
+    return text[: start + len(start_marker)] + "\n" + block.strip("\n") + "\n" + text[end:]
+
+
+#: bench/definitions.py's block, in bench/results.md and the README.
+DEFINITIONS_START = "<!-- definitions:start -->"
+DEFINITIONS_END = "<!-- definitions:end -->"
+
+
+def keep_definitions(old: str, new: str) -> str:
+    """``new`` (run.py's results) followed by the definitions block of ``old``, if it has one."""
+    start, end = old.find(DEFINITIONS_START), old.find(DEFINITIONS_END)
+    if start == -1 or end < start:
+        return new
+    return new.rstrip("\n") + "\n\n" + old[start : end + len(DEFINITIONS_END)] + "\n"
+
+
+def with_definitions(old: str, block: str) -> str:
+    """``old`` with its definitions block replaced by ``block`` (appended if it has none)."""
+    if DEFINITIONS_START in old:
+        return splice(old, block, DEFINITIONS_START, DEFINITIONS_END)
+    return old.rstrip("\n") + f"\n\n{DEFINITIONS_START}\n" + block.strip("\n") + f"\n{DEFINITIONS_END}\n"
 
 
 def _label(event: Mapping[str, Any]) -> str:

@@ -54,7 +54,9 @@ from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import results  # bench/ is not a package: run.py and the tests put it on sys.path
+import dedicated  # bench/ is not a package: run.py and the tests put it on sys.path
+import results
+from dedicated import Engine
 from results import Meta, Sample
 
 BENCH = Path(__file__).resolve().parent
@@ -416,6 +418,8 @@ class Harness:
     notes: list[str] = field(default_factory=list)
     profiles: dict[str, str] = field(default_factory=dict)
     runs: int = 0
+    #: The bench's own dockerd (cold and warm prune its builder); None: the shared engine, hot runs only.
+    engine: Engine | None = None
 
     @property
     def prefix(self) -> str:
@@ -438,10 +442,11 @@ class Harness:
         prefix = f"{REGISTRY}/{self.prefix}"
         if shutil.which("ctr"):
             try:
-                refs = sh("ctr", "--namespace", CONTAINERD_NAMESPACE, "images", "ls", "--quiet").split()
+                namespace = self.engine.namespace if self.engine else CONTAINERD_NAMESPACE
+                refs = sh("ctr", "--namespace", namespace, "images", "ls", "--quiet").split()
                 ours = sorted(r for r in refs if r.startswith(prefix))
                 if ours:
-                    sh("ctr", "--namespace", CONTAINERD_NAMESPACE, "images", "rm", "--sync", *ours)
+                    sh("ctr", "--namespace", namespace, "images", "rm", "--sync", *ours)
                 return
             except BenchError as exc:
                 say(f"ctr cannot remove images, using docker image rm: {str(exc)[:200]}")
@@ -451,15 +456,19 @@ class Harness:
             sh("docker", "image", "rm", *ours)
 
     def forget(self) -> None:
-        """What a fresh runner would not have: build cache, and the run's local images."""
+        """What a fresh runner would not have: build cache, and the run's local images.
+
+        Only on the bench's own engine (bench/dedicated.py): the shared engine's builder holds
+        other people's cache and is never pruned.
+        """
+        engine = self.engine
+        if engine is None:
+            raise BenchError("cold and warm need the bench's own engine (bench/dedicated.py)")
 
         def once() -> None:
             started = time.monotonic()
-            sh("docker", "buildx", "prune", "-af")
-            pruned = time.monotonic()
-            self.remove_local_images()
-            removed = time.monotonic() - pruned
-            say(f"pruned the builder in {pruned - started:.1f} s, removed local images in {removed:.1f} s")
+            engine.forget()
+            say(f"pruned the bench engine's builder and removed its images in {time.monotonic() - started:.1f} s")
 
         self.retrying("pruning", once)
 
@@ -707,6 +716,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python bench/run.py " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     workdir = Path(tempfile.mkdtemp(prefix="bake-ci-bench-"))
     harness = Harness(workdir, uuid.uuid4().hex[:6], Settler(timeout=args.settle_timeout))
+    if {"cold", "warm"} & set(args.scenarios):
+        why = dedicated.problem()
+        if why:
+            print(f"bench: cold and warm prune a builder, and only the bench's own engine may be pruned: {why}; "
+                  "measure hot, source, deps and branch with --scenarios", file=sys.stderr)  # fmt: skip
+            return 3
+        try:
+            harness.engine = Engine.start()
+        except dedicated.EngineError as exc:
+            print(f"bench: cannot start the bench's own engine: {exc}", file=sys.stderr)
+            return 3
+        os.environ["DOCKER_HOST"] = harness.engine.env()["DOCKER_HOST"]  # every docker, buildx and bake-ci run
+        say(f"the bench's own engine: {os.environ['DOCKER_HOST']}")
     families = [f for f, members in FAMILIES.items() if any(c in args.contenders for c in members)]
     say(f"work directory {workdir}; registry namespaces {REGISTRY}/{harness.prefix}*")
     ok = False
@@ -749,8 +771,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{harness.settle.window:g} s): median {results.median(waits) or 0:.1f} s, "
             f"max {max(waits, default=0):.1f} s, "
             f"gave up after {harness.settle.timeout:g} s {harness.settle.gave_up} time(s)",
-            "local base images (localhost:5000/library/python) are kept in cold runs; "
-            "the engine and registry are shared with other users of this machine",
+            "cold and warm run on a second dockerd of the bench's own (bench/dedicated.py: its builder is "
+            "pruned, never the shared one's); local base images (localhost:5000/library/python) are kept in "
+            "cold runs; the CPUs and the registry are shared with other users of this machine",
             f"this run's images stay in the registry under {REGISTRY}/{harness.prefix}*",
         ]
         meta = Meta(
@@ -772,7 +795,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             extras(harness.samples, plan_times, startup, harness.profiles),
         )
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        args.out.write_text(results.keep_definitions(args.out.read_text() if args.out.is_file() else "", text))
         print(text)
         if args.readme:
             readme = ROOT / "README.md"
@@ -787,6 +810,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             harness.remove_local_images()
         except BenchError as exc:
             say(f"could not remove this run's local images: {exc}")
+        if harness.engine is not None:
+            harness.engine.stop()
+            os.environ.pop("DOCKER_HOST", None)
         if ok and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
         else:

@@ -1,0 +1,266 @@
+"""The definition-cost benchmark (bench/definitions.py, bench/anatomy.py, bench/dedicated.py).
+
+The variants and the proposed rules are pure edits of bake-ci's definition: tested here
+without Docker, the rules' registry look-ups answered by a table. The large fixture's raw
+bake file and the bench's own engine are checked on the real engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from bake.registry import Manifest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "bench"
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+definitions = _load("bench_definitions", BENCH / "definitions.py")
+anatomy = _load("anatomy", BENCH / "anatomy.py")
+dedicated = _load("dedicated", BENCH / "dedicated.py")
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+IMAGE = "localhost:5000/ns/bench/chain-ci"
+CACHE = f"{IMAGE}-cache"
+
+
+def plan(branch: str = "feature") -> dict[str, object]:
+    """What ``bake-ci plan --push --no-reuse --branch feature`` gives for one target."""
+    target = {
+        "args": {"BASE_IMAGE": "localhost:5000/library/python:3.11-slim", "PYTHON_VERSION": "3.11"},
+        "cache-from": [
+            f"type=registry,ref={CACHE}:s2-py3.11-{branch}",
+            f"type=registry,ref={CACHE}:s2-py3.11-main",
+            f"type=registry,ref={IMAGE}:s2-py3.11",
+        ],
+        "cache-to": [f"type=registry,ref={CACHE}:s2-py3.11-{branch},mode=max,ignore-error=true", "type=inline"],
+        "labels": {"dev.bake-ci.target": "s2-py311"},
+        "output": ["type=registry"],
+        "tags": [f"{IMAGE}:s2-py3.11-{branch}", f"{IMAGE}:s2-py3.11-0123456"],
+        "target": "s2",
+    }
+    return {"group": {"default": {"targets": ["s2-py311"]}}, "target": {"s2-py311": target}}
+
+
+def fp_tag() -> str:
+    return f"s2-py3.11-fp-{hashlib.sha256(f's2-py311@{SHA}'.encode()).hexdigest()[:12]}"
+
+
+def test_the_raw_variant_keeps_one_tag_one_source_and_the_export() -> None:
+    target = definitions.variant(plan(), SHA, "raw")["target"]["s2-py311"]
+    assert target["tags"] == [f"{IMAGE}:s2-py3.11-feature"]
+    assert target["cache-from"] == [f"type=registry,ref={CACHE}:s2-py3.11-feature"]
+    assert target["cache-to"] == [f"type=registry,ref={CACHE}:s2-py3.11-feature,mode=max,ignore-error=true"]
+
+
+def test_each_variant_adds_one_thing_to_raw() -> None:
+    raw = definitions.variant(plan(), SHA, "raw")["target"]["s2-py311"]
+    for name, key, expected in (
+        ("raw-noexport", "cache-to", []),
+        ("raw+inline", "cache-to", [*raw["cache-to"], "type=inline"]),
+        ("raw+tags", "tags", [*plan()["target"]["s2-py311"]["tags"], f"{IMAGE}:{fp_tag()}"]),  # type: ignore[index]
+        ("raw+sources", "cache-from", plan()["target"]["s2-py311"]["cache-from"]),  # type: ignore[index]
+    ):
+        edited = definitions.variant(plan(), SHA, name)["target"]["s2-py311"]
+        assert edited[key] == expected, name
+        assert {k: v for k, v in edited.items() if k != key} == {k: v for k, v in raw.items() if k != key}, name
+
+
+def test_full_is_bake_cis_definition_with_its_fingerprint_tag_and_label() -> None:
+    full = definitions.variant(plan(), SHA, "full")["target"]["s2-py311"]
+    original = plan()["target"]["s2-py311"]  # type: ignore[index]
+    assert full["tags"] == [*original["tags"], f"{IMAGE}:{fp_tag()}"]
+    assert full["cache-from"] == original["cache-from"]
+    assert full["cache-to"] == original["cache-to"]
+    assert "dev.bake-ci.fingerprint" in full["labels"]
+
+
+class Registry(definitions.Rules):  # type: ignore[misc,name-defined]
+    """The rules with their look-ups answered from a table: ref -> manifest digest."""
+
+    def __init__(self, digests: dict[str, str]) -> None:
+        super().__init__()
+        self.digests = digests
+        self.asked: list[str] = []
+
+    def head(self, ref: str) -> Manifest | None:
+        self.asked.append(ref)
+        digest = self.digests.get(ref)
+        return None if digest is None else Manifest("application/vnd.oci.image.index.v1+json", digest, b"{}")
+
+
+def test_rules_drop_missing_and_duplicate_sources_and_the_image_behind_a_cache_ref() -> None:
+    rules = Registry({f"{CACHE}:s2-py3.11-main": "sha256:a", f"{IMAGE}:s2-py3.11": "sha256:i"})
+    target = rules.plan(plan(), SHA)[0]["target"]["s2-py311"]
+    assert target["cache-from"] == [f"type=registry,ref={CACHE}:s2-py3.11-main"]
+
+    same = {f"{CACHE}:s2-py3.11-feature": "sha256:a", f"{CACHE}:s2-py3.11-main": "sha256:a"}
+    target = Registry(same).plan(plan(), SHA)[0]["target"]["s2-py311"]
+    assert target["cache-from"] == [f"type=registry,ref={CACHE}:s2-py3.11-feature"]
+
+    only_image = Registry({f"{IMAGE}:s2-py3.11": "sha256:i"}).plan(plan(), SHA)[0]["target"]["s2-py311"]
+    assert only_image["cache-from"] == [f"type=registry,ref={IMAGE}:s2-py3.11"]
+
+    nothing = Registry({}).plan(plan(), SHA)[0]["target"]["s2-py311"]
+    assert nothing["cache-from"] == []
+
+
+def test_rules_asks_every_ref_once_and_tags_after_the_build() -> None:
+    rules = Registry({})
+    edited, after, record = rules.plan(plan(), SHA)
+    target = edited["target"]["s2-py311"]
+    assert sorted(rules.asked) == sorted(set(rules.asked))
+    assert f"{CACHE}:{fp_tag()}" in rules.asked
+    assert target["tags"] == [f"{IMAGE}:s2-py3.11-feature"]
+    assert (f"{IMAGE}:s2-py3.11-feature", f"{IMAGE}:s2-py3.11-0123456") in after
+    assert (f"{IMAGE}:s2-py3.11-feature", f"{IMAGE}:{fp_tag()}") in after
+    # no cache for this fingerprint yet: export it, then record it under the fingerprint
+    assert target["cache-to"] == [f"type=registry,ref={CACHE}:s2-py3.11-feature,mode=max,ignore-error=true",
+                                  "type=inline"]  # fmt: skip
+    assert record == ["s2-py311"]
+    assert (f"{CACHE}:s2-py3.11-feature", f"{CACHE}:{fp_tag()}") in after
+
+
+def test_rules_skip_the_export_when_the_fingerprints_cache_is_there() -> None:
+    rules = Registry({f"{CACHE}:{fp_tag()}": "sha256:c", f"{CACHE}:s2-py3.11-main": "sha256:c"})
+    edited, after, record = rules.plan(plan(), SHA)
+    assert edited["target"]["s2-py311"]["cache-to"] == ["type=inline"]
+    assert record == []
+    assert (f"{CACHE}:{fp_tag()}", f"{CACHE}:s2-py3.11-feature") in after  # the branch's ref points at it
+
+    rules = Registry({f"{CACHE}:{fp_tag()}": "sha256:c", f"{CACHE}:s2-py3.11-feature": "sha256:c"})
+    _, after, _ = rules.plan(plan(), SHA)
+    assert all(new != f"{CACHE}:s2-py3.11-feature" for _, new in after)  # already the same manifest
+
+
+# -- anatomy ----------------------------------------------------------------------------------
+
+
+def test_union_counts_overlapping_time_once() -> None:
+    assert anatomy.union([(0.0, 1.0), (0.5, 2.0), (3.0, 4.0), (3.2, 3.5)]) == pytest.approx(3.0)
+    assert anatomy.union([]) == 0.0
+
+
+def test_categories_of_buildx_vertex_names() -> None:
+    assert anatomy.category("importing cache manifest from localhost:5000/a-cache:x") == "cache import"
+    assert anatomy.category("exporting cache to registry") == "cache export"
+    assert anatomy.category("preparing build cache for export") == "cache export"
+    assert anatomy.category("exporting to image") == "image export and push"
+    assert anatomy.category("pushing manifest for localhost:5000/a:b@sha256:x") == "image export and push"
+    assert anatomy.category("[internal] load metadata for localhost:5000/library/python:3.11-slim") == (
+        "base image metadata"
+    )
+    assert anatomy.category("[s2-py311 s2 2/3] RUN cat a b") == "build steps"
+
+
+def test_intervals_from_a_rawjson_stream_keep_each_vertex_once() -> None:
+    def stamp(seconds: float) -> str:
+        return f"2026-01-01T00:00:{seconds:09.6f}123Z"
+
+    events = [
+        {"vertexes": [{"digest": "a", "name": "importing cache manifest from r1", "started": stamp(1)}]},
+        {
+            "vertexes": [
+                {"digest": "a", "name": "importing cache manifest from r1", "started": stamp(1), "completed": stamp(2)}
+            ]
+        },
+        {
+            "vertexes": [
+                {
+                    "digest": "b",
+                    "name": "importing cache manifest from r2",
+                    "started": stamp(1.5),
+                    "completed": stamp(2.5),
+                }
+            ]
+        },
+        {
+            "vertexes": [{"digest": "c", "name": "exporting to image", "started": stamp(3), "completed": stamp(5)}],
+            "statuses": [{"vertex": "c", "id": "pushing layers", "started": stamp(3), "completed": stamp(4)}],
+        },
+    ]
+    text = "$ docker buildx bake\n" + "\n".join(json.dumps(e, indent=2) for e in events)
+    found = anatomy.summary(anatomy.intervals(text))
+    assert found["cache import"] == (pytest.approx(1.5), 2)
+    assert found["image export and push"] == (pytest.approx(2.0), 2)
+    assert found["span"][0] == pytest.approx(4.0)
+
+
+# -- on the engine ------------------------------------------------------------------------------
+
+
+@pytest.mark.engine
+def test_large_raw_bake_file_builds_the_plans_targets_with_one_tag_and_one_cache_ref(tmp_path: Path) -> None:
+    if subprocess.run(["docker", "buildx", "version"], capture_output=True).returncode != 0:
+        pytest.skip("no docker buildx")
+    project = definitions.Project.create(BENCH / "fixture-large", tmp_path / "p")
+    env = {**os.environ, "REGISTRY": "localhost:5000/ns", "BRANCH": "feature"}
+    raw = subprocess.run(
+        ["docker", "buildx", "bake", "-f", str(BENCH / "raw" / "docker-bake-large.hcl"), "--print"],
+        cwd=project.path, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert raw.returncode == 0, raw.stderr
+    targets = json.loads(raw.stdout)["target"]
+    planned = definitions.variant(json.loads(subprocess.run(
+        [*definitions.bake_ci_command(), "plan", "--push", "--no-reuse", "--branch", "feature"],
+        cwd=project.path, capture_output=True, text=True, check=True,
+        env=definitions.clean_env(BAKE_CI_REGISTRY="localhost:5000/ns", BAKE_CI_BASE_IMAGE=definitions.BASE_IMAGE),
+    ).stdout), project.sha, "raw")["target"]  # fmt: skip
+    assert len(targets) == 16
+    assert sorted(targets) == sorted(planned)
+    for name, target in planned.items():
+        assert targets[name]["tags"] == target["tags"]
+        assert targets[name]["cache-from"] == target["cache-from"]
+        assert targets[name]["cache-to"] == target["cache-to"]
+        assert targets[name]["args"] == target["args"]
+
+
+@pytest.mark.engine
+def test_the_benchs_own_engine_starts_empty_and_leaves_nothing_behind() -> None:
+    why = dedicated.problem()
+    if why:
+        pytest.skip(why)
+    with dedicated.Engine.start() as engine:
+        info = subprocess.run(["docker", "info", "--format", "{{.DockerRootDir}}"], env=engine.env(),
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        assert Path(info.stdout.strip()).is_relative_to(engine.root)
+        assert engine.images() == []
+        rules = subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True).stdout
+        assert engine.bridge in rules
+    assert not engine.root.exists()
+    assert engine.bridge not in subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True).stdout
+    links = subprocess.run(["ip", "link"], capture_output=True, text=True).stdout
+    assert engine.bridge not in links
+
+
+def test_run_py_keeps_the_definitions_block_of_the_results_file() -> None:
+    results = _load("results", BENCH / "results.py")
+    old = results.with_definitions("old run.py table\n", "definitions table")
+    assert old == "old run.py table\n\n<!-- definitions:start -->\ndefinitions table\n<!-- definitions:end -->\n"
+    assert results.keep_definitions(old, "new table\n") == (
+        "new table\n\n<!-- definitions:start -->\ndefinitions table\n<!-- definitions:end -->\n"
+    )
+    assert results.keep_definitions("no block", "new table\n") == "new table\n"
+    assert results.with_definitions(old, "newer").count("definitions:start") == 1
+    assert "newer" in results.with_definitions(old, "newer")
