@@ -35,7 +35,7 @@ from hashlib import sha256
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from .conftest import BASE_IMAGE, REGISTRY, bake_ci, docker
+from .conftest import REGISTRY, bake_ci, docker
 
 PYTHON = "3.11"
 STAGE = "app"
@@ -149,7 +149,7 @@ class Project:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"BAKE_CI_BASE_IMAGE": BASE_IMAGE}
+        return {}  # the default base image, python:{python}-slim, as a user has it
 
     @classmethod
     def create(cls, root: Path, registry: str, image: str, dockerfile: str, stages: tuple[str, ...]) -> Project:

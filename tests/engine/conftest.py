@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 REGISTRY = "localhost:5000"
-BASE_IMAGE = f"{REGISTRY}/library/python:{{python}}-slim"
 FIXTURE = Path(__file__).parent / "fixture"
 #: The second engine ``ci/engine-up --second`` starts: its own dockerd, builder and bridge.
 SECOND_ENGINE = "unix:///run/bake-ci/docker2.sock"
@@ -120,7 +119,6 @@ def make_project(tmp: Path, source: Path = FIXTURE, branch: str = "main") -> Pro
     namespace = f"test-{uuid.uuid4().hex[:10]}"
     env = {
         "BAKE_CI_REGISTRY": f"{REGISTRY}/{namespace}",
-        "BAKE_CI_BASE_IMAGE": BASE_IMAGE,
         # the project's own state folder (copies of the checkout share it), not the user's cache
         "BAKE_CI_STATE_DIR": str(tmp / "state"),
     }

@@ -84,7 +84,7 @@ def test_plan_is_accepted_by_buildx_print(pushed: Project, tmp_path: Path) -> No
 def test_local_build_without_registry_loads_images_and_keeps_cache_outside_the_context(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     state = tmp_path / "state"
-    env = {"BAKE_CI_BASE_IMAGE": project.env["BAKE_CI_BASE_IMAGE"], "BAKE_CI_STATE_DIR": str(state)}
+    env = {"BAKE_CI_STATE_DIR": str(state)}
     before = sorted(p.relative_to(project.path) for p in project.path.rglob("*") if ".git" not in p.parts)
     result = bake_ci("build", "ci-py311", "--progress", "quiet", cwd=project.path, env=env)
     assert result.code == 0, result.err

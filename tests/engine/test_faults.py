@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import BASE_IMAGE, REGISTRY
+from .conftest import REGISTRY
 from .faultproxy import FaultProxy, Registry, catalog
 
 #: every repository these tests create starts with this (in their own registry only)
@@ -131,7 +131,7 @@ class Tiny:
         self.runs += 1
         report = self.path.parent / f"report-{self.runs}.json"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BAKE_CI_", "GITHUB_", "CI"))}
-        env |= {"BAKE_CI_REGISTRY": f"{self.proxy.address}/{self.namespace}", "BAKE_CI_BASE_IMAGE": BASE_IMAGE}
+        env |= {"BAKE_CI_REGISTRY": f"{self.proxy.address}/{self.namespace}"}
         cmd = [sys.executable, "-m", "bake", "build", "--push", "--progress", "quiet", "--log-format", "json"]
         cmd += ["--branch", branch, "--retries", str(retries), "--report", str(report), *args]
         proc = subprocess.Popen(
