@@ -118,6 +118,13 @@ def destination(run: Run) -> None:
     run.writes, run.branch, run.output = writes, writes.identity, writes.output
 
 
+def need_engine(run: Run) -> None:
+    """status and pull look at the local engine's images: no engine is exit 3, up front."""
+    from bake.engine import checks
+
+    checks.check_engine(checks.engine_info())
+
+
 def need_registry(run: Run) -> None:
     if not run.project.config.registry:
         raise UsageError(
@@ -456,8 +463,8 @@ COMMANDS: dict[str, tuple[Step, ...]] = {
     "build": BUILD,
     "warm": BUILD,
     "matrix": (load, select_targets, print_matrix),
-    "status": (load, select_targets, destination, fingerprint, local_plan, print_status),
-    "pull": (load, select_targets, need_registry, destination, fingerprint, local_plan, pull),
+    "status": (load, select_targets, need_engine, destination, fingerprint, local_plan, print_status),
+    "pull": (load, select_targets, need_registry, need_engine, destination, fingerprint, local_plan, pull),
     "doctor": (doctor,),
 }
 

@@ -127,3 +127,12 @@ def test_doctor_names_the_fix_when_the_engine_is_unreachable(project: Project) -
     assert result.code == 3
     assert "FAIL  engine" in result.out
     assert "fix: start dockerd, or point DOCKER_HOST" in result.out
+
+
+@pytest.mark.parametrize("command", ["status", "pull"])
+def test_status_and_pull_without_an_engine_exit_3_with_the_fix(project: Project, command: str) -> None:
+    env = {**project.env, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    result = bake_ci(command, cwd=project.path, env=env)
+    assert result.code == 3, result.err
+    assert "Traceback" not in result.err
+    assert "the Docker engine does not answer at DOCKER_HOST=unix:///nonexistent/docker.sock" in result.err
