@@ -356,6 +356,26 @@ def _in_git_checkout(path: Path) -> bool:
     return any((p / ".git").exists() for p in (path, *path.parents))
 
 
+#: Below this size of git's index (about 700 tracked files) reading the files is cheaper
+#: than the three git processes that would vouch for them.
+GIT_WORTHWHILE = 64 * 1024
+
+
+def git_worthwhile(path: Path) -> bool:
+    """Whether ``path`` is in a git checkout whose index is large enough for
+    :func:`git_blobs` to pay off (a ``.git`` file, as in worktrees, counts: git decides)."""
+    for p in (path, *path.parents):
+        dot_git = p / ".git"
+        if dot_git.is_dir():
+            try:
+                return (dot_git / "index").stat().st_size >= GIT_WORTHWHILE
+            except OSError:
+                return False
+        if dot_git.exists():
+            return True
+    return False
+
+
 _U32 = 1 << 32
 # `git ls-files --stage -v --debug -z`: "H": a plain cached entry (lowercase: assume-unchanged,
 # "S": skip-worktree, others unmerged or being removed); regular files only, stage 0, SHA-1

@@ -155,10 +155,13 @@ def fingerprints(
     config = project.config
     context = project.root / config.context
     ignore = fingerprint.read_ignore(context, project.root / config.dockerfile)
-    with ThreadPoolExecutor(max_workers=1) as pool:  # git answers while the context is walked
-        asked_git = pool.submit(fingerprint.git_blobs, context)
-        entries = fingerprint.scan(context, ignore)
-        known = asked_git.result()
+    if fingerprint.git_worthwhile(context):
+        with ThreadPoolExecutor(max_workers=1) as pool:  # git answers while the context is walked
+            asked_git = pool.submit(fingerprint.git_blobs, context)
+            entries = fingerprint.scan(context, ignore)
+            known = asked_git.result()
+    else:  # a small checkout: its files are read faster than git is started
+        entries, known = fingerprint.scan(context, ignore), {}
     check_inputs(project, entries)
 
     parsed = dockerfile.parse(project.dockerfile_text)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from bake import cache, ci, config, display, report, reuse
+from bake import cache, ci, config, display, registry, report, reuse
 from bake.args import Args, Output
 from bake.engine import git, images, process
 from bake.errors import BuildFailed, EnvironmentProblem, Interrupted, UsageError
@@ -173,7 +173,9 @@ def fingerprint(run: Run) -> None:
     if not wanted:
         return
     # the engine's mirrors (for docker.io base images) are asked while the context is read
-    threading.Thread(target=reuse.engine_mirrors, name="mirrors", daemon=True).start()
+    if any(registry.Reference.parse(build_args(run.project, t)["BASE_IMAGE"]).host == registry.DOCKER_HUB
+           for t in run.targets):  # fmt: skip
+        threading.Thread(target=reuse.engine_mirrors, name="mirrors", daemon=True).start()
     fps = reuse.compute(run.project, run.targets, {t.id: build_args(run.project, t) for t in run.targets})
     for target, why in fps.missing.items():
         (log.debug if quiet else log.warning)("no fingerprint", target=target, reason=why)

@@ -196,6 +196,15 @@ def test_blob_hash_is_gits() -> None:
 # -- git's shortcut gives the same answer -----------------------------------------------------
 
 
+def test_git_is_asked_only_where_it_pays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not fingerprint.git_worthwhile(tmp_path)  # no checkout
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "index").write_bytes(b"x" * 100)
+    assert not fingerprint.git_worthwhile(tmp_path / "sub")  # a small index: reading files is cheaper
+    (tmp_path / ".git" / "index").write_bytes(b"x" * fingerprint.GIT_WORTHWHILE)
+    assert fingerprint.git_worthwhile(tmp_path / "sub")
+
+
 def _git(root: Path, *args: str) -> None:
     subprocess.run(
         ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
@@ -235,6 +244,7 @@ def test_with_and_without_git_the_fingerprint_is_the_same(
     (plain / ".gitattributes").write_text("*.txt text eol=crlf\n", encoding="utf-8")
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "init")
+    monkeypatch.setattr(fingerprint, "GIT_WORTHWHILE", 0)  # git is asked even for this small checkout
     monkeypatch.chdir(plain)
     without = ci(plain)
     monkeypatch.chdir(repo)
