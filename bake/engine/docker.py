@@ -36,7 +36,7 @@ _import_lock = threading.Lock()
 
 
 @functools.cache
-def _client(host: str | None, context: str | None, config: str | None) -> DockerClient:
+def _client(cli: str, host: str | None, context: str | None, config: str | None) -> DockerClient:
     # imported on first use (it costs start-up time the reuse path does not have), and
     # under a lock: worker threads asking at once would deadlock in the import system
     with _import_lock:
@@ -44,13 +44,17 @@ def _client(host: str | None, context: str | None, config: str | None) -> Docker
         import python_on_whales.exceptions  # noqa: F401  (imported here, under the lock)
         from python_on_whales import DockerClient
 
-    return DockerClient(host=host, context=context, config=config)
+    return DockerClient(client_call=[cli], host=host, context=context, config=config)
 
 
 def client() -> DockerClient:
-    """A python-on-whales client for the engine the runner's environment names."""
+    """A python-on-whales client for the docker CLI and engine the runner's environment
+    names (EnvironmentProblem if there is no docker CLI)."""
     env = process.environment()
-    return _client(env.get("DOCKER_HOST") or None, env.get("DOCKER_CONTEXT") or None, env.get("DOCKER_CONFIG") or None)
+    cli = docker_cmd()[0]
+    return _client(
+        cli, env.get("DOCKER_HOST") or None, env.get("DOCKER_CONTEXT") or None, env.get("DOCKER_CONFIG") or None
+    )
 
 
 def docker_cmd() -> list[str]:
