@@ -32,6 +32,7 @@ import structlog
 
 from bake import registry
 from bake.plan import Plan, TargetPlan, fingerprint_tag
+from bake.pool import parallel
 from bake.redact import redact
 
 log = structlog.get_logger("bake")
@@ -121,7 +122,6 @@ def trim(plan: Plan, fingerprints: Mapping[str, str], found: Found, *, record_fi
 
 def look_up(client: registry.Client, refs: list[str]) -> dict[str, registry.Manifest | None]:
     """Every ref's manifest, in parallel; UNKNOWN for refs the registry could not be asked about."""
-    from bake.reuse import parallel
 
     def one(ref: str) -> registry.Manifest | None:
         try:

@@ -20,27 +20,18 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from bake import dockerfile, fingerprint
 from bake.config import TABLE, Project
 from bake.errors import ConfigError
 from bake.fingerprint import Entry, Fingerprint
 from bake.plan import Target
+from bake.pool import parallel
 from bake.redact import redact
 
-T = TypeVar("T")
-R = TypeVar("R")
 URL_TIMEOUT = 5.0
 #: An image reference's digest, or None and why not.
 Resolver = Callable[[str], "tuple[str | None, str]"]
-
-
-def _parallel(fn: Callable[[T], R], items: Sequence[T], workers: int = 8) -> list[R]:
-    if len(items) <= 1:
-        return [fn(i) for i in items]
-    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-        return list(pool.map(fn, items))
 
 
 def _shown(path: Path) -> str:
@@ -173,9 +164,9 @@ def fingerprints(
 
     refs = sorted({ref for r in reads.values() for ref in r.bases + r.images})
     urls = sorted({u.url for r in reads.values() for u in r.urls if not u.checksum})
-    resolved = dict(zip(refs, _parallel(resolve, refs), strict=True))
+    resolved = dict(zip(refs, parallel(resolve, refs), strict=True))
     digests = {ref: digest for ref, (digest, _) in resolved.items()}
-    states = dict(zip(urls, _parallel(url_state, urls), strict=True))
+    states = dict(zip(urls, parallel(url_state, urls), strict=True))
 
     paths: dict[str, list[str]] = {}
     for target in targets:

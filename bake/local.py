@@ -14,6 +14,7 @@ from bake.engine.process import CommandFailed
 from bake.errors import BakeError
 from bake.fingerprint import Fingerprint
 from bake.plan import FINGERPRINT_LABEL, Plan, TargetPlan, build_args, fingerprint_tag, matrix
+from bake.pool import parallel
 from bake.redact import redact
 from bake.report import align
 from bake.state import ENV as STATE_ENV
@@ -88,7 +89,7 @@ def status(plan: Plan, state: State, output: Output, fps: reuse.Fingerprints, re
             why = f"no image for these inputs (no local {t.image})"
         return Status(target.id, fp.short, in_registry, False, "build", why, changed)
 
-    return reuse.parallel(one, list(plan.targets))
+    return parallel(one, list(plan.targets))
 
 
 def status_table(rows: Sequence[Status]) -> str:
@@ -122,7 +123,7 @@ def pull(plan: Plan, state: State, fps: reuse.Fingerprints) -> list[str]:
         print(f"{t.id}: pulled {t.image} ({digest[:19]})")
         return None
 
-    return [m for m in reuse.parallel(one, list(plan.targets)) if m is not None]
+    return [m for m in parallel(one, list(plan.targets)) if m is not None]
 
 
 # -- doctor -----------------------------------------------------------------------------------
@@ -219,7 +220,7 @@ def doctor(
         found.append(Check("registry", True, "none configured: builds stay local (--load, cache in the state folder)"))
 
     bases = sorted({build_args(project, t)["BASE_IMAGE"] for t in matrix(project)})
-    for resolution in reuse.parallel(reuse.resolve_base, bases):
+    for resolution in parallel(reuse.resolve_base, bases):
         name = f"base image {resolution.ref}"
         if resolution.digest:
             found.append(Check(name, True, resolution.digest[:19]))

@@ -16,10 +16,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import structlog
 
@@ -31,21 +29,12 @@ from bake.errors import EnvironmentProblem
 from bake.files import write_atomic
 from bake.fingerprint import Fingerprint
 from bake.plan import Plan, Target, TargetPlan, fingerprint_tag
+from bake.pool import parallel
 from bake.redact import redact
 from bake.report import Result
 from bake.state import State
 
 log = structlog.get_logger("bake")
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-def parallel(fn: Callable[[T], R], items: Sequence[T], workers: int = 8) -> list[R]:
-    """``fn`` over ``items`` in threads (each docker call is its own process)."""
-    if len(items) <= 1:
-        return [fn(i) for i in items]
-    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-        return list(pool.map(fn, items))
 
 
 _client: registry.Client | None = None

@@ -27,6 +27,7 @@ from bake.engine import git, images, process
 from bake.errors import BuildFailed, EnvironmentProblem, Interrupted, UsageError
 from bake.files import write_atomic
 from bake.plan import Plan, Selection, Target, build_args, build_plan, matrix, select
+from bake.pool import parallel
 from bake.state import State
 
 if TYPE_CHECKING:
@@ -305,7 +306,7 @@ def record(run: Run) -> None:
     if fps is None or run.output == "cache-only":
         return
     built = [t for t in run.plan.targets if t.id in fps.values and run.results[t.id].status == "built"]
-    ids = reuse.parallel(images.local_image_id, [t.image for t in built])
+    ids = parallel(images.local_image_id, [t.image for t in built])
     for t, image_id in zip(built, ids, strict=True):
         reuse.record(run.state, t.id, fps.values[t.id], t.image, image_id)
 

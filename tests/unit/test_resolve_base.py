@@ -21,6 +21,7 @@ from bake import registry, reuse
 from bake.engine import docker as docker_cli
 from bake.engine import images
 from bake.engine.process import CommandFailed
+from bake.pool import parallel
 from bake.registry import Reference, parse_mirrors, via_mirror
 
 MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -187,7 +188,7 @@ def test_the_engine_is_asked_for_its_mirrors_once_per_process(monkeypatch: pytes
 
     monkeypatch.setattr(docker_cli, "docker", docker)
     monkeypatch.setattr(reuse, "_mirrors", None)
-    found = reuse.parallel(lambda _: reuse.engine_mirrors(), list(range(8)))
+    found = parallel(lambda _: reuse.engine_mirrors(), list(range(8)))
     assert found == [(["http://localhost:5000/"], None)] * 8
     assert calls == [("info", "--format", "{{json .RegistryConfig.Mirrors}}")]
 
