@@ -281,17 +281,22 @@ class Client:
 # -- resolving base images the way the engine pulls them ------------------------------------
 
 
+def mirrors_of(value: object) -> list[str]:
+    """The engine's ``RegistryConfig.Mirrors`` (from ``docker info``): URLs, or null."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+        raise RegistryError(f"unexpected answer {str(value)[:80]!r}")
+    return [m for m in value if m.strip()]
+
+
 def parse_mirrors(text: str) -> list[str]:
-    """The engine's ``docker info --format '{{json .RegistryConfig.Mirrors}}'``: URLs, or null."""
+    """``docker info --format '{{json .RegistryConfig.Mirrors}}'``: URLs, or null."""
     try:
         data = json.loads(text.strip() or "null")
     except ValueError:
         raise RegistryError(f"unexpected answer {text.strip()[:80]!r}") from None
-    if data is None:
-        return []
-    if not isinstance(data, list) or not all(isinstance(m, str) for m in data):
-        raise RegistryError(f"unexpected answer {text.strip()[:80]!r}")
-    return [m for m in data if m.strip()]
+    return mirrors_of(data)
 
 
 def via_mirror(ref: Reference, mirror: str) -> Reference | None:

@@ -14,7 +14,6 @@ What was built or fetched locally is recorded in bake-ci's state folder
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -60,24 +59,22 @@ def lookup(ref: str) -> registry.Manifest | None:
     return registry.Manifest(str(descriptor.get("mediaType", "")), str(descriptor["digest"]), b"")
 
 
-_mirrors: tuple[list[str], str | None] | None = None
-_mirrors_lock = threading.Lock()
-
-
 def engine_mirrors() -> tuple[list[str], str | None]:
-    """The engine's docker.io mirrors, and why there are none if it could not be asked.
+    """The engine's docker.io mirrors, and why there are none if it could not be asked
+    (from the process's one ``docker info``, :func:`bake.engine.checks.engine_info`)."""
+    from bake.engine import checks
 
-    Asked once per process, when a docker.io base image is first resolved.
-    """
-    global _mirrors
-    with _mirrors_lock:
-        if _mirrors is None:
-            try:
-                answer = docker.docker("info", "--format", "{{json .RegistryConfig.Mirrors}}")
-                _mirrors = registry.parse_mirrors(answer), None
-            except (CommandFailed, EnvironmentProblem, registry.RegistryError) as exc:
-                _mirrors = [], "docker info: " + _said(exc)
-        return _mirrors
+    try:
+        info = checks.engine_info()
+    except EnvironmentProblem as exc:
+        return [], "docker info: " + _said(exc)
+    if not info.get("ServerVersion"):
+        errors = info.get("ServerErrors") or [docker.engine_hint()]
+        return [], "docker info: " + redact(str(errors[0]))
+    try:
+        return registry.mirrors_of((info.get("RegistryConfig") or {}).get("Mirrors")), None
+    except registry.RegistryError as exc:
+        return [], "docker info: " + _said(exc)
 
 
 def _said(exc: Exception) -> str:

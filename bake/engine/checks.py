@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,18 +28,29 @@ class EngineInfo:
     builder: Builder
 
 
+_infos: dict[tuple[str | None, ...], dict[str, Any]] = {}
+_infos_lock = threading.Lock()
+
+
 def engine_info() -> dict[str, Any]:
     """``docker info`` as JSON: the CLI's plugins always, the engine's side when it answers.
 
-    Not python-on-whales' ``system.info()``: that raises when the engine is down, and the
-    client's half (is there a buildx plugin?) is what tells the user what to fix.
+    Asked once per process (and engine): the engine's registry mirrors, for base images,
+    and the checks before a build read the same answer. Not python-on-whales'
+    ``system.info()``: that raises when the engine is down, and the client's half (is
+    there a buildx plugin?) is what tells the user what to fix.
     """
-    out = process.run([*docker_cmd(), "info", "--format", "{{json .}}"], check=False)
-    try:
-        info = json.loads(out or "{}")
-    except ValueError:
-        return {}
-    return info if isinstance(info, dict) else {}
+    env = process.environment()
+    key = tuple(env.get(k) for k in ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "PATH"))
+    with _infos_lock:
+        if key not in _infos:
+            out = process.run([*docker_cmd(), "info", "--format", "{{json .}}"], check=False)
+            try:
+                info = json.loads(out or "{}")
+            except ValueError:
+                info = {}
+            _infos[key] = info if isinstance(info, dict) else {}
+        return _infos[key]
 
 
 def check_buildx(info: Mapping[str, Any]) -> tuple[int, int, int]:

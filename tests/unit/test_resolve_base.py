@@ -18,8 +18,7 @@ from typing import Any
 import pytest
 
 from bake import registry, reuse
-from bake.engine import docker as docker_cli
-from bake.engine import images
+from bake.engine import checks, images, process
 from bake.engine.process import CommandFailed
 from bake.pool import parallel
 from bake.registry import Reference, parse_mirrors, via_mirror
@@ -180,25 +179,27 @@ def test_when_the_engine_cannot_say_its_mirrors_the_reason_says_so(
 
 
 def test_the_engine_is_asked_for_its_mirrors_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[str, ...]] = []
+    calls: list[list[str]] = []
 
-    def docker(*args: str, **kwargs: object) -> str:
-        calls.append(args)
-        return '["http://localhost:5000/"]\n'
+    def run(args: list[str], **kwargs: object) -> str:
+        calls.append(list(args))
+        return json.dumps({"ServerVersion": "26.1.5", "RegistryConfig": {"Mirrors": ["http://localhost:5000/"]}})
 
-    monkeypatch.setattr(docker_cli, "docker", docker)
-    monkeypatch.setattr(reuse, "_mirrors", None)
+    monkeypatch.setattr(process, "run", run)
+    monkeypatch.setattr(checks, "_infos", {})
     found = parallel(lambda _: reuse.engine_mirrors(), list(range(8)))
     assert found == [(["http://localhost:5000/"], None)] * 8
-    assert calls == [("info", "--format", "{{json .RegistryConfig.Mirrors}}")]
+    assert [c[1:] for c in calls] == [["info", "--format", "{{json .}}"]]
+    checks.check_engine(checks.engine_info())  # the checks before a build read the same answer
+    assert len(calls) == 1
 
 
 def test_an_engine_that_does_not_answer_means_no_mirrors_and_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
-    def docker(*args: str, **kwargs: object) -> str:
-        raise CommandFailed(["docker", *args], 1, "Cannot connect to the Docker daemon at unix:///x.sock")
+    def run(args: list[str], **kwargs: object) -> str:  # docker info prints the client's half, and why
+        return json.dumps({"ClientInfo": {}, "ServerErrors": ["Cannot connect to the Docker daemon at unix:///x.sock"]})
 
-    monkeypatch.setattr(docker_cli, "docker", docker)
-    monkeypatch.setattr(reuse, "_mirrors", None)
+    monkeypatch.setattr(process, "run", run)
+    monkeypatch.setattr(checks, "_infos", {})
     mirrors, problem = reuse.engine_mirrors()
     assert mirrors == []
     assert problem is not None
