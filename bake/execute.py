@@ -171,6 +171,7 @@ class Executor:
         logs = {t: (self.log_dir / f"{t}.log").open("w", encoding="utf-8") for t in ids}
         try:
             attempt = 0
+            earlier: list[Tracker] = []
             while True:
                 attempt += 1
                 tracker, run, seconds = self._attempt(ids, name, attempt, logs)
@@ -188,6 +189,7 @@ class Executor:
                 reason = failure.error if failure else (run.messages[-1] if run.messages else "")
                 log.warning("retry", targets=ids, attempt=attempt + 1, delay=delay, reason=redact(reason))
                 self.sleep(delay)
+                earlier.append(tracker)
             metadata_file = self.run_files.metadata_file(name)
             meta = report.load_metadata(metadata_file.read_text()) if metadata_file.exists() else {}
             self.metadata.update({t: meta[t] for t in ids if t in meta})
@@ -202,7 +204,7 @@ class Executor:
                     succeeded=run.returncode == 0,
                     stopped=self.stopping.is_set(),
                     seconds=seconds,
-                    attempts=attempt,
+                    earlier=[e.targets[t] for e in earlier],
                     log_file=str(self.log_dir / f"{t}.log"),
                 )
                 if blame and r.status != "built":

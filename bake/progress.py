@@ -108,6 +108,15 @@ class TargetProgress:
         later step's result was found in cache."""
         return sum(1 for s in self.steps if s.state in ("cached", "skipped"))
 
+    def cached_after(self, earlier: Sequence[TargetProgress]) -> int:
+        """:attr:`cached_steps` of this attempt, less the steps an earlier attempt built.
+
+        A retried call (say a push the registry refused) finds in the builder's cache what
+        the first attempt built: those steps were built by this run, not taken from cache.
+        """
+        built = {s.name for p in earlier for s in p.steps if s.state in ("done", "error")}
+        return sum(1 for s in self.steps if s.state in ("cached", "skipped") and s.name not in built)
+
     @property
     def failure(self) -> Vertex | None:
         """The first vertex that failed on its own: not cancelled because another did,

@@ -52,10 +52,14 @@ def result(
     succeeded: bool,
     stopped: bool,
     seconds: float,
-    attempts: int = 1,
+    earlier: Sequence[TargetProgress] = (),
     log_file: str | None = None,
 ) -> Result:
-    """Combine buildx's metadata (digest) with what the progress stream showed (steps, times)."""
+    """Combine buildx's metadata (digest) with what the progress stream showed (steps, times).
+
+    ``progress`` is the last attempt's stream, ``earlier`` those of the attempts before it:
+    a step one of them built counts as built, and the time is that of every attempt.
+    """
     meta = metadata.get(target)
     digest = meta.get("containerimage.digest") if isinstance(meta, dict) else None
     failure = progress.failure if progress and not stopped else None
@@ -73,15 +77,21 @@ def result(
         status=status,
         image=image,
         digest=digest,
-        seconds=progress.seconds if progress and progress.seconds is not None else seconds,
+        seconds=_seconds([*earlier, progress], seconds) if progress else seconds,
         steps=len(progress.steps) if progress else None,
-        cached=progress.cached_steps if progress else None,
+        cached=progress.cached_after(earlier) if progress else None,
         failed_step=failure.name if failure else None,
         error=failure.error if failure else None,
         log_tail=tuple(failure.logs[-20:]) if failure else (),
-        attempts=attempts,
+        attempts=len(earlier) + 1,
         log_file=log_file,
     )
+
+
+def _seconds(attempts: Sequence[TargetProgress], fallback: float) -> float:
+    """The target's own time over its attempts (the waits between them left out)."""
+    times = [p.seconds for p in attempts if p.seconds is not None]
+    return sum(times) if times else fallback
 
 
 def align(rows: Sequence[Sequence[str]], *, last_free: bool = False) -> str:

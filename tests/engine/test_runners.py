@@ -40,7 +40,7 @@ def runners_project(tmp: Path, source: Path | None = None) -> Project:
     config.write_text(text)
     git(project.path, "commit", "-q", "-am", "image name of these tests")
     project.sha = git(project.path, "rev-parse", "HEAD").strip()
-    project.env = {"BAKE_CI_REGISTRY": project.registry}  # no BAKE_CI_BASE_IMAGE: the default
+    assert "BAKE_CI_BASE_IMAGE" not in project.env  # the default base image
     return project
 
 
@@ -50,8 +50,10 @@ def git(cwd: Path, *args: str) -> str:
 
 
 def on(host: str | None, project: Project) -> dict[str, str]:
-    """The project's environment for a runner: the first engine (None) or the one at ``host``."""
-    return {**project.env, "DOCKER_HOST": host} if host else dict(project.env)
+    """The project's environment for a runner: the first engine (None) or the one at ``host``,
+    each with a state folder of its own, as on two machines."""
+    env = {**project.env, "BAKE_CI_STATE_DIR": str(project.path.parent / f"state-{'b' if host else 'a'}")}
+    return {**env, "DOCKER_HOST": host} if host else env
 
 
 def report(path: Path) -> dict[str, dict[str, Any]]:
@@ -150,9 +152,7 @@ def plain_project(tmp: Path, dockerfile: str, extra: str = "") -> Project:
     (source / "pyproject.toml").write_text(
         f'[tool.bake-ci]\nimage = "runners/plain"\npython = ["3.13"]\nstages = ["ci"]\n{extra}'
     )
-    project = make_project(tmp, source)
-    project.env = {"BAKE_CI_REGISTRY": project.registry}
-    return project
+    return make_project(tmp, source)
 
 
 def test_from_python_slim_without_a_base_image_key_is_fingerprinted_built_pushed_and_reused(tmp_path: Path) -> None:

@@ -32,11 +32,14 @@ DIGEST = "sha256:" + "d" * 64
 UNAVAILABLE = "ERROR: failed to push registry.example/acme/app-ci:ci-py3.11-main: 503 Service Unavailable"
 RUN_FAILED = 'process "/bin/sh -c make" did not complete successfully: exit code: 2'
 
-#: What a fake bake call does for one target: "ok", "transient", "run-fails", or "block"
+#: What a fake bake call does for one target: "ok", "cached" (ok, its step from cache),
+#: "transient", "push-fails" (its step built, then the push refused), "run-fails", or "block"
 Outcome = str
 
 
-def _vertex(target: str, name: str, *, prefix: bool, error: str = "", done: bool = True) -> dict[str, Any]:
+def _vertex(
+    target: str, name: str, *, prefix: bool, error: str = "", done: bool = True, cached: bool = False
+) -> dict[str, Any]:
     """A step as buildx names it: with the target in front when the call builds several."""
     v: dict[str, Any] = {
         "digest": f"sha256:{abs(hash((target, name))):x}",
@@ -45,6 +48,8 @@ def _vertex(target: str, name: str, *, prefix: bool, error: str = "", done: bool
     }
     if done:
         v["completed"] = "2026-03-01T12:00:01.000000000Z"
+    if cached:
+        v["cached"] = True
     if error:
         v["error"] = error
     return v
@@ -94,14 +99,17 @@ class FakeBake:
         for t, outcome in outcomes.items():
             if outcome == "run-fails":
                 vertexes.append(_vertex(t, "ci 1/1] RUN make", prefix=len(targets) > 1, error=RUN_FAILED))
-            elif outcome == "ok" or len(targets) == 1:
-                vertexes.append(_vertex(t, "ci 1/1] RUN make", prefix=len(targets) > 1, done=outcome == "ok"))
+            elif outcome in ("ok", "cached", "push-fails") or len(targets) == 1:
+                done = outcome in ("ok", "cached", "push-fails")
+                vertexes.append(
+                    _vertex(t, "ci 1/1] RUN make", prefix=len(targets) > 1, done=done, cached=outcome == "cached")
+                )
         on_status({"vertexes": vertexes})
-        if all(o == "ok" for o in outcomes.values()):
+        if all(o in ("ok", "cached") for o in outcomes.values()):
             meta = {t: {"containerimage.digest": DIGEST} for t in targets}
             metadata_file.write_text(json.dumps(meta))
             return BakeRun(0, [])
-        if "transient" in outcomes.values():
+        if {"transient", "push-fails"} & set(outcomes.values()):
             on_text(UNAVAILABLE)
             return BakeRun(1, [UNAVAILABLE])
         return BakeRun(1, [f"ERROR: target {targets[0]}: failed to solve"])
@@ -152,6 +160,16 @@ def test_a_registry_failure_is_retried_with_exponential_backoff(plan: Plan, tmp_
     assert [r.attempts for r in results] == [3, 3]
     assert sleeps == [1.5, 3.0]
     assert len(fake.calls) == 3
+
+
+def test_a_step_built_before_a_retry_counts_as_built_not_cached(plan: Plan, tmp_path: Path) -> None:
+    # the push failed after the step was built; the retry finds the step in the builder's cache
+    results, _, _, _ = execute(plan, tmp_path, lambda t, n: "push-fails" if n == 1 else "cached", retries=1)
+    assert [(r.status, r.attempts, r.steps, r.cached) for r in results] == [("built", 2, 1, 0)] * 2
+    assert [r.seconds for r in results] == [2.0, 2.0]  # one second in each attempt
+
+    results, _, _, _ = execute(plan, tmp_path / "again", lambda t, n: "cached", retries=1)
+    assert [(r.attempts, r.steps, r.cached) for r in results] == [(1, 1, 1)] * 2
 
 
 def test_retries_run_out_and_the_error_says_what_failed(plan: Plan, tmp_path: Path) -> None:
