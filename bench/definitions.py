@@ -23,9 +23,11 @@ side by side with ``bake-ci build --push --no-reuse`` itself, on a second docker
 
 Scenarios, on a feature branch whose cache and images were pushed once before (after the
 default branch's): warm (the engine's builder pruned and its images removed), hot (nothing
-changed, local cache present), and cold (a new registry namespace, pruned builder, on the
-default branch). Contenders alternate their order between repetitions; the machine is left
-to settle before every timed run (run.Settler).
+changed, the builder holding what the set-up built: measured before the warm runs, whose
+cache imported from the registry makes the next run slower for every contender), and
+cold (a new registry namespace, pruned builder, on the default branch). Contenders
+alternate their order between repetitions; the machine is left to settle before every
+timed run (run.Settler).
 
     .venv/bin/python bench/definitions.py [--fixture small,large] [--reps 3] [--scenarios warm,hot,cold]
         [--contenders raw,full,rules,bake-ci] [--out bench/definitions.md]
@@ -329,12 +331,13 @@ class Bench:
             for branch, seed in ((DEFAULT_BRANCH, "bake-ci"), (FEATURE, "rules")):  # untimed: pushed once before
                 seeding = functools.partial(self.run, project, namespace, branch, seed)
                 self.attempt(f"{fixture} set-up {branch}", seeding)
-            for contender in order:
-                run = functools.partial(self.run, project, namespace, FEATURE, contender)
-                if "warm" in scenarios and contender in warm:
-                    self.timed(fixture, "warm", contender, run, self.engine.forget)
-                if "hot" in scenarios:
-                    self.timed(fixture, "hot", contender, run, lambda: None)
+            runs = {c: functools.partial(self.run, project, namespace, FEATURE, c) for c in order}
+            if "hot" in scenarios:  # before any warm run: the builder holds what the set-up built
+                for contender in order:
+                    self.timed(fixture, "hot", contender, runs[contender], lambda: None)
+            if "warm" in scenarios:
+                for contender in [c for c in order if c in warm]:
+                    self.timed(fixture, "warm", contender, runs[contender], self.engine.forget)
 
 
 def cell(xs: Sequence[float]) -> str:
