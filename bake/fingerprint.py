@@ -24,12 +24,14 @@ nothing but regular files is ever opened.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import os
 import re
 import stat
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -463,21 +465,122 @@ def content_records(
     entries: Mapping[str, Entry],
     paths: Iterable[str],
     known: Mapping[str, Known] | None = None,
+    memo: Memo | None = None,
 ) -> dict[str, str]:
     """Records of ``paths`` (entries of the context): files by their blob hash, from
-    ``known`` (:func:`git_blobs`) where git's index still describes the file, else read
-    here, several at a time."""
+    ``memo`` (what an earlier run hashed) where the file's lstat is still what it was
+    then, else from git's index where it still describes the file (``known``, else
+    asked here when that pays off), else read here, several at a time. ``memo`` is
+    updated with what this call learned."""
     wanted = list(paths)
     files = [p for p in wanted if entries[p].kind == "file"]
+    blobs = memo.blobs(entries, files) if memo is not None else {}
+    missing = [p for p in files if p not in blobs]
     if known is None:
-        known = git_blobs(context) if files else {}
-    blobs: dict[str, str] = {}
-    for p in files:
+        known = git_blobs(context) if missing and _git_pays_off(context, entries, missing) else {}
+    for p in missing:
         hit = known.get(p)
         if hit is not None and hit.describes(entries[p]):
             blobs[p] = hit.blob
-    blobs.update(hash_files(context, [p for p in files if p not in blobs]))
+    hashed = hash_files(context, [p for p in missing if p not in blobs])
+    blobs.update(hashed)
+    if memo is not None:
+        memo.learn(entries, {p: blobs[p] for p in missing if p in blobs})
     return {p: entries[p].record(blobs.get(p)) for p in wanted}
+
+
+#: Fewer files to read than this, of fewer bytes than that, are read faster than git's
+#: index is asked about them.
+GIT_MIN_FILES = 64
+GIT_MIN_BYTES = 8 * CHUNK
+
+
+def _git_pays_off(context: Path, entries: Mapping[str, Entry], missing: Sequence[str]) -> bool:
+    """Whether asking git's index for ``missing`` files beats reading them."""
+    if len(missing) < GIT_MIN_FILES and sum(entries[p].size for p in missing) < GIT_MIN_BYTES:
+        return False
+    return git_worthwhile(context)
+
+
+# -- what an earlier run hashed -------------------------------------------------------------
+
+#: Files changed this long before a run began are not remembered by it: a later change
+#: within the same timestamp tick would leave the same lstat (git's "racily clean").
+SETTLED_NS = 2_000_000_000
+
+
+class Memo:
+    """The blob hashes an earlier run computed for the context's files, each with the
+    file's lstat then (permission bits, size, mtime, ctime, inode), kept in the state
+    folder. A file whose lstat is unchanged has the same bytes: any write changes its
+    ctime, which no one can set (git trusts its index by the same data). A file that
+    changed shortly before a run began is not remembered by that run."""
+
+    HEADER = "bake-ci-blobs/1"
+
+    def __init__(self, path: Path, context: Path, started: int | None = None) -> None:
+        self.path = path
+        self.origin = f"{self.HEADER} {os.fspath(context.resolve())}"
+        #: path -> (lstat key, blob), as read
+        self.found: dict[str, tuple[str, str]] = {}
+        self.learned: dict[str, tuple[str, str]] = {}
+        self.hits = 0
+        #: when this run began reading the context (ns since the epoch)
+        self.started = time.time_ns() if started is None else started
+        try:
+            fields = path.read_text(encoding="utf-8", errors="surrogateescape").split("\0")
+        except (OSError, ValueError):
+            return
+        if fields[0] != self.origin or len(fields) % 3 != 2:
+            return  # another context's, another version's, or cut short
+        self.found = {fields[i]: (fields[i + 1], fields[i + 2]) for i in range(1, len(fields) - 1, 3)}
+
+    @staticmethod
+    def key(entry: Entry) -> str:
+        mtime_ns, ctime_ns, ino = entry.identity
+        return f"{entry.mode} {entry.size} {mtime_ns} {ctime_ns} {ino}"
+
+    def blobs(self, entries: Mapping[str, Entry], files: Iterable[str]) -> dict[str, str]:
+        """The remembered blobs of ``files`` whose lstat is what it was."""
+        found = self.found
+        out = {}
+        for p in files:
+            hit = found.get(p)
+            if hit is not None:
+                entry = entries[p]
+                mtime_ns, ctime_ns, ino = entry.identity  # self.key(entry), inlined: once per file
+                if hit[0] == f"{entry.mode} {entry.size} {mtime_ns} {ctime_ns} {ino}":
+                    out[p] = hit[1]
+        self.hits += len(out)
+        return out
+
+    def learn(self, entries: Mapping[str, Entry], blobs: Mapping[str, str]) -> None:
+        """Remember ``blobs`` of files that had settled before this run began."""
+        settled = self.started - SETTLED_NS
+        for p, blob in blobs.items():
+            entry = entries[p]
+            if max(entry.identity[0], entry.identity[1]) < settled and not blob.startswith("<"):
+                self.learned[p] = (self.key(entry), blob)
+
+    def save(self, entries: Mapping[str, Entry]) -> None:
+        """Write what was learned, with what is still true of the earlier runs' (files
+        still there with the same lstat); nothing when that is what the file holds."""
+        if not self.learned and self.hits == len(self.found):
+            return  # every file remembered was found as it was
+        key = self.key
+        kept = {
+            p: hit
+            for p, hit in self.found.items()
+            if p not in self.learned and (e := entries.get(p)) is not None and e.kind == "file" and hit[0] == key(e)
+        }
+        if not self.learned and len(kept) == len(self.found):
+            return
+        kept.update(self.learned)
+        text = "\0".join([self.origin, *(f"{p}\0{k}\0{b}" for p, (k, b) in kept.items())]) + "\0"
+        from bake.files import write_atomic
+
+        with contextlib.suppress(OSError):  # a state folder that cannot be written costs the next run time
+            write_atomic(self.path, text, errors="surrogateescape")
 
 
 # -- the fingerprint itself -----------------------------------------------------------------

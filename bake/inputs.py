@@ -17,7 +17,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,20 +138,17 @@ def fingerprints(
     targets: Sequence[Target],
     args: Mapping[str, Mapping[str, str]],
     resolve: Resolver,
+    memo_file: Path | None = None,
 ) -> tuple[dict[str, Fingerprint], dict[str, str]]:
     """Fingerprints of ``targets`` and, for those without one, why; ``args``: each
     target's resolved build args; ``resolve``: an image reference's digest, or None and
-    the reason."""
+    the reason; ``memo_file``: where the blob hashes of earlier runs are kept
+    (:class:`bake.fingerprint.Memo`)."""
     config = project.config
     context = project.root / config.context
+    memo = fingerprint.Memo(memo_file, context) if memo_file is not None else None  # before the walk
     ignore = fingerprint.read_ignore(context, project.root / config.dockerfile)
-    if fingerprint.git_worthwhile(context):
-        with ThreadPoolExecutor(max_workers=1) as pool:  # git answers while the context is walked
-            asked_git = pool.submit(fingerprint.git_blobs, context)
-            entries = fingerprint.scan(context, ignore)
-            known = asked_git.result()
-    else:  # a small checkout: its files are read faster than git is started
-        entries, known = fingerprint.scan(context, ignore), {}
+    entries = fingerprint.scan(context, ignore)
     check_inputs(project, entries)
 
     parsed = dockerfile.parse(project.dockerfile_text)
@@ -174,7 +170,9 @@ def fingerprints(
         if "." in patterns or fingerprint.through_link(entries, patterns):
             patterns = ["."]
         paths[target.id] = fingerprint.select(entries, patterns)
-    records = fingerprint.content_records(context, entries, {p for ps in paths.values() for p in ps}, known)
+    records = fingerprint.content_records(context, entries, {p for ps in paths.values() for p in ps}, memo=memo)
+    if memo is not None:
+        memo.save(entries)
 
     extra: dict[str, str] = {}
     if project.inherits_base and project.bake_file is not None:

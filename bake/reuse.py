@@ -147,15 +147,19 @@ class Fingerprints:
     missing: dict[str, str]
 
 
-def compute(project: Project, targets: Sequence[Target], args: Mapping[str, Mapping[str, str]]) -> Fingerprints:
+def compute(
+    project: Project, targets: Sequence[Target], args: Mapping[str, Mapping[str, str]], state: State | None = None
+) -> Fingerprints:
     """Fingerprint ``targets``; ``args`` are each target's resolved build args (from the plan).
-    Images are resolved with :func:`resolve_base`; see :mod:`bake.inputs`."""
+    Images are resolved with :func:`resolve_base`; see :mod:`bake.inputs`. With ``state``,
+    files whose lstat has not changed since an earlier run are not read again."""
 
     def resolve(ref: str) -> tuple[str | None, str]:
         found = resolve_base(ref)
         return found.digest, found.reason() if found.digest is None else ""
 
-    values, missing = inputs.fingerprints(project, targets, args, resolve=resolve)
+    memo = state.blob_memo() if state is not None else None
+    values, missing = inputs.fingerprints(project, targets, args, resolve=resolve, memo_file=memo)
     return Fingerprints(values, missing)
 
 

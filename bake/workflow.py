@@ -119,8 +119,17 @@ def destination(run: Run) -> None:
     run.writes, run.branch, run.output = writes, writes.identity, writes.output
 
 
+def ask_engine(run: Run) -> None:
+    """status and pull look at the local engine's images: the engine is asked now, and
+    answers while the context is read (:func:`need_engine` then waits for it)."""
+    from bake.engine import checks
+
+    threading.Thread(target=checks.engine_info, name="engine", daemon=True).start()
+
+
 def need_engine(run: Run) -> None:
-    """status and pull look at the local engine's images: no engine is exit 3, up front."""
+    """status and pull look at the local engine's images: no engine is exit 3, before
+    anything is shown."""
     from bake.engine import checks
 
     checks.check_engine(checks.engine_info())
@@ -177,7 +186,7 @@ def fingerprint(run: Run) -> None:
     if any(registry.Reference.parse(build_args(run.project, t)["BASE_IMAGE"]).host == registry.DOCKER_HUB
            for t in run.targets):  # fmt: skip
         threading.Thread(target=reuse.engine_mirrors, name="mirrors", daemon=True).start()
-    fps = reuse.compute(run.project, run.targets, {t.id: build_args(run.project, t) for t in run.targets})
+    fps = reuse.compute(run.project, run.targets, {t.id: build_args(run.project, t) for t in run.targets}, run.state)
     for target, why in fps.missing.items():
         (log.debug if quiet else log.warning)("no fingerprint", target=target, reason=why)
     run.fingerprints = fps
@@ -239,7 +248,9 @@ def trim_cache(run: Run) -> None:
         return
     fps = run.fingerprints
     if fps is None and any(cache.fingerprint_ref(t, "") for t in todo):  # --no-reuse still skips needless exports
-        fps = reuse.compute(run.project, run.targets, {t.id: build_args(run.project, t) for t in run.targets})
+        fps = reuse.compute(
+            run.project, run.targets, {t.id: build_args(run.project, t) for t in run.targets}, run.state
+        )
     fingerprints = {t: fp.value for t, fp in fps.values.items()} if fps else {}
     wanted = {t.id: fingerprints[t.id] for t in todo if t.id in fingerprints}
     found = cache.look_up(reuse.client(), cache.refs_to_ask(dataclasses.replace(run.plan, targets=tuple(todo)), wanted))
@@ -466,8 +477,18 @@ COMMANDS: dict[str, tuple[Step, ...]] = {
     "build": BUILD,
     "warm": BUILD,
     "matrix": (load, select_targets, print_matrix),
-    "status": (load, select_targets, need_engine, destination, fingerprint, local_plan, print_status),
-    "pull": (load, select_targets, need_registry, need_engine, destination, fingerprint, local_plan, pull),
+    "status": (load, select_targets, ask_engine, destination, fingerprint, need_engine, local_plan, print_status),
+    "pull": (
+        load,
+        select_targets,
+        need_registry,
+        ask_engine,
+        destination,
+        fingerprint,
+        need_engine,
+        local_plan,
+        pull,
+    ),
     "doctor": (doctor,),
 }
 

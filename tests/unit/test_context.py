@@ -251,7 +251,8 @@ def test_with_and_without_git_the_fingerprint_is_the_same(
     (plain / ".gitattributes").write_text("*.txt text eol=crlf\n", encoding="utf-8")
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "init")
-    monkeypatch.setattr(fingerprint, "GIT_WORTHWHILE", 0)  # git is asked even for this small checkout
+    for small in ("GIT_WORTHWHILE", "GIT_MIN_FILES", "GIT_MIN_BYTES"):
+        monkeypatch.setattr(fingerprint, small, 0)  # git is asked even for this small checkout
     monkeypatch.chdir(plain)
     without = ci(plain)
     monkeypatch.chdir(repo)
