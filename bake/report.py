@@ -117,9 +117,23 @@ def _row(r: Result) -> list[str]:
 HEADER = ["TARGET", "STATUS", "TIME", "CACHED", "IMAGE", "DIGEST"]
 
 
-def table(rows: Sequence[Result]) -> str:
-    """A plain-text table aligned for a terminal or a CI log."""
-    return align([HEADER, *(_row(r) for r in rows)])
+def table(rows: Sequence[Result], width: int | None = None) -> str:
+    """A plain-text table aligned for a terminal or a CI log. With ``width`` (a terminal's),
+    image references are cut from the left (``…/app-ci:ci-py3.12-main``) so that each line
+    fits, when the other columns leave room; in a log they stay whole."""
+    cells = [HEADER, *(_row(r) for r in rows)]
+    if width is not None:
+        image = HEADER.index("IMAGE")
+        others = sum(max(len(row[i]) for row in cells) for i in range(len(HEADER)) if i != image)
+        room = width - others - 2 * (len(HEADER) - 1)
+        if room >= len(HEADER[image]):
+            for row in cells[1:]:
+                row[image] = _cut_left(row[image], room)
+    return align(cells)
+
+
+def _cut_left(text: str, room: int) -> str:
+    return text if len(text) <= room else "…" + text[len(text) - room + 1 :]
 
 
 def markdown(rows: Sequence[Result], title: str = "bake-ci build") -> str:

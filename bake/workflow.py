@@ -12,6 +12,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -326,7 +327,8 @@ def summarise(run: Run) -> None:
     """The summary table, JSON results, step summary, report and metadata files; the exit."""
     args = run.args
     rows = [run.results[t] for t in run.plan.ids]
-    sys.stdout.write(report.table(rows))
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+    sys.stdout.write(report.table(rows, width))
     if args.log_format == "json":
         for row in rows:
             log.info("result", **row.to_dict())

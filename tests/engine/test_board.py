@@ -116,3 +116,4 @@ def test_the_board_holds_one_line_per_target_in_a_real_terminal(
         assert line.split()[:2] == [target, "built"], line
     rows = [line.split()[:2] for line in final[header + 1 : header + 5]]
     assert rows == [[target, "built"] for target in TARGETS]
+    assert all(len(line) <= width for line in final[header : header + 5]), "\n".join(final)  # the table fits too

@@ -148,6 +148,22 @@ def test_table_lists_every_target_and_status() -> None:
     assert [line[status_at:].split()[0] for line in lines[1:]] == ["built", "failed", "cancelled", "reused"]
 
 
+def test_on_a_terminal_the_table_fits_its_width_with_each_image_cut_from_the_left() -> None:
+    full = report.table(ROWS).splitlines()
+    assert max(map(len, full)) > 80
+    cut = report.table(ROWS, width=80).splitlines()
+    assert max(map(len, cut)) <= 80
+    assert [line.split()[:4] for line in cut] == [line.split()[:4] for line in full]
+    for row, line in zip(ROWS, cut[1:], strict=True):
+        image = line.split()[-2]
+        assert image.startswith("…"), image
+        assert row.image.endswith(image[1:]), image
+        assert image.endswith(":" + row.image.split(":")[-1])  # at 80 columns the tag fits whole
+    # wide enough: nothing is cut; too narrow for any image: nothing is cut either
+    assert report.table(ROWS, width=200) == report.table(ROWS)
+    assert report.table(ROWS, width=40) == report.table(ROWS)
+
+
 def test_markdown_lists_every_target_status_and_failure() -> None:
     text = report.markdown(ROWS)
     lines = text.splitlines()
