@@ -18,8 +18,9 @@ context; always minus ``.dockerignore``.
 
 A file's bytes are hashed as git hashes a blob (SHA-1 of ``blob SIZE\\0`` and the bytes,
 read in 1 MiB pieces), so that for files git already knows unchanged the index's hash
-is taken instead of reading them. Nothing outside the context is ever read, and
-nothing but regular files is ever opened.
+is taken instead of reading them; files whose lstat is what it was when an earlier run
+hashed them are not read either (:class:`Memo`). Nothing outside the context is ever
+read, and nothing but regular files is ever opened.
 """
 
 from __future__ import annotations
