@@ -465,20 +465,18 @@ def content_records(
     context: Path,
     entries: Mapping[str, Entry],
     paths: Iterable[str],
-    known: Mapping[str, Known] | None = None,
     memo: Memo | None = None,
 ) -> dict[str, str]:
     """Records of ``paths`` (entries of the context): files by their blob hash, from
     ``memo`` (what an earlier run hashed) where the file's lstat is still what it was
-    then, else from git's index where it still describes the file (``known``, else
-    asked here when that pays off), else read here, several at a time. ``memo`` is
-    updated with what this call learned."""
+    then, else from git's index where it still describes the file (asked when that pays
+    off), else read here, several at a time. ``memo`` is updated with what this call
+    learned."""
     wanted = list(paths)
     files = [p for p in wanted if entries[p].kind == "file"]
     blobs = memo.blobs(entries, files) if memo is not None else {}
     missing = [p for p in files if p not in blobs]
-    if known is None:
-        known = git_blobs(context) if missing and _git_pays_off(context, entries, missing) else {}
+    known = git_blobs(context) if missing and _git_pays_off(context, entries, missing) else {}
     for p in missing:
         hit = known.get(p)
         if hit is not None and hit.describes(entries[p]):
@@ -543,15 +541,12 @@ class Memo:
 
     def blobs(self, entries: Mapping[str, Entry], files: Iterable[str]) -> dict[str, str]:
         """The remembered blobs of ``files`` whose lstat is what it was."""
-        found = self.found
+        found, key = self.found, self.key
         out = {}
         for p in files:
             hit = found.get(p)
-            if hit is not None:
-                entry = entries[p]
-                mtime_ns, ctime_ns, ino = entry.identity  # self.key(entry), inlined: once per file
-                if hit[0] == f"{entry.mode} {entry.size} {mtime_ns} {ctime_ns} {ino}":
-                    out[p] = hit[1]
+            if hit is not None and hit[0] == key(entries[p]):
+                out[p] = hit[1]
         self.hits += len(out)
         return out
 
