@@ -7,33 +7,21 @@ bake) only checks that the harness still works end to end and writes its table.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BENCH = ROOT / "bench"
+from .helpers import BENCH, load_bench
 
+ROOT = BENCH.parent
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-results = _load("results", BENCH / "results.py")
-bench_run = _load("bench_run", BENCH / "run.py")
+results = load_bench("results", "results.py")
+bench_run = load_bench("bench_run", "run.py")
 Sample = results.Sample
 
 

@@ -8,38 +8,23 @@ bake file and the bench's own engine are checked on the real engine.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from bake.registry import Manifest
 
-ROOT = Path(__file__).resolve().parents[2]
-BENCH = ROOT / "bench"
+from .helpers import BENCH, load_bench
 
+ROOT = BENCH.parent
 
-def _load(name: str, path: Path) -> ModuleType:
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-definitions = _load("bench_definitions", BENCH / "definitions.py")
-anatomy = _load("anatomy", BENCH / "anatomy.py")
-dedicated = _load("dedicated", BENCH / "dedicated.py")
+definitions = load_bench("bench_definitions", "definitions.py")
+anatomy = load_bench("anatomy", "anatomy.py")
+dedicated = load_bench("dedicated", "dedicated.py")
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 IMAGE = "localhost:5000/ns/bench/chain-ci"
@@ -259,7 +244,7 @@ def test_the_benchs_own_engine_starts_empty_and_leaves_nothing_behind() -> None:
 
 
 def test_run_py_keeps_the_definitions_block_of_the_results_file() -> None:
-    results = _load("results", BENCH / "results.py")
+    results = load_bench("results", "results.py")
     old = results.with_definitions("old run.py table\n", "definitions table")
     assert old == "old run.py table\n\n<!-- definitions:start -->\ndefinitions table\n<!-- definitions:end -->\n"
     assert results.keep_definitions(old, "new table\n") == (

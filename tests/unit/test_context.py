@@ -17,12 +17,12 @@ from typing import ClassVar
 
 import pytest
 
-from bake import config, fingerprint, registry, reuse
+from bake import fingerprint, registry, reuse
 from bake.errors import ConfigError
 from bake.fingerprint import Entry, Ignore
-from bake.plan import build_args, matrix
 
 from .conftest import RunCli
+from .helpers import fingerprints
 
 MakeProject = Callable[..., Path]
 
@@ -47,12 +47,6 @@ def digests(monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
 
     monkeypatch.setattr(reuse, "resolve_base", resolve)
     return found
-
-
-def fingerprints(root: Path) -> reuse.Fingerprints:
-    project = config.load(root / "pyproject.toml", {})
-    targets = matrix(project)
-    return reuse.compute(project, targets, {t.id: build_args(project, t) for t in targets})
 
 
 def ci(root: Path) -> fingerprint.Fingerprint:

@@ -16,28 +16,11 @@ from bake import ci, display, logs
 from bake.progress import Tracker
 from bake.report import Result
 
+from .helpers import vertex
+
 TARGETS = ["deps-py311", "deps-py313", "ci-py311", "ci-py313"]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 LONG_STEP = "[deps 2/3] RUN pip install --no-cache-dir " + " ".join(f"package-number-{i}" for i in range(30))
-
-
-def ts(seconds: float) -> str:
-    """A Go RFC 3339 timestamp, ``seconds`` after 12:00:00 UTC."""
-    whole, frac = divmod(round(seconds * 1_000_000), 1_000_000)
-    return f"2026-03-01T12:{whole // 60:02d}:{whole % 60:02d}.{frac:06d}000Z"
-
-
-def vertex(
-    digest: str, name: str, started: float | None = None, completed: float | None = None, cached: bool = False
-) -> dict[str, Any]:
-    out: dict[str, Any] = {"digest": f"sha256:{digest}", "name": name}
-    if started is not None:
-        out["started"] = ts(started)
-    if completed is not None:
-        out["completed"] = ts(completed)
-    if cached:
-        out["cached"] = True
-    return out
 
 
 class Clock:

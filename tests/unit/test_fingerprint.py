@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 from bake import config, fingerprint, registry, reuse
 from bake.fingerprint import Ignore
 from bake.naming import PythonVersion
-from bake.plan import Target, build_args, matrix
+from bake.plan import Target, build_args
+
+from .helpers import fingerprints
 
 MakeProject = Callable[..., Path]  # the `project` fixture of conftest.py
 
@@ -363,13 +365,6 @@ def resolver(monkeypatch: pytest.MonkeyPatch) -> FakeResolver:
     fake = FakeResolver()
     monkeypatch.setattr(reuse, "resolve_base", fake)
     return fake
-
-
-def fingerprints(root: Path) -> reuse.Fingerprints:
-    """What ``bake-ci`` computes for every target of the project at ``root``."""
-    project = config.load(root / "pyproject.toml", {})
-    targets = matrix(project)
-    return reuse.compute(project, targets, {t.id: build_args(project, t) for t in targets})
 
 
 def values(fps: reuse.Fingerprints) -> dict[str, str]:

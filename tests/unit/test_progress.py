@@ -19,36 +19,9 @@ from bake.engine.buildx import iter_json_objects
 from bake.progress import Event, Tracker, describe, parse_time
 
 from .conftest import results
+from .helpers import ts, vertex
 
 PIP_ERROR = 'process "/bin/sh -c pip install -r requirements.txt" did not complete successfully: exit code: 1'
-
-
-def ts(seconds: float) -> str:
-    """A Go RFC 3339 timestamp with nanoseconds, ``seconds`` after 12:00:00 UTC."""
-    whole, frac = divmod(round(seconds * 1_000_000_000), 1_000_000_000)
-    return f"2026-03-01T12:{whole // 60:02d}:{whole % 60:02d}.{frac:09d}Z"
-
-
-def vertex(
-    digest: str,
-    name: str,
-    started: float | None = None,
-    completed: float | None = None,
-    *,
-    cached: bool = False,
-    error: str = "",
-) -> dict[str, Any]:
-    """A vertex as buildx prints it (empty fields are left out)."""
-    out: dict[str, Any] = {"digest": f"sha256:{digest}", "inputs": [], "name": name}
-    if started is not None:
-        out["started"] = ts(started)
-    if completed is not None:
-        out["completed"] = ts(completed)
-    if cached:
-        out["cached"] = True
-    if error:
-        out["error"] = error
-    return out
 
 
 def log(digest: str, text: str, at: float = 0.0) -> dict[str, Any]:
