@@ -133,7 +133,12 @@ def table(rows: Sequence[Result], width: int | None = None) -> str:
 
 
 def _cut_left(text: str, room: int) -> str:
-    return text if len(text) <= room else "…" + text[len(text) - room + 1 :]
+    """``text`` in ``room`` characters: its end after "…", from a ``/`` where one is left."""
+    if len(text) <= room:
+        return text
+    tail = text[len(text) - room + 1 :]
+    slash = tail.find("/")
+    return "…" + (tail[slash:] if slash > 0 else tail)
 
 
 def markdown(rows: Sequence[Result], title: str = "bake-ci build") -> str:
