@@ -1,8 +1,9 @@
 """The docker CLI: where it is, its global options, and a python-on-whales client for it.
 
-Calls that python-on-whales answers with typed objects (builders, images, pull, tag)
-use :func:`client`; the few it cannot make (``docker info`` as JSON, ``imagetools
-inspect`` with the digest, ``bake`` with rawjson progress) go through
+Calls that python-on-whales answers with typed objects (builders, pull, tag) use
+:func:`client`; the few it cannot make (``docker info`` as JSON, ``imagetools inspect``
+with the digest, ``bake`` with rawjson progress), and ``image inspect``, which ``status``
+makes on the reuse path (where python-on-whales' import costs too much), go through
 :func:`bake.engine.process.run` with :func:`docker_cmd`.
 """
 
@@ -14,8 +15,7 @@ import shutil
 import threading
 from typing import TYPE_CHECKING
 
-import structlog
-
+from bake import logs
 from bake.engine import process
 from bake.errors import EnvironmentProblem
 from bake.redact import redact
@@ -23,7 +23,7 @@ from bake.redact import redact
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
 
-log = structlog.get_logger("bake.engine")
+log = logs.get_logger("bake.engine")
 
 NO_CLI = (
     "the docker CLI is not on PATH. Install Docker (the CLI and the buildx plugin) "
