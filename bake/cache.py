@@ -28,14 +28,12 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import structlog
-
-from bake import registry
+from bake import logs, registry
 from bake.plan import Plan, TargetPlan, fingerprint_tag
 from bake.pool import parallel
 from bake.redact import redact
 
-log = structlog.get_logger("bake")
+log = logs.get_logger("bake")
 
 #: A look-up's answer: the manifest, None when the registry does not have the ref, or
 #: UNKNOWN when it could not be asked.

@@ -14,8 +14,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Literal, Protocol
 
-import structlog
-
 from bake import ci, logs
 from bake.progress import Event, TargetProgress, Vertex, describe
 from bake.report import Result
@@ -27,7 +25,7 @@ if TYPE_CHECKING:  # rich is imported only when the board is shown: start-up tim
 
 Mode = Literal["plain", "github", "board", "quiet"]
 
-log = structlog.get_logger("bake")
+log = logs.get_logger("bake")
 
 
 class Display(Protocol):

@@ -19,9 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-import structlog
-
-from bake import report
+from bake import logs, report
 from bake.display import Display
 from bake.engine import buildx, process
 from bake.engine.process import CommandFailed
@@ -31,7 +29,7 @@ from bake.redact import redact
 from bake.report import Result
 from bake.state import Run
 
-log = structlog.get_logger("bake")
+log = logs.get_logger("bake")
 
 #: Failures worth another attempt: the registry or the network, not the build itself.
 #: Go's net/http says ``Head "URL": EOF`` when a registry closes the connection unanswered.

@@ -2,6 +2,10 @@
 
 While a live display owns the terminal, every rendered line is handed to it
 (:func:`route`) so it prints above the display instead of into it.
+
+Modules log through :func:`get_logger`, whose loggers import structlog only when a
+line is actually written: a run that writes none (``plan``, ``status`` on the reuse
+path, whose whole budget is a fraction of a second) does not pay its import.
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ import logging
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal
 
-import structlog
+if TYPE_CHECKING:
+    import structlog
 
 Format = Literal["auto", "console", "json"]
 
@@ -55,7 +61,87 @@ def resolve(fmt: Format, in_ci: bool) -> Literal["console", "json"]:
     return "json" if in_ci else "console"
 
 
+#: what :func:`configure` asked for, applied to structlog once it is imported
+_settings: tuple[Literal["console", "json"], bool] | None = None
+#: lines below this level are dropped before structlog is asked
+_threshold = logging.DEBUG
+_import_lock = threading.Lock()
+
+
+def _structlog() -> ModuleType:
+    """structlog, imported and configured on first use."""
+    global _settings
+    with _import_lock:
+        if "structlog" not in sys.modules:
+            # structlog imports rich at its own import whenever rich is installed (for
+            # console tracebacks, which bake-ci does not use): hidden, unless the live
+            # board has imported it already
+            hide = "rich" not in sys.modules
+            if hide:
+                sys.modules["rich"] = None  # type: ignore[assignment]
+            try:
+                import structlog
+            finally:
+                if hide:
+                    del sys.modules["rich"]
+        import structlog
+
+        if _settings is not None:
+            _apply(*_settings)
+            _settings = None
+    return structlog
+
+
+class Logger:
+    """A structlog logger of ``name``, made when the first line is written."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _write(self, level: int, method: str, event: str, fields: dict[str, Any]) -> None:
+        if level < _threshold:
+            return
+        getattr(_structlog().get_logger(self.name), method)(event, **fields)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._write(logging.DEBUG, "debug", event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._write(logging.INFO, "info", event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._write(logging.WARNING, "warning", event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._write(logging.ERROR, "error", event, fields)
+
+
+def get_logger(name: str) -> Logger:
+    return Logger(name)
+
+
 def configure(fmt: Literal["console", "json"], verbose: bool = False) -> None:
+    """Render as ``fmt``, debug lines only when ``verbose``: now if structlog is imported
+    already, else when the first line is written."""
+    global _settings, _threshold
+    _threshold = logging.DEBUG if verbose else logging.INFO
+    with _import_lock:
+        if "structlog" in sys.modules:
+            _settings = None
+            _apply(fmt, verbose)
+        else:
+            _settings = (fmt, verbose)
+
+
+def reset() -> None:
+    """Forget :func:`configure` (every line is written again, as structlog's defaults do)."""
+    global _settings, _threshold
+    _settings, _threshold = None, logging.DEBUG
+
+
+def _apply(fmt: Literal["console", "json"], verbose: bool) -> None:
+    import structlog
+
     renderer: structlog.typing.Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer(sort_keys=False)

@@ -39,7 +39,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import structlog
+from bake import logs
 
 MANIFEST_TYPES = ", ".join(
     [
@@ -60,7 +60,7 @@ MAX_RETRY_AFTER = 30.0
 
 Credentials = Callable[[str], "tuple[str, str] | None"]
 
-log = structlog.get_logger("bake.registry")
+log = logs.get_logger("bake.registry")
 
 
 class RegistryError(Exception):

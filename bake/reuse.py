@@ -18,9 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import structlog
-
-from bake import auth, inputs, registry
+from bake import auth, inputs, logs, registry
 from bake.config import Project
 from bake.engine import docker, images
 from bake.engine.process import CommandFailed
@@ -33,7 +31,7 @@ from bake.redact import redact
 from bake.report import Result
 from bake.state import State
 
-log = structlog.get_logger("bake")
+log = logs.get_logger("bake")
 
 
 _client: registry.Client | None = None

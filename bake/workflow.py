@@ -20,9 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import structlog
-
-from bake import cache, ci, config, display, registry, report, reuse
+from bake import cache, ci, config, display, logs, registry, report, reuse
 from bake.args import Args, Output
 from bake.engine import git, images, process
 from bake.errors import BuildFailed, EnvironmentProblem, Interrupted, UsageError
@@ -34,7 +32,7 @@ from bake.state import State
 if TYPE_CHECKING:
     from bake.execute import Executor
 
-log = structlog.get_logger("bake")
+log = logs.get_logger("bake")
 
 
 @dataclass

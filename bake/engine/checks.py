@@ -9,15 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
+from bake import logs
 from bake.engine import process
 from bake.engine.buildx import Builder, inspect_builder
 from bake.engine.docker import docker_cmd, engine_hint
 from bake.engine.images import parse_buildx_version
 from bake.errors import EnvironmentProblem
 
-log = structlog.get_logger("bake.engine")
+log = logs.get_logger("bake.engine")
 
 MIN_BUILDX = (0, 13)
 

@@ -20,11 +20,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-import structlog
-
+from bake import logs
 from bake.redact import redact
 
-log = structlog.get_logger("bake.process")
+log = logs.get_logger("bake.process")
 
 _environ: dict[str, str] = dict(os.environ)
 _live: set[subprocess.Popen[str]] = set()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from bake import report
+from bake import logs, report
 from bake.cli import main
 from bake.engine import process
 
@@ -35,6 +35,7 @@ def _isolated() -> Iterator[None]:
     environment = dict(process.environment())
     yield
     structlog.reset_defaults()
+    logs.reset()
     process.use_environment(environment)
 
 
