@@ -33,10 +33,11 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import NamedTuple
 
 SCHEMA = "bake-ci-fingerprint/2"
@@ -114,6 +115,15 @@ class Ignore:
     def has_exceptions(self) -> bool:
         return any(keep for keep, _ in self.rules)
 
+    def matcher(self) -> Callable[[str], object] | None:
+        """:meth:`ignored` as fast as the rules allow (its truth is what counts): None
+        when nothing is ignored, one regex when no ``!`` rule re-includes anything."""
+        if not self.rules:
+            return None
+        if self.has_exceptions:
+            return self.ignored
+        return re.compile("|".join(f"(?:{r.pattern})" for _, r in self.rules), re.DOTALL).fullmatch
+
 
 def read_ignore(context: Path, dockerfile_path: Path) -> Ignore:
     """``Dockerfile.dockerignore`` next to the Dockerfile wins over the context's ``.dockerignore``."""
@@ -177,6 +187,8 @@ def scan(context: Path, ignore: Ignore) -> dict[str, Entry]:
     """
     found: dict[str, Entry] = {}
     exceptions = ignore.has_exceptions
+    ignored = ignore.matcher()
+    new = tuple.__new__  # an Entry without NamedTuple's __new__: this loop runs for every path
 
     def walk(directory: str, prefix: str) -> bool:
         try:
@@ -191,8 +203,15 @@ def scan(context: Path, ignore: Ignore) -> dict[str, Entry]:
                 st = child.stat(follow_symlinks=False)
             except OSError:
                 continue  # gone since it was listed
+            mode = st.st_mode
+            if S_ISREG(mode):
+                if ignored is None or not ignored(rel):
+                    identity = (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+                    found[rel] = new(Entry, ("file", mode & 0o7777, st.st_size, "", identity))
+                    any_kept = True
+                continue
             entry = Entry.of(child.path, st)
-            skipped = ignore.ignored(rel)
+            skipped = ignored is not None and bool(ignored(rel))
             if entry.kind == "dir":
                 if skipped and not exceptions:
                     continue
@@ -485,7 +504,18 @@ def content_records(
     blobs.update(hashed)
     if memo is not None:
         memo.learn(entries, {p: blobs[p] for p in missing if p in blobs})
-    return {p: entries[p].record(blobs.get(p)) for p in wanted}
+    file_records: dict[int, str] = {}  # a file's record up to its blob hash, by its mode
+    records = {}
+    for p in wanted:
+        entry = entries[p]
+        if entry.kind != "file":
+            records[p] = entry.record()
+            continue
+        head = file_records.get(entry.mode)
+        if head is None:
+            head = file_records[entry.mode] = entry.record("")
+        records[p] = head + blobs[p]
+    return records
 
 
 #: Fewer files to read than this, of fewer bytes than that, are read faster than git's
@@ -541,12 +571,15 @@ class Memo:
 
     def blobs(self, entries: Mapping[str, Entry], files: Iterable[str]) -> dict[str, str]:
         """The remembered blobs of ``files`` whose lstat is what it was."""
-        found, key = self.found, self.key
+        get = self.found.get
         out = {}
-        for p in files:
-            hit = found.get(p)
-            if hit is not None and hit[0] == key(entries[p]):
-                out[p] = hit[1]
+        for p in files:  # Memo.key, inline: this loop runs for every file
+            hit = get(p)
+            if hit is not None:
+                e = entries[p]
+                mtime_ns, ctime_ns, ino = e.identity
+                if hit[0] == f"{e.mode} {e.size} {mtime_ns} {ctime_ns} {ino}":
+                    out[p] = hit[1]
         self.hits += len(out)
         return out
 
