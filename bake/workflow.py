@@ -98,9 +98,11 @@ def destination(run: Run) -> None:
             f"--{args.output} needs a registry, and none is configured. Set registry in "
             f"[{config.TABLE}] or BAKE_CI_REGISTRY, or build locally with --load."
         )
-    branch = args.branch or run.context.branch or git.branch(project.root)
+    branch, run.sha = args.branch or run.context.branch, run.context.sha
+    if not branch or not run.sha:
+        checked_out, commit = git.head(project.root)
+        branch, run.sha = branch or checked_out, run.sha or commit
     output: Output = "push" if args.warm else args.output or ("push" if cfg.registry and run.context.ci else "load")
-    run.sha = run.context.sha or git.sha(project.root)
     if not cfg.registry:
         run.branch, run.output = branch, output
         return

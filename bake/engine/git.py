@@ -15,16 +15,14 @@ def _git(*args: str, cwd: Path) -> str | None:
         return None
 
 
-def branch(cwd: Path) -> str:
-    """The checked-out branch: ``detached`` for a detached HEAD, ``local`` outside git."""
-    name = _git("rev-parse", "--abbrev-ref", "HEAD", cwd=cwd)
-    if name is None:
-        return "local"
-    return "detached" if name == "HEAD" else name
-
-
-def sha(cwd: Path) -> str | None:
-    return _git("rev-parse", "HEAD", cwd=cwd)
+def head(cwd: Path) -> tuple[str, str | None]:
+    """The checked-out branch (``detached`` for a detached HEAD, ``local`` outside git or
+    before the first commit) and commit, in one call."""
+    said = _git("rev-parse", "HEAD", "--abbrev-ref", "HEAD", cwd=cwd)  # --abbrev-ref: for what follows it
+    if said is None:
+        return "local", None
+    commit, _, name = said.partition("\n")
+    return ("detached" if name.strip() == "HEAD" else name.strip()), commit or None
 
 
 def output(args: Sequence[str], *, cwd: Path) -> str:

@@ -1,9 +1,15 @@
-"""What the docker CLI's error output means: an absent image, or no engine at all."""
+"""What the docker CLI's error output means (an absent image, or no engine at all), and
+what git says about the checkout."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 
+from bake.engine import git
 from bake.engine.docker import engine_down, is_not_found
 
 
@@ -53,3 +59,19 @@ def test_every_package_of_bake_is_shipped() -> None:
     assert "bake.engine" in packages
     for package in packages:
         assert any(fnmatch.fnmatchcase(package, pattern) for pattern in include), package
+
+
+def _git(repo: Path, *args: str) -> None:
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, env={**os.environ, **env})
+
+
+def test_the_checked_out_branch_and_commit_come_from_one_git_call(tmp_path: Path) -> None:
+    assert git.head(tmp_path) == ("local", None)  # not a checkout
+    _git(tmp_path, "init", "-q", "-b", "topic")
+    assert git.head(tmp_path) == ("local", None)  # no commit yet
+    _git(tmp_path, "commit", "-q", "--allow-empty", "-m", "one")
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    assert git.head(tmp_path) == ("topic", commit)
+    _git(tmp_path, "checkout", "-q", "--detach")
+    assert git.head(tmp_path) == ("detached", commit)
