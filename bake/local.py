@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,16 +41,48 @@ class Status:
         return data
 
 
-def _local_state(state: State, target: str, image: str, fp: Fingerprint) -> tuple[bool, tuple[str, ...]]:
+LocalImages = Callable[[str], "images.LocalImage | None"]
+
+
+def ask_local_images(plan: Plan, state: State) -> LocalImages:
+    """Ask the local engine now, each in a thread of its own, for the images that
+    :func:`status` looks at (each target's image, and the one its last local build
+    recorded); the answers are waited for when they are looked up."""
+    refs = {t.image for t in plan.targets}
+    for t in plan.targets:
+        record = reuse.recorded(state, t.id)
+        if record is not None and isinstance(record.get("image"), str):
+            refs.add(str(record["image"]))
+    answers: dict[str, Future[images.LocalImage | None]] = {ref: Future() for ref in refs}
+
+    def ask(ref: str) -> None:
+        try:
+            answers[ref].set_result(images.local_image(ref))
+        except BaseException as exc:  # raised where it is looked up
+            answers[ref].set_exception(exc)
+
+    for ref in refs:
+        threading.Thread(target=ask, args=(ref,), name="local-image", daemon=True).start()
+
+    def lookup(ref: str) -> images.LocalImage | None:
+        answer = answers.get(ref)
+        return answer.result() if answer is not None else images.local_image(ref)
+
+    return lookup
+
+
+def _local_state(
+    state: State, target: str, image: str, fp: Fingerprint, local_image: LocalImages
+) -> tuple[bool, tuple[str, ...]]:
     """Whether the local image of ``target`` (``image``, its branch tag) was made from
     ``fp``; if not, which inputs changed since the last local build of ``target``."""
-    local = images.local_image(image)
+    local = local_image(image)
     if local is not None and local.labels.get(FINGERPRINT_LABEL) == fp.value:
         return True, ()
     record = reuse.recorded(state, target)
     if record is None:
         return False, ()
-    built = local if record.get("image") == image else images.local_image(str(record.get("image")))
+    built = local if record.get("image") == image else local_image(str(record.get("image")))
     if built is None or built.id != record.get("image_id"):
         return False, ()  # that image has been replaced or removed since: nothing to compare with
     if record.get("fingerprint") == fp.value:
@@ -57,9 +91,19 @@ def _local_state(state: State, target: str, image: str, fp: Fingerprint) -> tupl
     return False, tuple(fp.changed_since(parts) if isinstance(parts, dict) else ["inputs"])
 
 
-def status(plan: Plan, state: State, output: Output, fps: reuse.Fingerprints, registry: str | None) -> list[Status]:
+def status(
+    plan: Plan,
+    state: State,
+    output: Output,
+    fps: reuse.Fingerprints,
+    registry: str | None,
+    local_image: LocalImages | None = None,
+) -> list[Status]:
     """For each target of a ``--load`` plan: its fingerprint, where an image for it exists,
-    and what build with ``output`` would do."""
+    and what build with ``output`` would do (``local_image``: the local engine's image of
+    a reference, as :func:`ask_local_images` gives it)."""
+
+    lookup = local_image or images.local_image
 
     def one(t: TargetPlan) -> Status:
         target = t.target
@@ -75,7 +119,7 @@ def status(plan: Plan, state: State, output: Output, fps: reuse.Fingerprints, re
             except CommandFailed as exc:
                 error = redact(exc.output.strip().splitlines()[-1] if exc.output.strip() else str(exc))
                 return Status(target.id, fp.short, False, False, "build", f"registry not reachable: {error}")
-        local, changed = _local_state(state, target.id, t.image, fp)
+        local, changed = _local_state(state, target.id, t.image, fp, lookup)
         if output == "push" and in_registry:
             return Status(target.id, fp.short, True, local, "reuse", "the registry has an image for these inputs")
         if local:

@@ -55,6 +55,7 @@ class Run:
     executor: Executor | None = None
     shown: display.Display | None = None
     cache_after: cache.After = field(default_factory=lambda: cache.After({}))
+    local_images: Callable[[str], images.LocalImage | None] | None = None
 
     def __post_init__(self) -> None:
         self.context = ci.from_environ(self.environ)
@@ -420,11 +421,21 @@ def _failure_text(rows: Sequence[report.Result], registry: str | None, *, fail_f
     return "\n".join(parts)
 
 
+def ask_local_images(run: Run) -> None:
+    """status looks at the local images of its plan: they are asked for now, and the
+    engine answers while the context is read."""
+    from bake import local
+
+    run.local_images = local.ask_local_images(run.plan, run.state)
+
+
 def print_status(run: Run) -> None:
     from bake import local
 
     assert run.fingerprints is not None
-    rows = local.status(run.plan, run.state, run.output, run.fingerprints, run.project.config.registry)
+    rows = local.status(
+        run.plan, run.state, run.output, run.fingerprints, run.project.config.registry, run.local_images
+    )
     if run.args.json:
         sys.stdout.write(json.dumps([r.to_dict() for r in rows], indent=2) + "\n")
     else:
@@ -479,7 +490,17 @@ COMMANDS: dict[str, tuple[Step, ...]] = {
     "build": BUILD,
     "warm": BUILD,
     "matrix": (load, select_targets, print_matrix),
-    "status": (load, select_targets, ask_engine, destination, fingerprint, need_engine, local_plan, print_status),
+    "status": (
+        load,
+        select_targets,
+        ask_engine,
+        destination,
+        local_plan,
+        ask_local_images,
+        fingerprint,
+        need_engine,
+        print_status,
+    ),
     "pull": (
         load,
         select_targets,
