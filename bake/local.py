@@ -44,15 +44,11 @@ class Status:
 LocalImages = Callable[[str], "images.LocalImage | None"]
 
 
-def ask_local_images(plan: Plan, state: State) -> LocalImages:
-    """Ask the local engine now, each in a thread of its own, for the images that
-    :func:`status` looks at (each target's image, and the one its last local build
-    recorded); the answers are waited for when they are looked up."""
+def ask_local_images(plan: Plan) -> LocalImages:
+    """Ask the local engine now, each in a thread of its own, for the targets' images,
+    which :func:`status` looks at; the answers are waited for when they are looked up
+    (any other image is asked for then)."""
     refs = {t.image for t in plan.targets}
-    for t in plan.targets:
-        record = reuse.recorded(state, t.id)
-        if record is not None and isinstance(record.get("image"), str):
-            refs.add(str(record["image"]))
     answers: dict[str, Future[images.LocalImage | None]] = {ref: Future() for ref in refs}
 
     def ask(ref: str) -> None:

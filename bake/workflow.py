@@ -122,16 +122,16 @@ def destination(run: Run) -> None:
 
 
 def ask_engine(run: Run) -> None:
-    """status and pull look at the local engine's images: the engine is asked now, and
-    answers while the context is read (:func:`need_engine` then waits for it)."""
+    """pull looks at the local engine's images: the engine is asked now, and answers
+    while the context is read (:func:`need_engine` then waits for it)."""
     from bake.engine import checks
 
     threading.Thread(target=checks.engine_info, name="engine", daemon=True).start()
 
 
 def need_engine(run: Run) -> None:
-    """status and pull look at the local engine's images: no engine is exit 3, before
-    anything is shown."""
+    """pull looks at the local engine's images: no engine is exit 3, before anything is
+    shown."""
     from bake.engine import checks
 
     checks.check_engine(checks.engine_info())
@@ -426,7 +426,15 @@ def ask_local_images(run: Run) -> None:
     engine answers while the context is read."""
     from bake import local
 
-    run.local_images = local.ask_local_images(run.plan, run.state)
+    run.local_images = local.ask_local_images(run.plan)
+
+
+def need_local_images(run: Run) -> None:
+    """No engine is exit 3, before anything is shown: the answers to
+    :func:`ask_local_images` say so (status asks nothing else of the engine)."""
+    assert run.local_images is not None
+    for t in run.plan.targets:
+        run.local_images(t.image)
 
 
 def print_status(run: Run) -> None:
@@ -493,12 +501,11 @@ COMMANDS: dict[str, tuple[Step, ...]] = {
     "status": (
         load,
         select_targets,
-        ask_engine,
         destination,
         local_plan,
         ask_local_images,
         fingerprint,
-        need_engine,
+        need_local_images,
         print_status,
     ),
     "pull": (
