@@ -1,3 +1,3 @@
-from bake.cli import main
+from bake.cli import run
 
-raise SystemExit(main())
+run()

@@ -8,6 +8,7 @@ steps before it left on the run and adds its own part, so a command's table entr
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import re
@@ -262,6 +263,7 @@ def trim_cache(run: Run) -> None:
 
 def build(run: Run) -> None:
     """Build what reuse left, showing progress; the results of every target."""
+    gc.enable()  # a long run from here on (the CLI turned it off for the short part)
     shown = display.choose(run.args.progress, run.plan.ids, run.context, json_logs=run.args.log_format == "json")
     run.shown = shown
     try:
