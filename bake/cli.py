@@ -123,6 +123,19 @@ def _count(text: str) -> int:
     return value
 
 
+def _reads_context(ns: argparse.Namespace) -> bool:
+    """Whether the command fingerprints the build context (a guess: a wrong one costs
+    time, never a result)."""
+    output = getattr(ns, "output", None)
+    if ns.command in ("status", "pull"):
+        return True
+    if ns.command == "plan":
+        return output != "load" and not getattr(ns, "no_reuse", False)
+    if ns.command in ("build", "warm"):
+        return output == "load" or (output != "cache-only" and not getattr(ns, "no_reuse", False))
+    return False
+
+
 def _args(ns: argparse.Namespace, log_format: Literal["console", "json"]) -> Args:
     """The parsed command line as typed arguments (options a command lacks keep their defaults)."""
     given = vars(ns)
@@ -175,10 +188,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
     env = os.environ if environ is None else environ
     ns = _parser().parse_args(argv)
-    from bake import ci, logs
+    from bake import ci, logs, survey
 
     fmt = logs.resolve(ns.log_format, in_ci=ci.running_in_ci(env))
     logs.configure(fmt, ns.verbose)
+    if _reads_context(ns) and survey.worthwhile() and (request := survey.guess(ns.config, env, ns.state_dir)):
+        survey.start(request)  # the context is read while the rest of bake-ci is imported
     from bake.engine.process import CommandFailed
     from bake.errors import BakeError
     from bake.redact import redact
@@ -206,3 +221,5 @@ def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        survey.discard()

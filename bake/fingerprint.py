@@ -230,6 +230,22 @@ def scan(context: Path, ignore: Ignore) -> dict[str, Entry]:
     return found
 
 
+class Survey(NamedTuple):
+    """The build context as one scan saw it, and the memo of the hashes of its files."""
+
+    entries: dict[str, Entry]
+    memo: Memo | None
+
+
+def survey(context: Path, dockerfile_path: Path, memo_file: Path | None) -> Survey:
+    """Scan the context that the Dockerfile at ``dockerfile_path`` is built from (its
+    ignore file applied), and read the memo in ``memo_file`` (before the scan: a file
+    that changes meanwhile is not remembered)."""
+    memo = Memo(memo_file, context) if memo_file is not None else None
+    entries = scan(context, read_ignore(context, dockerfile_path))
+    return Survey(entries, memo)
+
+
 def context_files(context: Path, ignore: Ignore) -> list[str]:
     """Every non-directory path of the build context sent to BuildKit, sorted."""
     return sorted(p for p, e in scan(context, ignore).items() if e.kind != "dir")
@@ -547,22 +563,41 @@ class Memo:
 
     HEADER = "bake-ci-blobs/1"
 
-    def __init__(self, path: Path, context: Path, started: int | None = None) -> None:
+    def __init__(self, path: Path, context: Path, started: int | None = None, *, read: bool = True) -> None:
         self.path = path
         self.origin = f"{self.HEADER} {os.fspath(context.resolve())}"
         #: path -> (lstat key, blob), as read
         self.found: dict[str, tuple[str, str]] = {}
+        #: how many files the memo holds
+        self.size = 0
+        #: the remembered blobs of every file of the context, where another process matched them
+        self.matched: dict[str, str] | None = None
         self.learned: dict[str, tuple[str, str]] = {}
         self.hits = 0
         #: when this run began reading the context (ns since the epoch)
         self.started = time.time_ns() if started is None else started
+        if read:
+            self._read()
+
+    def _read(self) -> None:
         try:
-            fields = path.read_text(encoding="utf-8", errors="surrogateescape").split("\0")
+            fields = self.path.read_text(encoding="utf-8", errors="surrogateescape").split("\0")
         except (OSError, ValueError):
             return
         if fields[0] != self.origin or len(fields) % 3 != 2:
             return  # another context's, another version's, or cut short
         self.found = {fields[i]: (fields[i + 1], fields[i + 2]) for i in range(1, len(fields) - 1, 3)}
+        self.size = len(self.found)
+
+    @classmethod
+    def matched_elsewhere(cls, path: Path, context: Path, started: int, blobs: dict[str, str], size: int) -> Memo:
+        """The memo as another process read it and matched it against every file of the
+        context (:mod:`bake.survey`): ``blobs``, the remembered blobs of the files whose
+        lstat is what it was, of the ``size`` files it held. The file itself is read
+        again only if it is rewritten."""
+        memo = cls(path, context, started, read=False)
+        memo.matched, memo.size, memo.hits = blobs, size, len(blobs)
+        return memo
 
     @staticmethod
     def key(entry: Entry) -> str:
@@ -571,6 +606,9 @@ class Memo:
 
     def blobs(self, entries: Mapping[str, Entry], files: Iterable[str]) -> dict[str, str]:
         """The remembered blobs of ``files`` whose lstat is what it was."""
+        if self.matched is not None:
+            matched = self.matched
+            return {p: matched[p] for p in files if p in matched}
         get = self.found.get
         out = {}
         for p in files:  # Memo.key, inline: this loop runs for every file
@@ -594,8 +632,10 @@ class Memo:
     def save(self, entries: Mapping[str, Entry]) -> None:
         """Write what was learned, with what is still true of the earlier runs' (files
         still there with the same lstat); nothing when that is what the file holds."""
-        if not self.learned and self.hits == len(self.found):
+        if not self.learned and self.hits == self.size:
             return  # every file remembered was found as it was
+        if self.matched is not None:
+            self._read()  # what the file holds now: it is rewritten from that
         key = self.key
         kept = {
             p: hit

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bake import dockerfile, fingerprint
+from bake import dockerfile, fingerprint, survey
 from bake.config import TABLE, Project
 from bake.errors import ConfigError
 from bake.fingerprint import Entry, Fingerprint
@@ -146,9 +146,11 @@ def fingerprints(
     (:class:`bake.fingerprint.Memo`)."""
     config = project.config
     context = project.root / config.context
-    memo = fingerprint.Memo(memo_file, context) if memo_file is not None else None  # before the walk
-    ignore = fingerprint.read_ignore(context, project.root / config.dockerfile)
-    entries = fingerprint.scan(context, ignore)
+    dockerfile_path = project.root / config.dockerfile
+    surveyed = survey.take(context, dockerfile_path, memo_file) or fingerprint.survey(
+        context, dockerfile_path, memo_file
+    )
+    entries, memo = surveyed
     check_inputs(project, entries)
 
     parsed = dockerfile.parse(project.dockerfile_text)
