@@ -118,8 +118,16 @@ def fork_call(fn: Callable[[], bytes]) -> Forked | None:
     the copy would inherit held) or not cheap (not Linux)."""
     if sys.platform != "linux" or threading.active_count() > 1:
         return None
-    read, write = os.pipe()  # neither is inherited by commands started later
-    pid = os.fork()
+    try:
+        read, write = os.pipe()  # neither is inherited by commands started later
+    except OSError:
+        return None
+    try:
+        pid = os.fork()
+    except OSError:  # no memory or no process left for it: the caller does the work itself
+        os.close(read)
+        os.close(write)
+        return None
     if pid == 0:  # the copy: it never returns into the caller's code
         code = 1
         try:
