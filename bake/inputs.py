@@ -13,10 +13,12 @@ import base64
 import difflib
 import http.client
 import json
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,12 +149,6 @@ def fingerprints(
     config = project.config
     context = project.root / config.context
     dockerfile_path = project.root / config.dockerfile
-    surveyed = survey.take(context, dockerfile_path, memo_file) or fingerprint.survey(
-        context, dockerfile_path, memo_file
-    )
-    entries, memo = surveyed
-    check_inputs(project, entries)
-
     parsed = dockerfile.parse(project.dockerfile_text)
     preamble, stages = dockerfile.split_stages(parsed)
     keys = {s.key for s in stages} | {str(s.index) for s in stages}
@@ -160,11 +156,27 @@ def fingerprints(
     preamble_text = dockerfile.preamble_text(parsed)
     reads = {t.id: _read(t, stages, keys, {**defaults, **args[t.id]}, project.inputs, preamble_text) for t in targets}
 
+    # images and ADD URLs are looked up while the context is read (a daemon thread: a
+    # configuration error found in the context does not wait for the network)
     refs = sorted({ref for r in reads.values() for ref in r.bases + r.images})
     urls = sorted({u.url for r in reads.values() for u in r.urls if not u.checksum})
-    resolved = dict(zip(refs, parallel(resolve, refs), strict=True))
+    lookups: Future[tuple[dict[str, tuple[str | None, str]], dict[str, tuple[str | None, str]]]] = Future()
+
+    def look_up() -> None:
+        try:
+            resolved = dict(zip(refs, parallel(resolve, refs), strict=True))
+            lookups.set_result((resolved, dict(zip(urls, parallel(url_state, urls), strict=True))))
+        except BaseException as exc:  # raised where the answer is waited for
+            lookups.set_exception(exc)
+
+    threading.Thread(target=look_up, name="lookups", daemon=True).start()
+    surveyed = survey.take(context, dockerfile_path, memo_file) or fingerprint.survey(
+        context, dockerfile_path, memo_file
+    )
+    entries, memo = surveyed
+    check_inputs(project, entries)
+    resolved, states = lookups.result()
     digests = {ref: digest for ref, (digest, _) in resolved.items()}
-    states = dict(zip(urls, parallel(url_state, urls), strict=True))
 
     paths: dict[str, list[str]] = {}
     for target in targets:
