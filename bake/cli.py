@@ -188,12 +188,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
     env = os.environ if environ is None else environ
     ns = _parser().parse_args(argv)
-    from bake import ci, logs, survey
+    from bake import survey
+
+    if _reads_context(ns) and survey.worthwhile() and (request := survey.guess(ns.config, env, ns.state_dir)):
+        survey.start(request)  # the context is read while the rest of bake-ci is imported
+    from bake import ci, logs
 
     fmt = logs.resolve(ns.log_format, in_ci=ci.running_in_ci(env))
     logs.configure(fmt, ns.verbose)
-    if _reads_context(ns) and survey.worthwhile() and (request := survey.guess(ns.config, env, ns.state_dir)):
-        survey.start(request)  # the context is read while the rest of bake-ci is imported
     from bake.engine.process import CommandFailed
     from bake.errors import BakeError
     from bake.redact import redact

@@ -99,7 +99,7 @@ def take(context: Path, dockerfile: Path, memo_file: Path | None) -> fingerprint
     except (ValueError, TypeError, EOFError) as exc:
         log.debug("the context is read here", reason=str(exc))
         return None
-    log.debug("the context was read by a copy of this process", paths=len(entries))
+    log.debug("the context was read by a copy of this process", pid=forked.pid, paths=len(entries))
     return fingerprint.Survey(entries, fingerprint.Memo.matched_elsewhere(memo_file, context, started, blobs, size))
 
 

@@ -138,8 +138,7 @@ def fork_call(fn: Callable[[], bytes]) -> Forked | None:
             code = 0
         finally:
             os._exit(code)
-    os.close(write)
-    log.debug("forked", pid=pid, fn=getattr(fn, "__qualname__", "?"))
+    os.close(write)  # not logged here: the caller may fork before logging is set up
     return Forked(pid, read)
 
 
