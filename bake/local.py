@@ -44,11 +44,15 @@ class Status:
 LocalImages = Callable[[str], "images.LocalImage | None"]
 
 
-def ask_local_images(plan: Plan) -> LocalImages:
-    """Ask the local engine now, each in a thread of its own, for the targets' images,
-    which :func:`status` looks at; the answers are waited for when they are looked up
-    (any other image is asked for then)."""
+def ask_local_images(plan: Plan, state: State) -> LocalImages:
+    """Ask the local engine now, each in a thread of its own, for the images that
+    :func:`status` looks at (each target's image, and the one its last local build
+    recorded); the answers are waited for when they are looked up."""
     refs = {t.image for t in plan.targets}
+    for t in plan.targets:
+        record = reuse.recorded(state, t.id)
+        if record is not None and isinstance(record.get("image"), str):
+            refs.add(str(record["image"]))
     answers: dict[str, Future[images.LocalImage | None]] = {ref: Future() for ref in refs}
 
     def ask(ref: str) -> None:
@@ -83,8 +87,8 @@ def _local_state(
         return False, ()  # that image has been replaced or removed since: nothing to compare with
     if record.get("fingerprint") == fp.value:
         return True, ()
-    parts = record.get("parts")
-    return False, tuple(fp.changed_since(parts) if isinstance(parts, dict) else ["inputs"])
+    parts = reuse.recorded_parts(state, target, record.get("fingerprint"))
+    return False, tuple(fp.changed_since(parts) if parts is not None else ["inputs"])
 
 
 def status(

@@ -165,17 +165,33 @@ def compute(
 
 
 def record(state: State, target: str, fp: Fingerprint, image: str, image_id: str | None) -> None:
-    """Remember which fingerprint the local image of ``target`` was made from."""
-    data = {"fingerprint": fp.value, "parts": fp.parts, "image": image, "image_id": image_id}
+    """Remember which fingerprint the local image of ``target`` was made from. Its parts
+    (one per context file: megabytes for a large context) go to a file of their own,
+    read only to say what changed (:func:`recorded_parts`)."""
+    parts = {"fingerprint": fp.value, "parts": fp.parts}
+    write_atomic(state.fingerprint_parts(target), json.dumps(parts, sort_keys=True) + "\n")
+    data = {"fingerprint": fp.value, "image": image, "image_id": image_id}
     write_atomic(state.fingerprint_record(target), json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def recorded(state: State, target: str) -> dict[str, object] | None:
+    """The record of ``target``'s local image: its fingerprint, image and image ID."""
     try:
         data = json.loads(state.fingerprint_record(target).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def recorded_parts(state: State, target: str, fingerprint: object) -> dict[str, str] | None:
+    """The parts of the recorded ``fingerprint`` of ``target``, if they are still on record."""
+    try:
+        data = json.loads(state.fingerprint_parts(target).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("fingerprint") != fingerprint or not isinstance(data.get("parts"), dict):
+        return None
+    return {str(k): str(v) for k, v in data["parts"].items()}
 
 
 def add_tags(image: str, manifest: registry.Manifest, tags: Sequence[str]) -> None:

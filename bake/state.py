@@ -57,6 +57,9 @@ class State:
     def fingerprint_record(self, target: str) -> Path:
         return self.root / "fingerprints" / f"{target}.json"
 
+    def fingerprint_parts(self, target: str) -> Path:
+        return self.root / "fingerprints" / f"{target}.parts.json"
+
     def blob_memo(self) -> Path:
         """The blob hashes of the context's files, by lstat (:class:`bake.fingerprint.Memo`)."""
         return self.root / "blobs"

@@ -428,7 +428,7 @@ def ask_local_images(run: Run) -> None:
     engine answers while the context is read."""
     from bake import local
 
-    run.local_images = local.ask_local_images(run.plan)
+    run.local_images = local.ask_local_images(run.plan, run.state)
 
 
 def need_local_images(run: Run) -> None:

@@ -3,6 +3,7 @@ their real answers are covered by the engine tests), and its table."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,18 @@ def test_changed_inputs_since_the_local_image_are_named(world: World, setup: tup
     assert row.action == "build"
     assert row.changed == ("requirements.txt",)
     assert "requirements.txt" in row.why
+
+
+def test_without_the_recorded_parts_the_inputs_changed(world: World, setup: tuple[Plan, State]) -> None:
+    plan, state = setup
+    image = plan["ci-py312"].image
+    world.local[image] = images.LocalImage("sha256:local", {FINGERPRINT_LABEL: OLD.value})
+    reuse.record(state, "ci-py312", OLD, image, "sha256:local")
+    parts = state.fingerprint_parts("ci-py312")
+    parts.write_text(json.dumps({"fingerprint": "another", "parts": OLD.parts}))  # another build's
+    assert verdict(setup, NEW, output="load").changed == ("inputs",)
+    parts.unlink()
+    assert verdict(setup, NEW, output="load").changed == ("inputs",)
 
 
 def test_a_record_of_a_replaced_local_image_says_nothing(world: World, setup: tuple[Plan, State]) -> None:
