@@ -7,19 +7,19 @@ import contextlib
 import gc
 import os
 import sys
-import tempfile
-import traceback
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
 from pathlib import Path
-from typing import Literal, NoReturn
+from typing import TYPE_CHECKING, Literal, NoReturn
 
 from bake import __version__
-from bake.args import Args
+
+if TYPE_CHECKING:
+    from bake.args import Args
 
 # Everything else is imported once the arguments are parsed (--version and usage errors
-# need none of it), and command-specific modules (execute, local, the engine checks)
-# where they are used: the reuse path is measured in tenths of a second.
+# need none of it) and the context is being read (bake.survey), and command-specific
+# modules (execute, local, the engine checks) where they are used: the reuse path is
+# measured in tenths of a second.
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -138,6 +138,10 @@ def _reads_context(ns: argparse.Namespace) -> bool:
 
 def _args(ns: argparse.Namespace, log_format: Literal["console", "json"]) -> Args:
     """The parsed command line as typed arguments (options a command lacks keep their defaults)."""
+    from dataclasses import fields
+
+    from bake.args import Args
+
     given = vars(ns)
     renamed = {"stage": "stages", "python": "pythons"}
     values = {renamed.get(k, k): v for k, v in given.items() if k != "log_format"}
@@ -149,6 +153,9 @@ def _args(ns: argparse.Namespace, log_format: Literal["console", "json"]) -> Arg
 
 def _crash_report(exc: BaseException) -> str:
     """Write the full traceback of an unexpected error to a file of its own; its path."""
+    import tempfile
+    import traceback
+
     from bake.redact import redact
 
     fd, path = tempfile.mkstemp(prefix="bake-ci-crash-", suffix=".txt")

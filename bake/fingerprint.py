@@ -34,8 +34,6 @@ import re
 import stat
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
 from typing import NamedTuple
@@ -81,8 +79,7 @@ def _translate(pattern: str) -> str:
     return out
 
 
-@dataclass(frozen=True)
-class Ignore:
+class Ignore(NamedTuple):
     """Compiled .dockerignore rules: the last matching rule wins, ``!`` re-includes."""
 
     rules: tuple[tuple[bool, re.Pattern[str]], ...]
@@ -369,6 +366,8 @@ def hash_files(context: Path, paths: Sequence[str], workers: int = WORKERS) -> d
     # a small one, so each task hashes a slice of the files
     size = max(16, min(512, len(paths) // (4 * workers)))
     chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
+    from concurrent.futures import ThreadPoolExecutor  # here: bake.survey forks before it is needed
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
         hashes = [h for part in pool.map(some, chunks) for h in part]
     return dict(zip(paths, hashes, strict=True))
@@ -475,6 +474,8 @@ def git_blobs(context: Path) -> dict[str, Known]:
     try:
         index = context / _git(["rev-parse", "--git-path", "index"], context).strip()
         written = _index_mtime(index)
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=2) as pool:
             staged, tree = pool.map(
                 lambda c: _git(c, context),
@@ -659,8 +660,7 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@dataclass(frozen=True)
-class Fingerprint:
+class Fingerprint(NamedTuple):
     value: str
     parts: dict[str, str]
 

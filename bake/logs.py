@@ -10,7 +10,6 @@ path, whose whole budget is a fraction of a second) does not pay its import.
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 from collections.abc import Callable
@@ -61,10 +60,13 @@ def resolve(fmt: Format, in_ci: bool) -> Literal["console", "json"]:
     return "json" if in_ci else "console"
 
 
+# the standard library's level numbers (logging itself is imported with structlog)
+DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
+
 #: what :func:`configure` asked for, applied to structlog once it is imported
 _settings: tuple[Literal["console", "json"], bool] | None = None
 #: lines below this level are dropped before structlog is asked
-_threshold = logging.DEBUG
+_threshold = DEBUG
 _import_lock = threading.Lock()
 
 
@@ -104,16 +106,16 @@ class Logger:
         getattr(_structlog().get_logger(self.name), method)(event, **fields)
 
     def debug(self, event: str, **fields: Any) -> None:
-        self._write(logging.DEBUG, "debug", event, fields)
+        self._write(DEBUG, "debug", event, fields)
 
     def info(self, event: str, **fields: Any) -> None:
-        self._write(logging.INFO, "info", event, fields)
+        self._write(INFO, "info", event, fields)
 
     def warning(self, event: str, **fields: Any) -> None:
-        self._write(logging.WARNING, "warning", event, fields)
+        self._write(WARNING, "warning", event, fields)
 
     def error(self, event: str, **fields: Any) -> None:
-        self._write(logging.ERROR, "error", event, fields)
+        self._write(ERROR, "error", event, fields)
 
 
 def get_logger(name: str) -> Logger:
@@ -124,7 +126,7 @@ def configure(fmt: Literal["console", "json"], verbose: bool = False) -> None:
     """Render as ``fmt``, debug lines only when ``verbose``: now if structlog is imported
     already, else when the first line is written."""
     global _settings, _threshold
-    _threshold = logging.DEBUG if verbose else logging.INFO
+    _threshold = DEBUG if verbose else INFO
     with _import_lock:
         if "structlog" in sys.modules:
             _settings = None
@@ -136,7 +138,7 @@ def configure(fmt: Literal["console", "json"], verbose: bool = False) -> None:
 def reset() -> None:
     """Forget :func:`configure` (every line is written again, as structlog's defaults do)."""
     global _settings, _threshold
-    _settings, _threshold = None, logging.DEBUG
+    _settings, _threshold = None, DEBUG
 
 
 def _apply(fmt: Literal["console", "json"], verbose: bool) -> None:
@@ -157,7 +159,7 @@ def _apply(fmt: Literal["console", "json"], verbose: bool) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG if verbose else logging.INFO),
+        wrapper_class=structlog.make_filtering_bound_logger(DEBUG if verbose else INFO),
         logger_factory=_factory,
         cache_logger_on_first_use=False,
     )

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import IO
 
 from bake import logs
-from bake.redact import redact
 
 log = logs.get_logger("bake.process")
 
@@ -44,6 +43,8 @@ def environment() -> Mapping[str, str]:
 
 def shell(args: Sequence[str | Path]) -> str:
     """A command line as a user would type it, with credentials redacted."""
+    from bake.redact import redact  # here: bake.survey forks before anything is shown
+
     return redact(shlex.join(str(a) for a in args))
 
 
