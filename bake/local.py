@@ -41,6 +41,9 @@ class Status:
         return data
 
 
+#: Changed inputs named in status's table (its JSON lists them all).
+SHOWN_CHANGES = 5
+
 LocalImages = Callable[[str], "images.LocalImage | None"]
 
 
@@ -128,7 +131,11 @@ def status(
             why = "the registry has an image for these inputs, the local engine does not"
             return Status(target.id, fp.short, True, False, "pull", why)
         if changed:
-            why = "changed since the local image: " + ", ".join(changed)
+            shown = ", ".join(changed[:SHOWN_CHANGES])
+            more = len(changed) - SHOWN_CHANGES
+            why = f"changed since the local image: {shown}" + (
+                f" and {more} more (--json lists all)" if more > 0 else ""
+            )
         else:
             why = f"no image for these inputs (no local {t.image})"
         return Status(target.id, fp.short, in_registry, False, "build", why, changed)

@@ -96,6 +96,18 @@ def test_changed_inputs_since_the_local_image_are_named(world: World, setup: tup
     assert "requirements.txt" in row.why
 
 
+def test_many_changed_inputs_are_cut_short_in_the_table(world: World, setup: tuple[Plan, State]) -> None:
+    plan, state = setup
+    image = plan["ci-py312"].image
+    world.local[image] = images.LocalImage("sha256:local", {FINGERPRINT_LABEL: OLD.value})
+    many = {f"file:src/m{i:02d}.py": str(i) for i in range(12)}
+    reuse.record(state, "ci-py312", OLD._replace(parts={**OLD.parts, **many}), image, "sha256:local")
+    row = verdict(setup, NEW, output="load")
+    assert len(row.changed) == 13  # requirements.txt and the twelve that are gone, all in --json
+    assert row.why.endswith(" and 8 more (--json lists all)")
+    assert row.why.count(", ") == local.SHOWN_CHANGES - 1
+
+
 def test_without_the_recorded_parts_the_inputs_changed(world: World, setup: tuple[Plan, State]) -> None:
     plan, state = setup
     image = plan["ci-py312"].image
