@@ -22,6 +22,7 @@ ROOT = BENCH.parent
 
 results = load_bench("results", "results.py")
 bench_run = load_bench("bench_run", "run.py")
+bench_context = load_bench("bench_context", "context.py")
 Sample = results.Sample
 
 
@@ -30,6 +31,28 @@ def samples(scenario: str, contender: str, *seconds: float, note: str = "") -> l
 
 
 # -- formatting and ratios (no Docker) ------------------------------------------------------------
+
+
+def test_the_context_bench_rates_each_group_against_its_own_sha256sum() -> None:
+    text = bench_context.table(
+        [
+            ("with git", {"sha256sum": [0.3, 0.2, 0.4, 0.2], "plan --push": [0.1, 0.15, 0.2, 0.1]}),
+            ("without git", {"sha256sum": [0.5], "plan --push": [0.6]}),
+        ]
+    )
+    rows = text.splitlines()
+    assert rows[2] == "| **with git** | | | |"
+    assert rows[3] == "| sha256sum | 0.250 s | 0.200–0.400 s | 1.00× |"  # median of four: the middle two's mean
+    assert rows[4] == "| plan --push | 0.125 s | 0.100–0.200 s | 0.50× |"
+    assert rows[7] == "| plan --push | 0.600 s | 0.600–0.600 s | 1.20× |"
+
+
+def test_the_context_bench_fixture_is_a_committed_checkout_without_git_in_its_context(tmp_path: Path) -> None:
+    bench_context.make_project(tmp_path, 30, "ns")
+    assert len(list((tmp_path / "src").rglob("*.py"))) == 30
+    assert (tmp_path / ".dockerignore").read_text() == ".git\n"
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert status.stdout == ""  # every file committed: git's index describes them all
 
 
 def test_seconds_cell_shows_median_and_range() -> None:
