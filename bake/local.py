@@ -91,6 +91,9 @@ def _local_state(
     if record.get("fingerprint") == fp.value:
         return True, ()
     parts = reuse.recorded_parts(state, target, record.get("fingerprint"))
+    inline = record.get("parts")
+    if parts is None and isinstance(inline, dict):  # a record from before the parts had a file
+        parts = {str(k): str(v) for k, v in inline.items()}
     return False, tuple(fp.changed_since(parts) if parts is not None else ["inputs"])
 
 

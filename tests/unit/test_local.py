@@ -120,6 +120,16 @@ def test_without_the_recorded_parts_the_inputs_changed(world: World, setup: tupl
     assert verdict(setup, NEW, output="load").changed == ("inputs",)
 
 
+def test_a_record_of_an_earlier_version_still_names_what_changed(world: World, setup: tuple[Plan, State]) -> None:
+    plan, state = setup
+    image = plan["ci-py312"].image
+    world.local[image] = images.LocalImage("sha256:local", {FINGERPRINT_LABEL: OLD.value})
+    record = {"fingerprint": OLD.value, "parts": OLD.parts, "image": image, "image_id": "sha256:local"}
+    state.fingerprint_record("ci-py312").parent.mkdir(parents=True, exist_ok=True)
+    state.fingerprint_record("ci-py312").write_text(json.dumps(record))  # its parts inline, no parts file
+    assert verdict(setup, NEW, output="load").changed == ("requirements.txt",)
+
+
 def test_a_record_of_a_replaced_local_image_says_nothing(world: World, setup: tuple[Plan, State]) -> None:
     plan, state = setup
     image = plan["ci-py312"].image
