@@ -123,13 +123,17 @@ def _count(text: str) -> int:
     return value
 
 
-def _reads_context(ns: argparse.Namespace) -> bool:
+def _reads_context(ns: argparse.Namespace, environ: Mapping[str, str]) -> bool:
     """Whether the command fingerprints the build context (a guess: a wrong one costs
     time, never a result)."""
     output = getattr(ns, "output", None)
     if ns.command in ("status", "pull"):
         return True
     if ns.command == "plan":
+        if output is None:  # a plan pushes, and so fingerprints, by default only in CI
+            from bake import ci
+
+            output = "push" if ci.running_in_ci(environ) else "load"
         return output != "load" and not getattr(ns, "no_reuse", False)
     if ns.command in ("build", "warm"):
         return output == "load" or (output != "cache-only" and not getattr(ns, "no_reuse", False))
@@ -197,7 +201,7 @@ def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
     ns = _parser().parse_args(argv)
     from bake import survey
 
-    if _reads_context(ns) and survey.worthwhile() and (request := survey.guess(ns.config, env, ns.state_dir)):
+    if _reads_context(ns, env) and survey.worthwhile() and (request := survey.guess(ns.config, env, ns.state_dir)):
         survey.start(request)  # the context is read while the rest of bake-ci is imported
     from bake import ci, logs
 
