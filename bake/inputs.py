@@ -13,12 +13,10 @@ import base64
 import difflib
 import http.client
 import json
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from bake.config import TABLE, Project
 from bake.errors import ConfigError
 from bake.fingerprint import Entry, Fingerprint
 from bake.plan import Target
-from bake.pool import parallel
+from bake.pool import background, parallel
 from bake.redact import redact
 
 URL_TIMEOUT = 5.0
@@ -156,20 +154,17 @@ def fingerprints(
     preamble_text = dockerfile.preamble_text(parsed)
     reads = {t.id: _read(t, stages, keys, {**defaults, **args[t.id]}, project.inputs, preamble_text) for t in targets}
 
-    # images and ADD URLs are looked up while the context is read (a daemon thread: a
-    # configuration error found in the context does not wait for the network)
+    # images and ADD URLs are looked up while the context is read (a configuration error
+    # found in the context does not wait for the network)
     refs = sorted({ref for r in reads.values() for ref in r.bases + r.images})
     urls = sorted({u.url for r in reads.values() for u in r.urls if not u.checksum})
-    lookups: Future[tuple[dict[str, tuple[str | None, str]], dict[str, tuple[str | None, str]]]] = Future()
-
-    def look_up() -> None:
-        try:
-            resolved = dict(zip(refs, parallel(resolve, refs), strict=True))
-            lookups.set_result((resolved, dict(zip(urls, parallel(url_state, urls), strict=True))))
-        except BaseException as exc:  # raised where the answer is waited for
-            lookups.set_exception(exc)
-
-    threading.Thread(target=look_up, name="lookups", daemon=True).start()
+    lookups = background(
+        lambda: (
+            dict(zip(refs, parallel(resolve, refs), strict=True)),
+            dict(zip(urls, parallel(url_state, urls), strict=True)),
+        ),
+        name="lookups",
+    )
     surveyed = survey.take(context, dockerfile_path, memo_file) or fingerprint.survey(
         context, dockerfile_path, memo_file
     )

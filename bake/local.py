@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
+import functools
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from bake.engine.process import CommandFailed
 from bake.errors import BakeError
 from bake.fingerprint import Fingerprint
 from bake.plan import FINGERPRINT_LABEL, Plan, TargetPlan, build_args, fingerprint_tag, matrix
-from bake.pool import parallel
+from bake.pool import background, parallel
 from bake.redact import redact
 from bake.report import align
 from bake.state import ENV as STATE_ENV
@@ -56,16 +55,7 @@ def ask_local_images(plan: Plan, state: State) -> LocalImages:
         record = reuse.recorded(state, t.id)
         if record is not None and isinstance(record.get("image"), str):
             refs.add(str(record["image"]))
-    answers: dict[str, Future[images.LocalImage | None]] = {ref: Future() for ref in refs}
-
-    def ask(ref: str) -> None:
-        try:
-            answers[ref].set_result(images.local_image(ref))
-        except BaseException as exc:  # raised where it is looked up
-            answers[ref].set_exception(exc)
-
-    for ref in refs:
-        threading.Thread(target=ask, args=(ref,), name="local-image", daemon=True).start()
+    answers = {ref: background(functools.partial(images.local_image, ref), name="local-image") for ref in refs}
 
     def lookup(ref: str) -> images.LocalImage | None:
         answer = answers.get(ref)
