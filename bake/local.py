@@ -80,10 +80,7 @@ def _local_state(
         return False, ()  # that image has been replaced or removed since: nothing to compare with
     if record.get("fingerprint") == fp.value:
         return True, ()
-    parts = reuse.recorded_parts(state, target, record.get("fingerprint"))
-    inline = record.get("parts")
-    if parts is None and isinstance(inline, dict):  # a record from before the parts had a file
-        parts = {str(k): str(v) for k, v in inline.items()}
+    parts = reuse.recorded_parts(state, target, record)
     return False, tuple(fp.changed_since(parts) if parts is not None else ["inputs"])
 
 

@@ -183,15 +183,17 @@ def recorded(state: State, target: str) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
-def recorded_parts(state: State, target: str, fingerprint: object) -> dict[str, str] | None:
-    """The parts of the recorded ``fingerprint`` of ``target``, if they are still on record."""
+def recorded_parts(state: State, target: str, record: Mapping[str, object]) -> dict[str, str] | None:
+    """The parts of the fingerprint ``record`` (:func:`recorded`) names, if they are still
+    on record: in their own file, or inline in a record from before they had one."""
     try:
         data = json.loads(state.fingerprint_parts(target).read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        data = record
+    if not isinstance(data, dict) or data.get("fingerprint") != record.get("fingerprint"):
         return None
-    if not isinstance(data, dict) or data.get("fingerprint") != fingerprint or not isinstance(data.get("parts"), dict):
-        return None
-    return {str(k): str(v) for k, v in data["parts"].items()}
+    parts = data.get("parts")
+    return {str(k): str(v) for k, v in parts.items()} if isinstance(parts, dict) else None
 
 
 def add_tags(image: str, manifest: registry.Manifest, tags: Sequence[str]) -> None:
