@@ -46,3 +46,13 @@ class Args:
     @property
     def warm(self) -> bool:
         return self.command == "warm"
+
+
+def fingerprints(command: str, output: Output, no_reuse: bool) -> bool:
+    """Whether a run of ``command`` with ``output`` fingerprints its targets: status and
+    pull always, a push to reuse an image, a ``--load`` build for status's record."""
+    if command in ("status", "pull"):
+        return True
+    if command not in ("plan", "build", "warm"):
+        return False  # matrix, doctor
+    return (output == "push" and not no_reuse) or (command != "plan" and output == "load")

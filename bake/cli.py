@@ -124,20 +124,18 @@ def _count(text: str) -> int:
 
 
 def _reads_context(ns: argparse.Namespace, environ: Mapping[str, str]) -> bool:
-    """Whether the command fingerprints the build context (a guess: a wrong one costs
-    time, never a result)."""
-    output = getattr(ns, "output", None)
-    if ns.command in ("status", "pull"):
-        return True
-    if ns.command == "plan":
-        if output is None:  # a plan pushes, and so fingerprints, by default only in CI
-            from bake import ci
+    """Whether the command will fingerprint the build context, by the rule the workflow
+    follows (:func:`bake.args.fingerprints`), with the output guessed where the command
+    line leaves it to the configuration: a wrong guess costs time, never a result."""
+    from bake.args import fingerprints
 
-            output = "push" if ci.running_in_ci(environ) else "load"
-        return output != "load" and not getattr(ns, "no_reuse", False)
-    if ns.command in ("build", "warm"):
-        return output == "load" or (output != "cache-only" and not getattr(ns, "no_reuse", False))
-    return False
+    output = getattr(ns, "output", None)
+    if output is None and ns.command not in ("status", "pull"):
+        from bake import ci
+
+        # as workflow.destination decides it, but for the registry, which is not read yet
+        output = "push" if ns.command == "warm" or ci.running_in_ci(environ) else "load"
+    return fingerprints(ns.command, output or "load", getattr(ns, "no_reuse", False))
 
 
 def _args(ns: argparse.Namespace, log_format: Literal["console", "json"]) -> Args:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bake import cache, ci, config, display, logs, registry, report, reuse
-from bake.args import Args, Output
+from bake.args import Args, Output, fingerprints
 from bake.engine import git, images, process
 from bake.errors import BuildFailed, EnvironmentProblem, Interrupted, UsageError
 from bake.files import write_atomic
@@ -180,11 +180,9 @@ def check_outputs(run: Run) -> None:
 def fingerprint(run: Run) -> None:
     """Fingerprint the targets' inputs, where this command uses them."""
     args = run.args
-    building = args.command in ("build", "warm")
-    quiet = building and run.output == "load"  # recorded for status, not used by this build
-    wanted = args.command in ("status", "pull") or (run.output == "push" and not args.no_reuse) or quiet
-    if not wanted:
+    if not fingerprints(args.command, run.output, args.no_reuse):
         return
+    quiet = args.command in ("build", "warm") and run.output == "load"  # recorded for status, not used by this build
     # the engine's mirrors (for docker.io base images) are asked while the context is read
     if any(registry.Reference.parse(build_args(run.project, t)["BASE_IMAGE"]).host == registry.DOCKER_HUB
            for t in run.targets):  # fmt: skip
