@@ -610,15 +610,12 @@ class Memo:
         if self.matched is not None:
             matched = self.matched
             return {p: matched[p] for p in files if p in matched}
-        get = self.found.get
+        get, key = self.found.get, self.key
         out = {}
-        for p in files:  # Memo.key, inline: this loop runs for every file
+        for p in files:
             hit = get(p)
-            if hit is not None:
-                e = entries[p]
-                mtime_ns, ctime_ns, ino = e.identity
-                if hit[0] == f"{e.mode} {e.size} {mtime_ns} {ctime_ns} {ino}":
-                    out[p] = hit[1]
+            if hit is not None and hit[0] == key(entries[p]):
+                out[p] = hit[1]
         self.hits += len(out)
         return out
 
