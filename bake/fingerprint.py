@@ -143,6 +143,9 @@ _KINDS = {
 }
 
 
+_new = tuple.__new__
+
+
 class Entry(NamedTuple):
     """One path of the context, from ``lstat`` (a symlink is never followed)."""
 
@@ -155,9 +158,10 @@ class Entry(NamedTuple):
 
     @classmethod
     def of(cls, path: str | os.PathLike[str], st: os.stat_result) -> Entry:
-        kind = _KINDS.get(stat.S_IFMT(st.st_mode), "other")
-        if kind == "file":
-            return cls(kind, stat.S_IMODE(st.st_mode), st.st_size, "", (st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+        mode = st.st_mode
+        if S_ISREG(mode):  # most paths: made without NamedTuple's __new__, which costs more
+            return _new(cls, ("file", mode & 0o7777, st.st_size, "", (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)))
+        kind = _KINDS.get(stat.S_IFMT(mode), "other")
         target = ""
         if kind == "link":
             try:
@@ -185,7 +189,7 @@ def scan(context: Path, ignore: Ignore) -> dict[str, Entry]:
     found: dict[str, Entry] = {}
     exceptions = ignore.has_exceptions
     ignored = ignore.matcher()
-    new = tuple.__new__  # an Entry without NamedTuple's __new__: this loop runs for every path
+    of = Entry.of
 
     def walk(directory: str, prefix: str) -> bool:
         try:
@@ -200,14 +204,7 @@ def scan(context: Path, ignore: Ignore) -> dict[str, Entry]:
                 st = child.stat(follow_symlinks=False)
             except OSError:
                 continue  # gone since it was listed
-            mode = st.st_mode
-            if S_ISREG(mode):
-                if ignored is None or not ignored(rel):
-                    identity = (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-                    found[rel] = new(Entry, ("file", mode & 0o7777, st.st_size, "", identity))
-                    any_kept = True
-                continue
-            entry = Entry.of(child.path, st)
+            entry = of(child.path, st)
             skipped = ignored is not None and bool(ignored(rel))
             if entry.kind == "dir":
                 if skipped and not exceptions:
