@@ -42,6 +42,15 @@ class Args:
     pull: bool = False
     json: bool = False
     state_dir: Path | None = None
+    # shell and run
+    run_command: tuple[str, ...] = ()
+    mount: bool = True
+    env: tuple[str, ...] = ()
+    platform: str | None = None
+    commit: str | None = None
+    pr: int | None = None
+    #: the CI job's command, for the reproduction line (build, warm)
+    test_command: str | None = None
 
     @property
     def warm(self) -> bool:
@@ -51,7 +60,7 @@ class Args:
 def fingerprints(command: str, output: Output, no_reuse: bool) -> bool:
     """Whether a run of ``command`` with ``output`` fingerprints its targets: status and
     pull always, a push to reuse an image, a ``--load`` build for status's record."""
-    if command in ("status", "pull"):
+    if command in ("status", "pull", "shell", "run"):
         return True
     if command not in ("plan", "build", "warm"):
         return False  # matrix, doctor

@@ -77,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
         "--progress", choices=["auto", "plain", "tty", "quiet"], default="auto",
         help="auto: a live board on a terminal, plain lines elsewhere (grouped in GitHub Actions)",
     )  # fmt: skip
+    add(
+        "--test-command", metavar="CMD",
+        help="the CI job's command, for the line that reproduces it locally (default: $BAKE_CI_TEST_COMMAND)",
+    )  # fmt: skip
 
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("plan", parents=[common, select_, *ref], help="print the bake definition JSON handed to buildx")
@@ -99,6 +103,24 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "pull", parents=[common, select_, branch], help="fetch the images for the current inputs from the registry"
     )
+    environment = argparse.ArgumentParser(add_help=False)
+    add = environment.add_argument
+    add("target", metavar="TARGET", help="the target whose image to run, e.g. ci-py312")
+    add("--no-mount", dest="mount", action="store_false", help="do not mount the checkout at the image's WORKDIR")
+    add("-e", "--env", action="append", default=[], metavar="VAR[=VALUE]", help="pass VAR through, or set it")
+    add("--platform", help="run the image of this platform, e.g. linux/arm64")
+    exact = environment.add_mutually_exclusive_group()
+    exact.add_argument("--commit", metavar="SHA", help="the image CI pushed for this commit (no build)")
+    exact.add_argument("--pr", type=_positive, metavar="N", help="the image CI pushed for pull request N (no build)")
+    sub.add_parser(
+        "shell", parents=[common, environment, branch],
+        help="a shell in a target's CI image, the checkout mounted (the image found, pulled or built)",
+    )  # fmt: skip
+    run_ = sub.add_parser(
+        "run", parents=[common, environment, branch],
+        help="run a command in a target's CI image: bake-ci run ci-py312 -- pytest",
+    )  # fmt: skip
+    run_.add_argument("run_command", nargs="*", metavar="-- COMMAND", help="the command and its arguments")
     doctor = sub.add_parser(
         "doctor", parents=[common], help="check docker, buildx, the engine, builder, registry, Dockerfile"
     )
@@ -147,7 +169,9 @@ def _args(ns: argparse.Namespace, log_format: Literal["console", "json"]) -> Arg
     given = vars(ns)
     renamed = {"stage": "stages", "python": "pythons"}
     values = {renamed.get(k, k): v for k, v in given.items() if k != "log_format"}
-    for key in ("targets", "stages", "pythons"):
+    if "target" in values:  # shell, run: one target
+        values["targets"] = [values.pop("target")]
+    for key in ("targets", "stages", "pythons", "run_command", "env"):
         values[key] = tuple(values.get(key) or ())
     known = {f.name for f in fields(Args)}
     return Args(**{k: v for k, v in values.items() if k in known}, log_format=log_format)
@@ -212,8 +236,7 @@ def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
     try:
         from bake.workflow import run_command
 
-        run_command(_args(ns, fmt), env)
-        return 0
+        return run_command(_args(ns, fmt), env)
     except BakeError as exc:
         print(f"bake-ci: {exc.kind}: {exc}", file=sys.stderr)
         return exc.exit_code

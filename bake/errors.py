@@ -21,6 +21,13 @@ class BuildFailed(BakeError):
     kind = "build failed"
 
 
+class NoImage(BakeError):
+    """The image asked for is in neither the local engine nor the registry."""
+
+    exit_code = 1
+    kind = "no image"
+
+
 class UsageError(BakeError):
     """Bad command-line usage (unknown target, conflicting flags)."""
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-from bake import logs, report
+from bake import logs, noise, report
 from bake.display import Display
 from bake.engine import buildx, process
 from bake.engine.process import CommandFailed
@@ -116,6 +116,8 @@ class Executor:
         self.interrupted = False
         #: buildx's metadata (digests, image names) of every target built in this run
         self.metadata: dict[str, Any] = {}
+        #: BuildKit's benign messages, kept out of the display (said once as notes at the end)
+        self.folded = noise.Folded()
         self.log_dir = run.logs
         self.log_dir.mkdir(parents=True, exist_ok=True)
         run.metadata_file("all").parent.mkdir(parents=True, exist_ok=True)
@@ -257,7 +259,8 @@ class Executor:
             for t in [owner] if owner else ids:
                 with lock:
                     logs[t].write(line + "\n")
-            self.display.text(owner or name, line)
+            if not self.folded.take(line):
+                self.display.text(owner or name, line)
 
         started = time.monotonic()
         run = self.bake(
@@ -283,5 +286,6 @@ def _owner(line: str, ids: Sequence[str]) -> str | None:
 
 
 def _with_error(r: Result, messages: Sequence[str]) -> Result:
-    errors = [m for m in messages if "ERROR" in m or "error" in m] or list(messages) or ["docker buildx bake failed"]
+    errors = [m for m in messages if ("ERROR" in m or "error" in m) and noise.kind_of(m) is None]
+    errors = errors or list(messages) or ["docker buildx bake failed"]
     return replace(r, status="failed", error=redact(errors[-1]), log_tail=tuple(redact(m) for m in messages[-20:]))

@@ -657,10 +657,20 @@ def _sha(data: bytes) -> str:
 class Fingerprint(NamedTuple):
     value: str
     parts: dict[str, str]
+    #: Context files that only the target's own stage reads (none of the stages it is
+    #: built on): what a checkout mounted over the image replaces (``bake-ci shell``).
+    own: frozenset[str] = frozenset()
 
     @property
     def short(self) -> str:
         return self.value[:SHORT]
+
+    @property
+    def environment(self) -> str:
+        """The fingerprint of everything but :attr:`own`: equal for two images whose
+        difference a mounted checkout makes up for."""
+        kept = {k: v for k, v in self.parts.items() if not (k.startswith("file:") and k[5:] in self.own)}
+        return _sha(json.dumps(kept, sort_keys=True).encode())
 
     def changed_since(self, old: Mapping[str, str]) -> list[str]:
         """Names of the parts that differ from an earlier fingerprint's parts."""
@@ -679,6 +689,7 @@ def compute(
     platforms: Sequence[str],
     external: Mapping[str, str] | None = None,
     extra: Mapping[str, str] | None = None,
+    own: frozenset[str] = frozenset(),
 ) -> Fingerprint:
     """Hash the parts of a target (pure). ``files``: each context path's record;
     ``external``: what each reference outside the context resolved to."""
@@ -693,4 +704,4 @@ def compute(
         **(extra or {}),
     }
     value = _sha(json.dumps(parts, sort_keys=True).encode())
-    return Fingerprint(value, parts)
+    return Fingerprint(value, parts, own)

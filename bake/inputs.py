@@ -96,6 +96,8 @@ class _Target:
     urls: list[dockerfile.Url]
     unknown: list[str]
     patterns: list[str]
+    #: the patterns of the stages the target's own stage is built on (not its own)
+    below: list[str]
 
 
 def _read(
@@ -112,6 +114,7 @@ def _read(
     urls: list[dockerfile.Url] = []
     unknown: list[str] = []
     patterns: list[str] = []
+    below: list[str] = []
     for stage in chain:
         sources = dockerfile.stage_sources(stage, keys, meta)
         base = dockerfile.substitute(stage.base, meta)
@@ -119,10 +122,10 @@ def _read(
         images += [i for i in sources.images if i != base]
         urls += sources.urls
         unknown += sources.unknown
-        if stage.name and stage.name in configured:
-            patterns += configured[stage.name]
-        else:
-            patterns += sources.paths
+        read = configured[stage.name] if stage.name and stage.name in configured else sources.paths
+        patterns += read
+        if stage.key != target.stage.lower():
+            below += read
     return _Target(
         [preamble] + [s.text for s in chain],
         list(dict.fromkeys(bases)),
@@ -130,6 +133,7 @@ def _read(
         list(dict.fromkeys(urls)),
         unknown,
         list(dict.fromkeys(patterns)),
+        list(dict.fromkeys(below)),
     )
 
 
@@ -173,12 +177,16 @@ def fingerprints(
     resolved, states = lookups.result()
     digests = {ref: digest for ref, (digest, _) in resolved.items()}
 
-    paths: dict[str, list[str]] = {}
-    for target in targets:
-        patterns = reads[target.id].patterns
+    def chosen(patterns: list[str]) -> list[str]:
         if "." in patterns or fingerprint.through_link(entries, patterns):
             patterns = ["."]
-        paths[target.id] = fingerprint.select(entries, patterns)
+        return fingerprint.select(entries, patterns) if patterns else []
+
+    paths: dict[str, list[str]] = {}
+    own: dict[str, frozenset[str]] = {}
+    for target in targets:
+        paths[target.id] = chosen(reads[target.id].patterns)
+        own[target.id] = frozenset(paths[target.id]) - frozenset(chosen(reads[target.id].below))
     records = fingerprint.content_records(context, entries, {p for ps in paths.values() for p in ps}, memo=memo)
     if memo is not None:
         memo.save(entries)
@@ -213,5 +221,6 @@ def fingerprints(
             platforms=config.platforms,
             external=external,
             extra=extra,
+            own=own[target.id],
         )
     return values, missing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -33,6 +34,10 @@ class Status:
     action: str  # reuse | pull | build | none
     why: str
     changed: tuple[str, ...] = ()
+    #: the target's image (its branch tag), what shell and run start
+    image: str = ""
+    #: what ``build --push`` would do (reuse | build); None without a registry
+    on_push: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
@@ -99,6 +104,13 @@ def status(
     lookup = local_image or images.local_image
 
     def one(t: TargetPlan) -> Status:
+        found = _one(t)
+        on_push = None
+        if registry:
+            on_push = "reuse" if found.registry else "build"
+        return dataclasses.replace(found, image=t.image, on_push=on_push)
+
+    def _one(t: TargetPlan) -> Status:
         target = t.target
         fp = fps.values.get(target.id)
         if fp is None:
@@ -116,7 +128,10 @@ def status(
         if output == "push" and in_registry:
             return Status(target.id, fp.short, True, local, "reuse", "the registry has an image for these inputs")
         if local:
-            return Status(target.id, fp.short, in_registry, True, "none", "the local image matches the inputs")
+            why = "the local image matches the inputs"
+            if in_registry is False:
+                why += "; the registry has none, so build --push would build"
+            return Status(target.id, fp.short, in_registry, True, "none", why)
         if in_registry:
             why = "the registry has an image for these inputs, the local engine does not"
             return Status(target.id, fp.short, True, False, "pull", why)
@@ -137,10 +152,12 @@ def status_table(rows: Sequence[Status]) -> str:
     def flag(value: bool | None) -> str:
         return "-" if value is None else ("yes" if value else "no")
 
-    header = ["TARGET", "FINGERPRINT", "REGISTRY", "LOCAL", "ACTION", "WHY"]
-    cells = [header] + [
-        [r.target, r.fingerprint or "-", flag(r.registry), flag(r.local), r.action, r.why] for r in rows
-    ]
+    pushes = any(r.on_push is not None for r in rows)
+    header = ["TARGET", "FINGERPRINT", "REGISTRY", "LOCAL", "ACTION", *(["ON PUSH"] if pushes else []), "WHY"]
+    cells = [header]
+    for r in rows:
+        push = [r.on_push or "-"] if pushes else []
+        cells.append([r.target, r.fingerprint or "-", flag(r.registry), flag(r.local), r.action, *push, r.why])
     return align(cells, last_free=True)
 
 

@@ -96,6 +96,9 @@ def select(targets: list[Target], selection: Selection) -> list[Target]:
 
 
 FINGERPRINT_LABEL = "dev.bake-ci.fingerprint"
+#: The fingerprint of an image's inputs but the files only its own stage reads
+#: (:attr:`bake.fingerprint.Fingerprint.environment`): ``bake-ci shell`` mounts those.
+ENVIRONMENT_LABEL = "dev.bake-ci.environment"
 
 
 def fingerprint_tag(target: Target, fingerprint: str) -> str:
@@ -245,6 +248,7 @@ def _target(
     export_cache: bool,
     cache_dir: PurePath | None,
     writes: Writes | None,
+    environment: str | None = None,
 ) -> TargetPlan:
     config = project.config
     repository = f"{config.registry}/{config.image}" if config.registry else config.image
@@ -279,6 +283,8 @@ def _target(
     labels = {**config.labels, "dev.bake-ci.target": target.id}
     if fingerprint:
         labels[FINGERPRINT_LABEL] = fingerprint
+        if environment:
+            labels[ENVIRONMENT_LABEL] = environment
     return TargetPlan(
         target=target,
         repository=repository,
@@ -303,11 +309,12 @@ def build_plan(
     export_cache: bool | None = None,
     cache_dir: PurePath | None = None,
     writes: Writes | None = None,
+    environments: Mapping[str, str] | None = None,
 ) -> Plan:
     """The plan for ``targets``.
 
     With ``fingerprints`` (pushing to a registry), each image also gets its fingerprint
-    tag and label. Registry cache is exported when pushing (or cache-only), and with
+    tag and label (and ``environments``' label). Registry cache is exported when pushing (or cache-only), and with
     ``--load`` only if ``export_cache`` asks for it: a laptop reads the team's cache but
     does not write it. Without a registry, cache goes to ``cache_dir`` (bake-ci's state
     folder, outside the build context).
@@ -338,6 +345,7 @@ def build_plan(
                 export_cache=export_cache,
                 cache_dir=cache_dir,
                 writes=writes,
+                environment=(environments or {}).get(target.id),
             )
             for target in targets
         ),

@@ -43,6 +43,8 @@ class Vertex:
     cached: bool = False
     error: str = ""
     logs: list[str] = field(default_factory=list)
+    #: the digests of the vertexes this one is built on
+    inputs: tuple[str, ...] = ()
 
     @property
     def instruction(self) -> str | None:
@@ -82,9 +84,11 @@ class TargetProgress:
 
     @property
     def steps(self) -> list[Step]:
-        """The target's build steps (see :attr:`Vertex.is_step`), in order of first appearance."""
+        """The target's build steps (see :attr:`Vertex.is_step`) in build order: a step
+        after the steps it is built on (BuildKit often reports the last one first)."""
         by_name: dict[str, list[Vertex]] = {}
-        for v in self.vertexes.values():
+        depth = self._depths()
+        for v in sorted(self.vertexes.values(), key=lambda v: depth.get(v.digest, 0)):  # stable: first seen first
             if v.is_step:
                 by_name.setdefault(v.name, []).append(v)
         out = []
@@ -101,6 +105,27 @@ class TargetProgress:
                 state = "pending"
             out.append(Step(name, state))
         return out
+
+    def _depths(self) -> dict[str, int]:
+        """Each vertex's distance from the first one it is built on (inputs outside this
+        target's stream count as none)."""
+        depth: dict[str, int] = {}
+        for start in self.vertexes:
+            stack = [start]
+            while stack:
+                digest = stack[-1]
+                if digest in depth:
+                    stack.pop()
+                    continue
+                below = [d for d in self.vertexes[digest].inputs if d in self.vertexes and d not in depth]
+                below = [d for d in below if d not in stack]  # a cycle would be a bug in the stream
+                if below:
+                    stack += below
+                    continue
+                known = [depth[d] for d in self.vertexes[digest].inputs if d in depth]
+                depth[digest] = 1 + max(known, default=-1)
+                stack.pop()
+        return depth
 
     @property
     def cached_steps(self) -> int:
@@ -188,6 +213,7 @@ class Tracker:
             vertex.completed = parse_time(raw.get("completed")) or vertex.completed
             vertex.cached = vertex.cached or bool(raw.get("cached"))
             vertex.error = str(raw.get("error") or vertex.error)
+            vertex.inputs = tuple(str(d) for d in raw.get("inputs") or ()) or vertex.inputs
             if vertex.started and not was_started:
                 events.append(Event(target, "start", vertex))
             if vertex.completed and not was_completed:

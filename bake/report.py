@@ -119,26 +119,22 @@ HEADER = ["TARGET", "STATUS", "TIME", "CACHED", "IMAGE", "DIGEST"]
 
 def table(rows: Sequence[Result], width: int | None = None) -> str:
     """A plain-text table aligned for a terminal or a CI log. With ``width`` (a terminal's),
-    image references are cut from the left (``…/app-ci:ci-py3.12-main``) so that each line
-    fits, when the other columns leave room; in a log they stay whole."""
+    the DIGEST column gives way so that each line fits: cut short (``sha256:6294…``), else
+    left out. The IMAGE column, the one users copy, is never cut (a line too long even
+    without the digest wraps)."""
     cells = [HEADER, *(_row(r) for r in rows)]
     if width is not None:
-        image = HEADER.index("IMAGE")
-        others = sum(max(len(row[i]) for row in cells) for i in range(len(HEADER)) if i != image)
+        digest = HEADER.index("DIGEST")
+        others = sum(max(len(row[i]) for row in cells) for i in range(len(HEADER)) if i != digest)
         room = width - others - 2 * (len(HEADER) - 1)
-        if room >= len(HEADER[image]):
-            for row in cells[1:]:
-                row[image] = _cut_left(row[image], room)
+        longest = max(len(row[digest]) for row in cells)
+        if room < longest:
+            if room >= len("sha256:1234…"):
+                for row in cells[1:]:
+                    row[digest] = row[digest] if len(row[digest]) <= room else row[digest][: room - 1] + "…"
+            else:
+                cells = [row[:digest] + row[digest + 1 :] for row in cells]
     return align(cells)
-
-
-def _cut_left(text: str, room: int) -> str:
-    """``text`` in ``room`` characters: its end after "…", from a ``/`` where one is left."""
-    if len(text) <= room:
-        return text
-    tail = text[len(text) - room + 1 :]
-    slash = tail.find("/")
-    return "…" + (tail[slash:] if slash > 0 else tail)
 
 
 def markdown(rows: Sequence[Result], title: str = "bake-ci build") -> str:

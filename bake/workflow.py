@@ -7,6 +7,7 @@ steps before it left on the run and adds its own part, so a command's table entr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import json
@@ -57,6 +58,7 @@ class Run:
     shown: display.Display | None = None
     cache_after: cache.After = field(default_factory=lambda: cache.After({}))
     local_images: Callable[[str], images.LocalImage | None] | None = None
+    exit_code: int = 0
 
     def __post_init__(self) -> None:
         self.context = ci.from_environ(self.environ)
@@ -206,6 +208,7 @@ def plan(run: Run) -> None:
         export_cache=True if run.args.cache_to else None,
         cache_dir=run.state.root / "cache",
         writes=run.writes,
+        environments={t: fp.environment for t, fp in fps.values.items()} if fps else None,
     )
 
 
@@ -274,6 +277,12 @@ def build(run: Run) -> None:
                 run.results[row.target] = row
     finally:
         shown.close()
+    if run.executor is not None and run.args.progress != "quiet":
+        for note in run.executor.folded.notes():
+            if run.args.log_format == "json":
+                log.info("note", text=note)
+            else:
+                print(note, file=sys.stderr)
 
 
 def _executor(run: Run, shown: display.Display) -> Executor:
@@ -333,10 +342,15 @@ def summarise(run: Run) -> None:
     if args.log_format == "json":
         for row in rows:
             log.info("result", **row.to_dict())
+    again = _reproductions(run, rows) if run.context.ci else {}
+    for target, line in again.items():
+        print(f"reproduce {target} locally: {line}", file=sys.stderr)
     if run.context.step_summary is not None:
         try:
             with run.context.step_summary.open("a", encoding="utf-8") as fh:
                 fh.write(report.markdown(rows, title=f"bake-ci {args.command}"))
+                if again:
+                    fh.write("**Reproduce locally**\n\n```sh\n" + "\n".join(again.values()) + "\n```\n\n")
         except OSError as exc:
             log.warning("cannot write the GitHub step summary", path=str(run.context.step_summary), error=exc.strerror)
     if args.report:
@@ -356,7 +370,24 @@ def summarise(run: Run) -> None:
         if args.progress != "quiet" and not isinstance(run.shown, display.Board):  # the board printed the tails
             _print_logs([r for r in failed if r.status == "failed"], github=run.context.github_actions)
         one_call = not (args.keep_going or args.warm) and len(rows) > 1
-        raise BuildFailed(_failure_text(failed, run.project.config.registry, fail_fast=one_call))
+        raise BuildFailed(_failure_text(failed, run.project.config.registry, fail_fast=one_call, again=again))
+
+
+def _reproductions(run: Run, rows: Sequence[report.Result]) -> dict[str, str]:
+    """For each target, the command that gives a developer this job's environment: the
+    image pushed for this commit with the job's command, or for a failed build the build."""
+    from bake import shell
+
+    command = shell.test_command(run.args.test_command, run.environ)
+    pushed = run.output == "push" and run.writes is not None and run.writes.branch_tags and run.sha
+    checkout = f"git checkout {run.sha[:7]} && " if run.sha else ""
+    found = {}
+    for row in rows:
+        if row.ok:
+            found[row.target] = shell.reproduction(row.target, run.sha if pushed else None, command)
+        elif row.status == "failed":
+            found[row.target] = f"{checkout}bake-ci build {row.target} --load"
+    return found
 
 
 def _print_logs(rows: Sequence[report.Result], github: bool) -> None:
@@ -383,7 +414,9 @@ _UNAUTHORIZED_RE = re.compile(
 )
 
 
-def _failure_text(rows: Sequence[report.Result], registry: str | None, *, fail_fast: bool) -> str:
+def _failure_text(
+    rows: Sequence[report.Result], registry: str | None, *, fail_fast: bool, again: Mapping[str, str] | None = None
+) -> str:
     from bake.execute import is_transient
 
     parts = []
@@ -407,6 +440,8 @@ def _failure_text(rows: Sequence[report.Result], registry: str | None, *, fail_f
             )
         if row.log_file:
             parts.append(f"    full log: {row.log_file}")
+        if again and row.target in again:
+            parts.append(f"    reproduce locally: {again[row.target]}")
     cancelled = [r.target for r in rows if r.status == "cancelled"]
     if cancelled:
         parts.append(
@@ -478,6 +513,35 @@ def doctor(run: Run) -> None:
         raise EnvironmentProblem(f"{len(failed)} of {len(found)} checks failed.")
 
 
+def one_target(run: Run) -> None:
+    """shell and run work on one target."""
+    if len(run.targets) != 1:
+        names = ", ".join(t.id for t in run.targets)
+        raise UsageError(f"{run.args.command} runs one target, and {run.args.targets[0]!r} is {names}: name one.")
+
+
+def enter_environment(run: Run) -> None:
+    """shell, run: the target's image (found, pulled or built) with the checkout mounted."""
+    from bake import shell
+
+    args = run.args
+    target = run.plan.targets[0]
+
+    def build_locally() -> None:
+        print(f"bake-ci: {target.id}: building it locally first (--load, with the registry cache)", file=sys.stderr)
+        build_args_ = Args(
+            command="build", config=args.config, log_format=args.log_format, verbose=args.verbose,
+            targets=(target.id,), branch=args.branch, output="load", state_dir=args.state_dir,
+        )  # fmt: skip
+        with contextlib.redirect_stdout(sys.stderr):  # stdout is the command's
+            execute(BUILD, Run(build_args_, run.environ))
+
+    run.exit_code = shell.enter(
+        run.project, target, run.state, command=args.run_command, mount=args.mount, env=args.env,
+        platform=args.platform, commit=args.commit, pr=args.pr, environ=run.environ, build=build_locally,
+    )  # fmt: skip
+
+
 BUILD: tuple[Step, ...] = (
     load,
     select_targets,
@@ -520,10 +584,15 @@ COMMANDS: dict[str, tuple[Step, ...]] = {
         pull,
     ),
     "doctor": (doctor,),
+    "shell": (load, select_targets, one_target, destination, local_plan, enter_environment),
+    "run": (load, select_targets, one_target, destination, local_plan, enter_environment),
 }
 
 
-def run_command(args: Args, environ: Mapping[str, str]) -> None:
+def run_command(args: Args, environ: Mapping[str, str]) -> int:
+    """Run a command; its exit code (a container's, for shell and run)."""
     process.use_environment(environ)
+    run = Run(args, environ)
     with process.sigterm_as_interrupt():
-        execute(COMMANDS[args.command], Run(args, environ))
+        execute(COMMANDS[args.command], run)
+    return run.exit_code

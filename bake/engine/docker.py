@@ -109,6 +109,12 @@ def docker(*args: str) -> str:
         raise failed(exc) from None
 
 
+def interactive(*args: str) -> int:
+    """``docker ARGS`` in the foreground (``docker run`` of ``bake-ci shell``): it owns the
+    terminal, gets every signal bake-ci gets, and its exit code is returned."""
+    return process.foreground([*docker_cmd(), *args])
+
+
 def logged(*args: str) -> None:
     """Log a docker command that python-on-whales is about to run for us."""
     log.debug("run", cmd=process.shell(["docker", *args]))

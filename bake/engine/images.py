@@ -26,6 +26,8 @@ def _failed(exc: Exception, args: Sequence[str]) -> Exception:
 class LocalImage:
     id: str
     labels: Mapping[str, str]
+    #: the image's working directory (``WORKDIR``), "" when it sets none
+    working_dir: str = ""
 
 
 def local_image(ref: str) -> LocalImage | None:
@@ -47,7 +49,8 @@ def local_image(ref: str) -> LocalImage | None:
         return None
     config = image.get("Config") or {}
     labels = (config.get("Labels") if isinstance(config, dict) else None) or {}
-    return LocalImage(str(image["Id"]), {str(k): str(v) for k, v in labels.items()})
+    working_dir = str(config.get("WorkingDir") or "") if isinstance(config, dict) else ""
+    return LocalImage(str(image["Id"]), {str(k): str(v) for k, v in labels.items()}, working_dir)
 
 
 def local_image_id(ref: str) -> str | None:
@@ -56,13 +59,13 @@ def local_image_id(ref: str) -> str | None:
     return found.id if found is not None else None
 
 
-def pull(ref: str) -> None:
+def pull(ref: str, platform: str | None = None) -> None:
     docker_client = client()
     from python_on_whales.exceptions import DockerException
 
-    logged("pull", "--quiet", ref)
+    logged("pull", "--quiet", *(["--platform", platform] if platform else []), ref)
     try:
-        docker_client.image.pull(ref, quiet=True)
+        docker_client.image.pull(ref, quiet=True, platform=platform)
     except DockerException as exc:
         raise _failed(exc, ["pull", ref]) from None
 

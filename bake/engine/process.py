@@ -200,6 +200,37 @@ def stop_all(grace: float = 10.0) -> None:
     _stop(procs, grace)
 
 
+#: Signals a foreground command gets when bake-ci gets them (a terminal's Ctrl-C reaches
+#: both already: the command shares bake-ci's process group, and takes what it gets twice).
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def foreground(args: Sequence[str], *, cwd: Path | None = None) -> int:
+    """Run an interactive command on bake-ci's own terminal and standard streams, with
+    every signal bake-ci gets passed on to it; its exit code (128+N if a signal ended it)."""
+    log.debug("run", cmd=shell(args))
+    try:
+        proc = subprocess.Popen(list(args), cwd=cwd, env=_environ)
+    except FileNotFoundError:
+        raise CommandFailed(args, 127, f"{args[0]}: not found") from None
+    except OSError as exc:
+        raise CommandFailed(args, 126, f"{args[0]}: {exc.strerror}") from None
+
+    def forward(signum: int, frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {s: signal.signal(s, forward) for s in FORWARDED}
+    try:
+        code = proc.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 128 - code if code < 0 else code
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """In the main thread, make SIGTERM (a CI runner cancelling the job) act like Ctrl-C."""
