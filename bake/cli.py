@@ -128,6 +128,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, parsed. Everything after the first ``--`` is ``run``'s command
+    (argparse alone would take it for the command's own options)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] | None = None
+    if "--" in args:
+        at = args.index("--")
+        args, command = args[:at], args[at + 1 :]
+    parser = _parser()
+    ns = parser.parse_args(args)
+    if command is not None:
+        if ns.command != "run":
+            parser.error(f"only run takes a command after --, not {ns.command}")
+        ns.run_command = [*ns.run_command, *command]
+    if ns.command == "run" and not ns.run_command:
+        parser.error("run needs a command: bake-ci run TARGET -- COMMAND [ARGS...] (or bake-ci shell TARGET)")
+    return ns
+
+
 def _positive(text: str) -> int:
     value = _count(text)
     if value < 1:
@@ -220,7 +239,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
     env = os.environ if environ is None else environ
-    ns = _parser().parse_args(argv)
+    ns = parse_args(argv)
     from bake import survey
 
     if _reads_context(ns, env) and survey.worthwhile() and (request := survey.guess(ns.config, env, ns.state_dir)):

@@ -124,7 +124,7 @@ def _read(
         unknown += sources.unknown
         read = configured[stage.name] if stage.name and stage.name in configured else sources.paths
         patterns += read
-        if stage.key != target.stage.lower():
+        if stage.key != target.stage.lower() or not _only_copied(stage):
             below += read
     return _Target(
         [preamble] + [s.text for s in chain],
@@ -135,6 +135,19 @@ def _read(
         list(dict.fromkeys(patterns)),
         list(dict.fromkeys(below)),
     )
+
+
+def _only_copied(stage: dockerfile.Stage) -> bool:
+    """Whether the stage does nothing with the context files it reads but copy them: no
+    ``RUN`` after its first ``COPY`` or ``ADD``, none that bind-mounts the context. Only
+    then does a checkout mounted over its image stand for a rebuild with new files."""
+    copied = False
+    for instruction in stage.body:
+        if instruction.cmd in ("COPY", "ADD") and instruction.flag("from") is None:
+            copied = True
+        elif instruction.cmd == "RUN" and (copied or instruction.flag_values("mount")):
+            return False
+    return True
 
 
 def fingerprints(

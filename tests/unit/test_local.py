@@ -155,3 +155,18 @@ def test_status_table_keeps_the_reason_whole() -> None:
     assert lines[0].split() == ["TARGET", "FINGERPRINT", "REGISTRY", "LOCAL", "ACTION", "WHY"]
     assert lines[2].endswith("x" * 150)
     assert lines[1].index("reuse") == lines[2].index("build") == lines[0].index("ACTION")
+
+
+def test_with_a_registry_status_tells_what_a_push_would_do_and_names_the_image(
+    world: World, setup: tuple[Plan, State]
+) -> None:
+    plan, _ = setup
+    image = plan["ci-py312"].image
+    world.local[image] = images.LocalImage("sha256:x", {FINGERPRINT_LABEL: NEW.value})
+    row = verdict(setup, NEW, output="load")
+    assert (row.action, row.registry, row.on_push, row.image) == ("none", False, "build", image)
+    assert "build --push would build" in row.why
+    assert "ON PUSH" in local.status_table([row])
+    assert row.to_dict()["image"] == image
+    world.registry.add(f"ci-py3.12-fp-{NEW.short}")
+    assert verdict(setup, NEW, output="load").on_push == "reuse"

@@ -402,3 +402,15 @@ def test_importing_the_engine_does_not_need_docker() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_steps_are_listed_in_build_order_when_buildkit_reports_the_last_first() -> None:
+    first = vertex("a1", "[deps 1/2] COPY requirements.txt .", 0, 0.1, cached=True)
+    second = vertex("a2", "[deps 2/2] RUN pip install -r requirements.txt", 0, 0.1, cached=True)
+    third = vertex("a3", "[ci 1/1] COPY . .", 0, 0.2)
+    second["inputs"], third["inputs"] = ["sha256:a1"], ["sha256:a2"]
+    tracker = Tracker(["ci-py312"])
+    feed(tracker, [status([third, second, first])])
+    names = [s.name for s in tracker.targets["ci-py312"].steps]
+    assert names == ["[deps 1/2] COPY requirements.txt .", "[deps 2/2] RUN pip install -r requirements.txt",
+                     "[ci 1/1] COPY . ."]  # fmt: skip

@@ -1,4 +1,6 @@
-"""The CI templates in ci/templates: valid YAML whose every ``bake-ci`` command the real parser accepts."""
+"""The GitHub Action and the CI templates: valid against SchemaStore's schemas, and every
+``bake-ci`` command in them accepted by the real parser. (tests/engine/test_front.py runs
+them as a shell would, against the real engine.)"""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import contextlib
 import io
 import re
 import shlex
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +19,11 @@ from typing import Any
 import pytest
 import yaml
 
-from bake.cli import _parser
+from bake.cli import parse_args
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "ci" / "templates"
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = ROOT / "ci" / "templates"
+ACTION = ROOT / "action.yml"
 GITHUB = ["github-build.yml", "github-nightly.yml"]
 GITLAB = ["gitlab-ci.yml"]
 GITLAB_SCRIPT_KEYS = ("before_script", "script", "after_script")
@@ -25,6 +31,7 @@ GITLAB_SCRIPT_KEYS = ("before_script", "script", "after_script")
 #: What the expressions of the CI systems stand for when a command line is parsed.
 SUBSTITUTIONS = [
     (re.compile(r"\$\{\{\s*matrix\.target\s*\}\}"), "ci-py312"),
+    (re.compile(r"\$TEST_COMMAND\b"), "python -m pytest"),
     (re.compile(r"\$\{\{.*?\}\}"), "x"),
     (re.compile(r"\"?\$(?:TARGET\b|\{TARGET\})\"?"), "ci-py312"),
 ]
@@ -65,6 +72,8 @@ def bake_ci_lines(script: Any) -> Iterator[str]:
         if line.startswith("bake-ci "):
             yield line
         yield from SUBSTITUTED.findall(line)
+        # the jobs the GitLab template writes into its child pipeline, quoted in Python
+        yield from (m.replace("\\'", "'") for m in re.findall(r"'(bake-ci [^']*)'", line))
 
 
 def parse(template: str, line: str) -> argparse.Namespace:
@@ -77,7 +86,7 @@ def parse(template: str, line: str) -> argparse.Namespace:
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
-            return _parser().parse_args(args[1:])
+            return parse_args(args[1:])
     except SystemExit:
         pass  # fail outside the handler, so the report shows argparse's message and not its exit
     pytest.fail(f"{template}: bake-ci rejects {line!r} (parsed as {args}):\n{stderr.getvalue()}")
@@ -128,8 +137,13 @@ def builds(command: Command) -> bool:
 @pytest.mark.parametrize("name", GITHUB + GITLAB)
 def test_every_bake_ci_command_parses(name: str) -> None:
     found = commands(name)
-    assert found, f"{name}: no bake-ci command found, the test would pass vacuously"
-    assert any(builds(c) for c in found), f"{name}: builds nothing"
+    through_action = name in GITHUB and any(
+        action_steps(s) and s.get("with", {}).get("command", "build") in ("build", "warm")
+        for job in github_jobs(name).values()
+        for s in job.get("steps", [])
+    )
+    assert found or through_action, f"{name}: no bake-ci command found, the test would pass vacuously"
+    assert any(builds(c) for c in found) or through_action, f"{name}: builds nothing"
 
 
 @pytest.mark.parametrize("name", GITHUB + GITLAB)
@@ -137,92 +151,119 @@ def test_starts_with_a_comment(name: str) -> None:
     assert (TEMPLATES / name).read_text(encoding="utf-8").startswith("# bake-ci: ")
 
 
-@pytest.mark.parametrize("name", GITHUB)
-def test_github_building_jobs_report_and_upload_always(name: str) -> None:
-    building = 0
-    for job_id, job in github_jobs(name).items():
-        steps = job.get("steps", [])
-        reports = {str(c.args.report) for step in steps for c in step_commands(name, step) if builds(c)}
-        if not any(builds(c) for step in steps for c in step_commands(name, step)):
-            continue
-        building += 1
-        missing = [c.line for step in steps for c in step_commands(name, step) if builds(c) and not c.args.report]
-        assert not missing, f"{name}: job {job_id} builds without --report: {missing}"
-        uploads = [s for s in steps if uses(s, "actions/upload-artifact")]
-        assert uploads, f"{name}: job {job_id} does not upload its report"
-        for upload in uploads:
-            assert str(upload.get("if", "")).replace(" ", "") in ("always()", "${{always()}}"), upload
-        uploaded = {str(p) for u in uploads for p in lines(u.get("with", {}).get("path"))}
-        assert reports <= uploaded, f"{name}: job {job_id} writes {reports} but uploads {uploaded}"
-    assert building, f"{name}: no job builds"
+def action_steps(step: dict[str, Any]) -> bool:
+    """A step that uses bake-ci's own action (``OWNER/bake-ci@REF``)."""
+    return str(step.get("uses", "")).split("@")[0].endswith("/bake-ci")
+
+
+def schema_check(schema: str, *paths: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_action_and_templates_pass_schemastore_schemas() -> None:
+    for schema, paths in (
+        ("vendor.github-actions", [ACTION]),
+        ("vendor.github-workflows", [TEMPLATES / n for n in GITHUB]),
+        ("vendor.gitlab-ci", [TEMPLATES / n for n in GITLAB]),
+    ):
+        checked = schema_check(schema, *paths)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_schema_check_can_fail(tmp_path: Path) -> None:
+    broken = tmp_path / "action.yml"
+    broken.write_text("name: x\nruns:\n  using: composite\n  steps:\n    - run: echo\n")  # a run step needs a shell
+    assert schema_check("vendor.github-actions", broken).returncode != 0
+
+
+def test_action_is_composite_with_the_inputs_and_outputs_it_documents() -> None:
+    action = yaml.safe_load(ACTION.read_text(encoding="utf-8"))
+    assert action["runs"]["using"] == "composite"
+    assert {"command", "targets", "output", "keep-going", "version", "config", "test-command"} <= set(action["inputs"])
+    assert {"report", "images", "digests", "result", "matrix"} <= set(action["outputs"])
+    steps = action["runs"]["steps"]
+    for step in steps:
+        assert "uses" in step or step.get("shell") == "bash", step  # no runtime but bash (and actions it uses)
+        assert "${{" not in str(step.get("run", "")), f"an expression inside a script: {step.get('name')}"
+    uploads = [s for s in steps if uses(s, "actions/upload-artifact")]
+    assert uploads
+    assert uploads[0]["if"].startswith("always()")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name in action["inputs"]:
+        if name not in ("python", "artifact-name", "progress", "command"):
+            assert f"`{name}`" in readme, f"the README does not name the action's input {name}"
 
 
 @pytest.mark.parametrize("name", GITHUB)
-def test_github_login_and_builder_come_before_the_build(name: str) -> None:
+def test_github_templates_build_through_the_action_after_login_and_builder(name: str) -> None:
     document = load(name)
     assert str(document["env"]["BAKE_CI_REGISTRY"]).startswith("ghcr.io/${{ github.repository_owner }}")
     assert document["permissions"] == {"contents": "read", "packages": "write"}
+    building = 0
     for job_id, job in github_jobs(name).items():
         steps = job.get("steps", [])
-        first_build = next((i for i, s in enumerate(steps) if any(builds(c) for c in step_commands(name, s))), None)
-        if first_build is None:
+        builds_here = [
+            i for i, s in enumerate(steps) if action_steps(s) and s.get("with", {}).get("command") != "matrix"
+        ]
+        if not builds_here:
             continue
+        building += 1
+        first = builds_here[0]
         logins = [i for i, s in enumerate(steps) if uses(s, "docker/login-action")]
         assert logins, f"{name}: job {job_id} never logs in"
-        assert logins[0] < first_build, f"{name}: job {job_id} builds before logging in"
-        assert steps[logins[0]]["with"]["registry"] == "ghcr.io"
+        assert logins[0] < first, f"{name}: job {job_id} builds before logging in"
         assert steps[logins[0]]["with"]["password"] == "${{ secrets.GITHUB_TOKEN }}"
         setups = [i for i, s in enumerate(steps) if uses(s, "docker/setup-buildx-action")]
         assert setups, f"{name}: job {job_id} builds without a buildx builder"
-        assert setups[0] < first_build, f"{name}: job {job_id} sets up its builder after building"
+        assert setups[0] < first, f"{name}: job {job_id} sets up its builder after building"
         assert steps[setups[0]]["with"]["driver"] == "docker-container"
-    for job in github_jobs(name).values():
-        for step in job.get("steps", []):
+        for step in steps:
             assert "secrets." not in str(step.get("run", "")), f"{name}: a secret in a shell line: {step}"
+            assert "pip install bake-ci" not in str(step.get("run", "")), f"{name}: bake-ci is on no index yet"
+    assert building, f"{name}: no job builds"
 
 
-def test_github_build_matrix_comes_from_bake_ci_matrix() -> None:
+def test_github_build_matrix_comes_from_the_action_and_tests_run_in_the_image() -> None:
     name = "github-build.yml"
-    assert {"push", "pull_request"} <= set(triggers(load(name)))
     jobs = github_jobs(name)
-    matrix_jobs = {
-        job_id: job for job_id, job in jobs.items() if isinstance(job.get("strategy", {}).get("matrix"), str)
-    }
-    assert matrix_jobs, f"{name}: no job takes its matrix from an expression"
+    matrix_jobs = {i: j for i, j in jobs.items() if isinstance(j.get("strategy", {}).get("matrix"), str)}
+    assert matrix_jobs
     for job_id, job in matrix_jobs.items():
-        strategy = job["strategy"]
-        assert strategy.get("fail-fast") is False, f"{name}: job {job_id} must not fail fast"
-        match = re.fullmatch(r"\$\{\{\s*fromJSON\(needs\.([\w-]+)\.outputs\.([\w-]+)\)\s*\}\}", strategy["matrix"])
-        assert match, f"{name}: job {job_id}: matrix {strategy['matrix']!r}"
-        source_id, output = match.groups()
-        needs = job["needs"] if isinstance(job["needs"], list) else [job["needs"]]
-        assert source_id in needs
-        source = jobs[source_id]
-        step_output = re.fullmatch(r"\$\{\{\s*steps\.([\w-]+)\.outputs\.([\w-]+)\s*\}\}", source["outputs"][output])
-        assert step_output, f"{name}: job {source_id}: output {output} does not come from a step"
-        step_id, key = step_output.groups()
-        (step,) = [s for s in source["steps"] if s.get("id") == step_id]
-        assert [c.args.command for c in step_commands(name, step)] == ["matrix"], step
-        assert f"{key}=" in step["run"], step
-        assert "$GITHUB_OUTPUT" in step["run"], step
-        targets = {tuple(c.args.targets) for s in job["steps"] for c in step_commands(name, s) if builds(c)}
-        assert targets == {("ci-py312",)}, f"{name}: job {job_id} does not build ${{{{ matrix.target }}}}"
+        assert job["strategy"].get("fail-fast") is False
+        expression = r"\$\{\{\s*fromJSON\(needs\.([\w-]+)\.outputs\.([\w-]+)\)\s*\}\}"
+        match = re.fullmatch(expression, job["strategy"]["matrix"])
+        assert match, job["strategy"]["matrix"]
+        source = jobs[match[1]]
+        step_id = re.fullmatch(r"\$\{\{\s*steps\.([\w-]+)\.outputs\.matrix\s*\}\}", source["outputs"][match[2]])
+        assert step_id, source["outputs"]
+        (step,) = [s for s in source["steps"] if s.get("id") == step_id[1]]
+        assert action_steps(step)
+        assert step["with"]["command"] == "matrix"
+        steps = job["steps"]
+        (build,) = [i for i, s in enumerate(steps) if action_steps(s)]
+        assert steps[build]["with"]["targets"] == "${{ matrix.target }}"
+        assert "'load'" in steps[build]["with"]["output"]
+        assert "fork" in steps[build]["with"]["output"]
+        runs = [c for s in steps[build + 1 :] for c in step_commands(name, s) if c.args.command == "run"]
+        assert runs, f"{name}: job {job_id} never runs the tests in the image"
+        assert runs[0].args.target == "ci-py312"
+        assert runs[0].args.run_command
 
 
-def test_github_forks_build_without_registry_writes() -> None:
+def test_github_build_builds_each_commit_once() -> None:
     name = "github-build.yml"
-    fork = "github.event.pull_request.head.repo.fork"
-    outputs: dict[str, str] = {}
-    for job in github_jobs(name).values():
-        for step in job.get("steps", []):
-            for command in step_commands(name, step):
-                if command.args.command == "build":
-                    condition = str(step.get("if", ""))
-                    assert fork in condition, f"{name}: {command.line!r} runs for forks and others alike"
-                    outputs[command.args.output] = condition
-    assert set(outputs) == {"push", "load"}, outputs
-    assert "!" not in outputs["load"], outputs
-    assert "!" in outputs["push"], outputs
+    document = load(name)
+    assert {"push", "pull_request"} <= set(triggers(document))
+    first = github_jobs(name)["matrix"]
+    condition = first["if"].replace(" ", "")
+    # pull requests from the same repository are built by the push of their branch
+    assert "github.event_name=='push'" in condition
+    assert "github.event.pull_request.head.repo.full_name!=github.repository" in condition
 
 
 def test_github_nightly_warms() -> None:
@@ -230,47 +271,36 @@ def test_github_nightly_warms() -> None:
     on = triggers(load(name))
     assert "workflow_dispatch" in on
     assert [len(entry["cron"].split()) for entry in on["schedule"]] == [5]
-    assert "warm" in {c.args.command for c in commands(name)}
+    (job,) = github_jobs(name).values()
+    assert [s["with"]["command"] for s in job["steps"] if action_steps(s)] == ["warm"]
 
 
-def test_gitlab_build_and_warm_jobs() -> None:
+def test_gitlab_generates_its_matrix_and_warms() -> None:
     name = "gitlab-ci.yml"
     document = load(name)
     assert document["variables"]["BAKE_CI_REGISTRY"] == "$CI_REGISTRY_IMAGE"
-    assert "DOCKER_TLS_CERTDIR" in document["variables"]
     jobs = gitlab_jobs(name)
-    by_command: dict[str, list[str]] = {}
-    for command in commands(name):
-        if builds(command):
-            by_command.setdefault(command.args.command, []).append(command.job)
-            artifacts = jobs[command.job].get("artifacts", {})
-            assert artifacts.get("when") == "always", f"{name}: job {command.job}"
-            assert str(command.args.report) in artifacts.get("paths", []), f"{name}: job {command.job}"
-    assert set(by_command) == {"build", "warm"}, by_command
-
-    (build,) = by_command["build"]
-    (entry,) = jobs[build]["parallel"]["matrix"]
-    assert entry["TARGET"], f"{name}: empty TARGET list"
-    for target in entry["TARGET"]:
-        assert re.fullmatch(r"[a-z0-9._-]+-py[0-9]{2,3}", target), target
-
-    (warm,) = by_command["warm"]
+    matrix_job = jobs["matrix"]
+    assert [c.args.command for c in commands(name) if c.job == "matrix"][:1] == ["matrix"]
+    assert "bake-ci-jobs.yml" in matrix_job["artifacts"]["paths"]
+    trigger = jobs["build"]["trigger"]
+    assert trigger["include"] == [{"artifact": "bake-ci-jobs.yml", "job": "matrix"}]
+    assert trigger["strategy"] == "depend"
+    child = [c for c in commands(name) if c.job == "matrix" and c.args.command in ("build", "run")]
+    assert [c.args.command for c in child] == ["build", "run"], "the child jobs build, then test in the image"
+    assert child[0].args.output == "push"
+    assert child[0].args.report
+    (warm,) = [c.job for c in commands(name) if c.args.command == "warm"]
     conditions = [rule["if"] for rule in jobs[warm]["rules"]]
-    assert conditions, f"{name}: warm runs in every pipeline"
     assert all('$CI_PIPELINE_SOURCE == "schedule"' in c for c in conditions), conditions
+    assert jobs[warm]["artifacts"]["when"] == "always"
 
 
 def test_gitlab_set_up_logs_in_through_stdin() -> None:
     name = "gitlab-ci.yml"
-    logins = 0
-    for job_id, job in gitlab_jobs(name).items():
-        script = [line for key in GITLAB_SCRIPT_KEYS for line in lines(job.get(key))]
-        for line in script:
-            if "CI_REGISTRY_PASSWORD" in line:
-                assert "--password-stdin" in line, line
-                assert not re.search(r"\s(-p|--password)[\s=]", line), line
-        if any(line.startswith("docker login") or "| docker login" in line for line in script):
-            logins += 1
-            assert any("buildx create --use --driver docker-container" in line for line in script), job_id
-            assert any(service.startswith("docker:") and "dind" in service for service in job["services"])
-    assert logins, f"{name}: nothing logs in to the registry"
+    text = (TEMPLATES / name).read_text(encoding="utf-8")
+    logins = [line for line in text.splitlines() if "docker login" in line]
+    assert logins
+    for line in logins:
+        assert "--password-stdin" in line, line
+        assert not re.search(r"\s(-p|--password)[\s=]", line), line
