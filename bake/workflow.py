@@ -528,7 +528,7 @@ def enter_environment(run: Run) -> None:
     target = run.plan.targets[0]
 
     def build_locally() -> None:
-        print(f"bake-ci: {target.id}: building it locally first (--load, with the registry cache)", file=sys.stderr)
+        print(f"bake-ci: building {target.id} locally first (--load, with the registry cache)", file=sys.stderr)
         build_args_ = Args(
             command="build", config=args.config, log_format=args.log_format, verbose=args.verbose,
             targets=(target.id,), branch=args.branch, output="load", state_dir=args.state_dir,
