@@ -60,25 +60,13 @@ def local_image_id(ref: str) -> str | None:
 
 
 def pull(ref: str, platform: str | None = None) -> None:
-    docker_client = client()
-    from python_on_whales.exceptions import DockerException
-
-    logged("pull", "--quiet", *(["--platform", platform] if platform else []), ref)
-    try:
-        docker_client.image.pull(ref, quiet=True, platform=platform)
-    except DockerException as exc:
-        raise _failed(exc, ["pull", ref]) from None
+    """``docker pull`` (the CLI itself: python-on-whales' import would cost ``shell`` and
+    ``run`` a tenth of a second before the user's command starts)."""
+    docker("pull", "--quiet", *(["--platform", platform] if platform else []), ref)
 
 
 def tag(source: str, target: str) -> None:
-    docker_client = client()
-    from python_on_whales.exceptions import DockerException
-
-    logged("tag", source, target)
-    try:
-        docker_client.image.tag(source, target)
-    except DockerException as exc:
-        raise _failed(exc, ["tag", source, target]) from None
+    docker("tag", source, target)
 
 
 def registry_descriptor(ref: str) -> dict[str, Any] | None:
