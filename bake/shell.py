@@ -51,6 +51,8 @@ class Choice:
     why: str
     #: the checkout must be mounted for this image to be the current one
     needs_mount: bool = False
+    #: the local engine's image, when choosing it asked the engine already
+    found: images.LocalImage | None = None
 
     def line(self, target: str) -> str:
         return f"bake-ci: {target}: {self.how} {self.image}: {self.why}"
@@ -123,7 +125,7 @@ def choose(
     fp_tag = fingerprint_tag(t.target, fp.value)
     local = images.local_image(t.image)
     if local is not None and local.labels.get(FINGERPRINT_LABEL) == fp.value:
-        return Choice(t.image, "local", f"it matches the current inputs (fingerprint {fp.short})")
+        return Choice(t.image, "local", f"it matches the current inputs (fingerprint {fp.short})", found=local)
     recorded = _recorded_image(state, t.id)
     if recorded is not None and recorded[1].get("fingerprint") == fp.value:
         return Choice(recorded[0], "local", f"it matches the current inputs (fingerprint {fp.short})")
@@ -133,8 +135,10 @@ def choose(
         if manifest is not None:
             images.pull(f"{t.repository}@{manifest.digest}", platform=platform)
             images.tag(f"{t.repository}@{manifest.digest}", t.image)
-            reuse.record(state, t.id, fp, t.image, images.local_image_id(t.image))
-            return Choice(t.image, "pulled", f"the registry has the image for the current inputs ({fp_tag})")
+            pulled = images.local_image(t.image)
+            reuse.record(state, t.id, fp, t.image, pulled.id if pulled is not None else None)
+            why = f"the registry has the image for the current inputs ({fp_tag})"
+            return Choice(t.image, "pulled", why, found=pulled)
     if mount:
         choice = _mounted_over(project, t, state, fp, local, recorded, platform)
         if choice is not None:
@@ -265,7 +269,7 @@ def enter(
         choice = Choice(ref, "CI's image", phrase)
     else:
         choice = choose(project, t, state, mount=mount, platform=platform, build=build)
-    found = images.local_image(choice.image)
+    found = choice.found or images.local_image(choice.image)
     if found is None:
         raise NoImage(f"the local engine has no {choice.image} after choosing it. Run again, or build it with --load.")
     print(choice.line(t.id), file=sys.stderr, flush=True)
