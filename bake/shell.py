@@ -30,6 +30,7 @@ from bake.errors import NoImage, UsageError
 from bake.fingerprint import Fingerprint
 from bake.naming import branch_tag, tag_prefix
 from bake.plan import ENVIRONMENT_LABEL, FINGERPRINT_LABEL, TargetPlan, build_args, fingerprint_tag
+from bake.pool import background
 from bake.state import State
 
 log = logs.get_logger("bake")
@@ -117,13 +118,15 @@ def choose(
     build: Callable[[], None],
 ) -> Choice:
     """The image for ``t`` (see the module's docstring); ``build`` builds it locally."""
+    # the engine is asked for the local image while the inputs are fingerprinted
+    asked = background(lambda: images.local_image(t.image), name="local-image")
     fps = reuse.compute(project, [t.target], {t.id: build_args(project, t.target)}, state)
     fp = fps.values.get(t.id)
     if fp is None:
         build()
         return Choice(t.image, "built", f"cannot fingerprint its inputs ({fps.missing.get(t.id, 'unknown')})")
     fp_tag = fingerprint_tag(t.target, fp.value)
-    local = images.local_image(t.image)
+    local = asked.result()
     if local is not None and local.labels.get(FINGERPRINT_LABEL) == fp.value:
         return Choice(t.image, "local", f"it matches the current inputs (fingerprint {fp.short})", found=local)
     recorded = _recorded_image(state, t.id)
