@@ -203,11 +203,14 @@ def test_splice_replaces_only_the_marked_block() -> None:
         results.splice("# x\n", "table")
 
 
-def test_readme_has_the_benchmark_block() -> None:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert text.count(results.START) == 1
-    assert text.count(results.END) == 1
+def test_bench_readme_has_the_benchmark_blocks_and_the_readme_links_it() -> None:
+    text = (ROOT / "bench" / "README.md").read_text(encoding="utf-8")
+    for marker in (results.START, results.END, results.DEFINITIONS_START, results.DEFINITIONS_END):
+        assert text.count(marker) == 1, marker
     assert "python bench/run.py" in text
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "(bench/README.md)" in readme
+    assert results.START not in readme
 
 
 def test_busy_fraction_from_proc_stat_deltas() -> None:
