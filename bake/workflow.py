@@ -113,7 +113,7 @@ def destination(run: Run) -> None:
         branch=branch,
         default_branch=cfg.default_branch,
         output=output,
-        warm=args.warm,
+        command="warm" if args.warm else "build",
         cache_to=args.cache_to,
         fallback_branches=cfg.fallback_branches,
     )
