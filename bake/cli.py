@@ -87,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--pull", action="store_true", help="always pull newer base images")
     sub.add_parser(
         "warm", parents=[common, select_, run],
-        help="nightly: build every target as the default branch with fresh bases; push images and cache; keep going",
+        help="nightly: build every target with fresh bases, push images and cache, keep going (push, schedule or "
+        "manual runs only)",
     )  # fmt: skip
     sub.add_parser("matrix", parents=[common, select_], help='print {"include": [...]} for a CI matrix')
     status = sub.add_parser(
