@@ -7,7 +7,6 @@ import json
 import pytest
 
 from bake import __version__, report
-from bake import cli as cli_module
 from bake.cli import main
 
 from .conftest import results
@@ -192,26 +191,3 @@ def test_results_without_progress_use_the_overall_outcome() -> None:
 @pytest.mark.parametrize("text", ["", "not json", "[1, 2]"])
 def test_unreadable_metadata_is_empty(text: str) -> None:
     assert report.load_metadata(text) == {}
-
-
-@pytest.mark.parametrize(
-    ("argv", "in_ci", "reads"),
-    [
-        (["plan"], False, False),  # on a laptop a plan is a --load plan: no fingerprints
-        (["plan"], True, True),
-        (["plan", "--push"], False, True),
-        (["plan", "--push", "--no-reuse"], False, False),
-        (["plan", "--load"], True, False),
-        (["status"], False, True),
-        (["pull"], False, True),
-        (["build"], False, True),
-        (["build", "--load"], False, True),  # recorded for status
-        (["build", "--push", "--no-reuse"], False, False),
-        (["build", "--cache-only"], False, False),
-        (["matrix"], True, False),
-        (["doctor"], False, False),
-    ],
-)
-def test_the_context_is_read_ahead_for_commands_that_fingerprint(argv: list[str], in_ci: bool, reads: bool) -> None:
-    ns = cli_module._parser().parse_args(argv)
-    assert cli_module._reads_context(ns, {"CI": "true"} if in_ci else {}) is reads
