@@ -4,12 +4,15 @@ Calls run in worker threads on the same builder, so BuildKit still shares the st
 that concurrent targets have in common. The main thread only waits, so Ctrl-C and
 SIGTERM land there: every child process group is stopped, unstarted calls are
 dropped, and the results say what finished. A call that fails for a transient
-registry or network reason (never inside a ``RUN`` step) is retried with backoff.
+registry or network reason (never inside a ``RUN`` step) is retried on the schedule of
+:mod:`bake.retry`. Giving a built image its later tags is not retried here: the registry
+client retries each of its requests already (retries never nest).
 """
 
 from __future__ import annotations
 
 import contextvars
+import random
 import re
 import threading
 import time
@@ -19,13 +22,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-from bake import logs, report
+from bake import logs, report, retry
 from bake.display import Display
 from bake.engine import buildx, process
 from bake.engine.process import CommandFailed
 from bake.plan import Plan
 from bake.progress import Tracker, Vertex, describe
 from bake.redact import redact
+from bake.registry import RegistryError
 from bake.report import Result
 from bake.state import Run
 
@@ -76,8 +80,8 @@ def is_transient(failure: Vertex | None, messages: Sequence[str]) -> bool:
 class Options:
     keep_going: bool = False
     jobs: int | None = None
-    retries: int = 2
-    backoff: float = 1.0
+    retries: int = retry.RETRIES
+    backoff: float = retry.FIRST
     builder: str | None = None
     no_cache: bool = False
     pull: bool = False
@@ -99,7 +103,8 @@ class Executor:
         run: Run,
         options: Options,
         display: Display,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
+        jitter: Callable[[], float] = random.random,
         bake: Bake = buildx.bake,
         publish: Publish = lambda target, digest: None,
     ) -> None:
@@ -109,10 +114,12 @@ class Executor:
         self.run_files = run
         self.options = options
         self.display = display
-        self.sleep = sleep
         self.bake = bake
         self.publish = publish
         self.stopping = threading.Event()
+        # a wait between attempts ends at once when the run is stopped
+        self.clock = retry.Clock(sleep=sleep or self.stopping.wait, random=jitter)
+        self.policy = retry.Policy(retries=options.retries, first=options.backoff)
         self.interrupted = False
         #: buildx's metadata (digests, image names) of every target built in this run
         self.metadata: dict[str, Any] = {}
@@ -168,26 +175,22 @@ class Executor:
         name = ids[0] if len(ids) == 1 else "all"
         logs = {t: (self.log_dir / f"{t}.log").open("w", encoding="utf-8") for t in ids}
         try:
-            attempt = 0
+            retries = retry.Retry(self.policy, self.clock)
             earlier: list[Tracker] = []
             while True:
-                attempt += 1
-                tracker, run, seconds = self._attempt(ids, name, attempt, logs)
+                tracker, run, seconds = self._attempt(ids, name, retries.attempt, logs)
                 failures = [tracker.targets[t].failure for t in ids]
                 failure = next((f for f in failures if f is not None), None)
-                retry = (
-                    run.returncode != 0
-                    and not self.stopping.is_set()
-                    and attempt <= self.options.retries
-                    and is_transient(failure, run.messages)
-                )
-                if not retry:
+                again = run.returncode != 0 and not self.stopping.is_set() and is_transient(failure, run.messages)
+                delay = retries.delay() if again else None
+                if delay is None:
                     break
-                delay = self.options.backoff * 2 ** (attempt - 1)
                 reason = failure.error if failure else (run.messages[-1] if run.messages else "")
-                log.warning("retry", targets=ids, attempt=attempt + 1, delay=delay, reason=redact(reason))
-                self.sleep(delay)
+                log.warning("retry", targets=ids, attempt=retries.attempt, delay=round(delay, 2), reason=redact(reason))
+                retries.wait(delay)
                 earlier.append(tracker)
+                if self.stopping.is_set():
+                    break
             metadata_file = self.run_files.metadata_file(name)
             meta = report.load_metadata(metadata_file.read_text()) if metadata_file.exists() else {}
             self.metadata.update({t: meta[t] for t in ids if t in meta})
@@ -218,21 +221,16 @@ class Executor:
                 fh.close()
 
     def _published(self, r: Result) -> Result:
-        """A built image with its later tags, retried like a push; failed if they cannot be added."""
+        """A built image with its later tags; failed if they cannot be added. Not retried
+        here: ``publish`` retries each request on its own (bake/reuse.py)."""
         assert r.digest is not None
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                self.publish(r.target, r.digest)
-                return r
-            except CommandFailed as exc:
-                if attempt > self.options.retries or not is_transient(None, [exc.output]) or self.stopping.is_set():
-                    error = redact(f"pushed, but its tags could not be added: {exc.output.strip()[-300:]}")
-                    return replace(r, status="failed", error=error, failed_step="tagging")
-                delay = self.options.backoff * 2 ** (attempt - 1)
-                log.warning("retry", targets=[r.target], attempt=attempt + 1, delay=delay, reason=redact(exc.output))
-                self.sleep(delay)
+        try:
+            self.publish(r.target, r.digest)
+            return r
+        except (CommandFailed, RegistryError) as exc:
+            said = exc.output if isinstance(exc, CommandFailed) else str(exc)
+            error = redact(f"pushed, but its tags could not be added: {said.strip()[-300:]}")
+            return replace(r, status="failed", error=error, failed_step="tagging")
 
     def _attempt(
         self, ids: list[str], name: str, attempt: int, logs: Mapping[str, IO[str]]

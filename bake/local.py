@@ -17,6 +17,7 @@ from bake.fingerprint import Fingerprint
 from bake.plan import FINGERPRINT_LABEL, Plan, TargetPlan, build_args, fingerprint_tag, matrix
 from bake.pool import background, parallel
 from bake.redact import redact
+from bake.registry import RegistryError
 from bake.report import align
 from bake.state import ENV as STATE_ENV
 from bake.state import State
@@ -109,8 +110,9 @@ def status(
             ref = f"{t.repository}:{fingerprint_tag(target, fp.value)}"
             try:
                 in_registry = reuse.lookup(ref) is not None
-            except CommandFailed as exc:
-                error = redact(exc.output.strip().splitlines()[-1] if exc.output.strip() else str(exc))
+            except (CommandFailed, RegistryError) as exc:
+                said = exc.output if isinstance(exc, CommandFailed) else str(exc)
+                error = redact(said.strip().splitlines()[-1] if said.strip() else str(exc))
                 return Status(target.id, fp.short, False, False, "build", f"registry not reachable: {error}")
         local, changed = _local_state(state, target.id, t.image, fp, lookup)
         if output == "push" and in_registry:
@@ -186,6 +188,8 @@ def _check(name: str, fix: str, fn: Callable[[], str]) -> Check:
         return Check(name, False, str(exc).split(". ")[0], fix)
     except CommandFailed as exc:
         return Check(name, False, redact(exc.output.strip()[-200:] or str(exc)), fix)
+    except RegistryError as exc:
+        return Check(name, False, redact(str(exc)[-200:]), fix)
 
 
 def doctor(
