@@ -11,6 +11,7 @@ client retries each of its requests already (retries never nest).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import random
 import re
@@ -26,6 +27,7 @@ from bake import logs, report, retry
 from bake.display import Display
 from bake.engine import buildx, process
 from bake.engine.process import CommandFailed
+from bake.errors import StateFolderError
 from bake.plan import Plan
 from bake.progress import Tracker, Vertex, describe
 from bake.redact import redact
@@ -123,9 +125,20 @@ class Executor:
         self.interrupted = False
         #: buildx's metadata (digests, image names) of every target built in this run
         self.metadata: dict[str, Any] = {}
+        #: the first write into the state folder that failed (a log, buildx's metadata):
+        #: the build goes on, and the run ends with this error once it is summarised
+        self.state_error: StateFolderError | None = None
+        self._state_lock = threading.Lock()
         self.log_dir = run.logs
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        run.metadata_file("all").parent.mkdir(parents=True, exist_ok=True)
+        with run.state.writing("creating this run's folders for logs and metadata"):
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            run.metadata_file("all").parent.mkdir(parents=True, exist_ok=True)
+
+    def _cannot_write(self, reason: OSError | str, doing: str) -> None:
+        with self._state_lock:
+            if self.state_error is None:
+                self.state_error = self.run_files.state.error(reason, doing)
+                log.warning("the state folder cannot be written", reason=str(self.state_error))
 
     # -- the whole run ------------------------------------------------------------------
 
@@ -173,7 +186,7 @@ class Executor:
         if self.stopping.is_set():
             return [self._not_run(t) for t in ids]
         name = ids[0] if len(ids) == 1 else "all"
-        logs = {t: (self.log_dir / f"{t}.log").open("w", encoding="utf-8") for t in ids}
+        logs = {t: _LogFile(self.log_dir / f"{t}.log", self._cannot_write) for t in ids}
         try:
             retries = retry.Retry(self.policy, self.clock)
             earlier: list[Tracker] = []
@@ -191,6 +204,9 @@ class Executor:
                 earlier.append(tracker)
                 if self.stopping.is_set():
                     break
+            said = self.run_files.state.named_in("\n".join([*run.messages, failure.error if failure else ""]))
+            if said is not None:  # buildx could not write its metadata, or the local cache, there
+                self._cannot_write(said, "buildx wrote into it")
             metadata_file = self.run_files.metadata_file(name)
             meta = report.load_metadata(metadata_file.read_text()) if metadata_file.exists() else {}
             self.metadata.update({t: meta[t] for t in ids if t in meta})
@@ -233,7 +249,7 @@ class Executor:
             return replace(r, status="failed", error=error, failed_step="tagging")
 
     def _attempt(
-        self, ids: list[str], name: str, attempt: int, logs: Mapping[str, IO[str]]
+        self, ids: list[str], name: str, attempt: int, logs: Mapping[str, _LogFile]
     ) -> tuple[Tracker, buildx.BakeRun, float]:
         tracker = Tracker(ids)
         lock = threading.Lock()
@@ -270,6 +286,43 @@ class Executor:
             on_text=on_text,
         )
         return tracker, run, time.monotonic() - started
+
+
+class _LogFile:
+    """A target's log in the run's folder. A folder that cannot be written loses the rest
+    of the log, never the build: the failure is handed to ``cannot_write`` once."""
+
+    def __init__(self, path: Path, cannot_write: Callable[[OSError, str], None]) -> None:
+        self.path = path
+        self.cannot_write = cannot_write
+        self.fh: IO[str] | None = None
+        try:
+            self.fh = path.open("w", encoding="utf-8")
+        except OSError as exc:
+            cannot_write(exc, f"opening the log {path.name}")
+
+    def write(self, text: str) -> None:
+        if self.fh is None:
+            return
+        try:
+            self.fh.write(text)
+        except OSError as exc:
+            self._lost(exc)
+
+    def close(self) -> None:
+        if self.fh is None:
+            return
+        try:
+            self.fh.close()
+        except OSError as exc:
+            self._lost(exc)
+
+    def _lost(self, exc: OSError) -> None:
+        fh, self.fh = self.fh, None
+        if fh is not None:
+            with contextlib.suppress(OSError):
+                fh.close()
+        self.cannot_write(exc, f"writing the log {self.path.name}")
 
 
 def _owner(line: str, ids: Sequence[str]) -> str | None:

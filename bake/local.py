@@ -171,6 +171,9 @@ def pull(plan: Plan, state: State, fps: reuse.Fingerprints) -> list[str]:
 
 # -- doctor -----------------------------------------------------------------------------------
 
+#: doctor fails a state folder with less room than this (a run's logs and records need some)
+MIN_FREE = 1024 * 1024
+
 
 @dataclass(frozen=True)
 class Check:
@@ -246,9 +249,18 @@ def doctor(
         state.check_writable()
         if state.inside(project.root / project.config.context):
             raise BakeError(f"{state.root} is inside the build context: every build would see it change")
-        return str(state.root)
+        free = state.free_bytes()
+        if free is not None and free < MIN_FREE:
+            raise BakeError(f"{state.root} has only {free // 1024} KiB free: logs and records would not fit")
+        return str(state.root) + (f" ({free / 2**30:.1f} GiB free)" if free is not None else "")
 
-    found.append(_check("state folder", f"point {STATE_ENV} or --state-dir outside the build context", state_detail))
+    found.append(
+        _check(
+            "state folder",
+            f"point {STATE_ENV} or --state-dir at a folder you can write, with room, outside the build context",
+            state_detail,
+        )
+    )
 
     registry = project.config.registry
     if registry:

@@ -197,11 +197,13 @@ def compute(
 def record(state: State, target: str, fp: Fingerprint, image: str, image_id: str | None) -> None:
     """Remember which fingerprint the local image of ``target`` was made from. Its parts
     (one per context file: megabytes for a large context) go to a file of their own,
-    read only to say what changed (:func:`recorded_parts`)."""
+    read only to say what changed (:func:`recorded_parts`). StateFolderError if they cannot
+    be written (the record is then the old one or none: never half)."""
     parts = {"fingerprint": fp.value, "parts": fp.parts}
-    write_atomic(state.fingerprint_parts(target), json.dumps(parts, sort_keys=True) + "\n")
     data = {"fingerprint": fp.value, "image": image, "image_id": image_id}
-    write_atomic(state.fingerprint_record(target), json.dumps(data, indent=1, sort_keys=True) + "\n")
+    with state.writing(f"recording which inputs the local image of {target} was made from"):
+        write_atomic(state.fingerprint_parts(target), json.dumps(parts, sort_keys=True) + "\n")
+        write_atomic(state.fingerprint_record(target), json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def recorded(state: State, target: str) -> dict[str, object] | None:
