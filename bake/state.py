@@ -36,7 +36,6 @@ _CANNOT_WRITE = re.compile(
     r"no space left on device|read-only file system|disk quota exceeded|permission denied|operation not permitted",
     re.IGNORECASE,
 )
-_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM}
 
 
 def default_root(project_root: Path, environ: Mapping[str, str]) -> Path:
@@ -147,11 +146,6 @@ def _full(reason: OSError | str) -> bool:
     if isinstance(reason, OSError):
         return reason.errno in (errno.ENOSPC, errno.EDQUOT)
     return bool(re.search(r"no space left|quota", reason, re.IGNORECASE))
-
-
-def cannot_write(exc: OSError) -> bool:
-    """Whether ``exc`` says a folder cannot be written (full, read-only, not allowed)."""
-    return exc.errno in _ERRNOS
 
 
 @dataclass(frozen=True)
