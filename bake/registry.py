@@ -25,6 +25,7 @@ that no caller retries it again.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import errno
 import hashlib
 import http.client
@@ -149,7 +150,12 @@ def transient_error(exc: BaseException) -> bool:
 
 
 class Client:
-    """One client per command run: it keeps tokens per repository and scope."""
+    """One client per command run: it keeps tokens per repository and scope.
+
+    A host that stayed unreachable through a whole retry schedule is asked once, without
+    retries, for the rest of the run (until it answers again): a run's later look-ups do
+    not each wait another minute for a registry that is down for good.
+    """
 
     def __init__(
         self, credentials: Credentials, *, policy: retry.Policy = POLICY, clock: retry.Clock = retry.REAL_TIME
@@ -159,10 +165,18 @@ class Client:
         self.lock = threading.Lock()
         self.policy = policy
         self.clock = clock
+        #: hosts that stayed unreachable through a whole schedule (see the class)
+        self.down: set[str] = set()
+
+    def _given_up(self, host: str, down: bool) -> None:
+        with self.lock:
+            (self.down.add if down else self.down.discard)(host)
 
     def _exchange(self, request: urllib.request.Request, host: str) -> tuple[int, dict[str, str], bytes]:
         """Send ``request``: its status, headers (lower-case names) and body, retried while transient."""
-        retries = retry.Retry(self.policy, self.clock)
+        with self.lock:
+            policy = dataclasses.replace(self.policy, retries=0) if host in self.down else self.policy
+        retries = retry.Retry(policy, self.clock)
         while True:
             try:
                 try:
@@ -174,6 +188,7 @@ class Client:
                 transient = transient_error(exc)
                 delay = retries.delay() if transient else None
                 if delay is None:
+                    self._given_up(host, transient)
                     reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
                     tried = f" ({retries.failures} attempts)" if retries.failures > 1 else ""
                     message = f"{host}: {type(reason).__name__}: {reason}{tried}"
@@ -182,9 +197,11 @@ class Client:
             else:
                 headers = {k.lower(): v for k, v in headers.items()}
                 if status not in RETRY_STATUSES:
+                    self._given_up(host, False)
                     return status, headers, body
                 delay = retries.delay(retry.retry_after(headers.get("retry-after"), self.clock.now()))
                 if delay is None:
+                    self._given_up(host, True)
                     return status, headers, body
                 reason = f"HTTP {status}"
             log.debug("registry request retried", host=host, method=request.get_method(), reason=reason, delay=delay)

@@ -262,6 +262,23 @@ def test_when_retries_run_out_the_client_gives_up_with_a_registry_error(flaky: s
         client([]).manifest(f"{flaky}:fp-1")
 
 
+def test_a_registry_that_stayed_down_is_asked_once_more_without_waiting_until_it_answers(flaky: str) -> None:
+    delays: list[float] = []
+    registry = client(delays)
+    Flaky.script = ["503"] * 3
+    with pytest.raises(RegistryError, match="503"):
+        registry.manifest(f"{flaky}:fp-1")
+    assert delays == [0.5, 1.0]
+    Flaky.script, Flaky.requests = ["503", "ok"], []
+    with pytest.raises(RegistryError, match="503"):  # still down: one request, no wait
+        registry.manifest(f"{flaky}:fp-1")
+    assert (delays, len(Flaky.requests)) == ([0.5, 1.0], 1)
+    assert registry.manifest(f"{flaky}:fp-1") is not None  # back: it answers
+    Flaky.script = ["503"]
+    assert registry.manifest(f"{flaky}:fp-1") is not None  # and is retried again
+    assert delays == [0.5, 1.0, 0.5]
+
+
 @pytest.mark.parametrize("status", [400, 403, 404, 501])
 def test_an_answer_no_retry_can_change_is_not_retried(flaky: str, status: int) -> None:
     Flaky.script = [str(status)]
