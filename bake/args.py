@@ -32,7 +32,7 @@ class Args:
     no_reuse: bool = False
     cache_to: bool = False
     jobs: int | None = None
-    retries: int = 2
+    retries: int = 8  # bake.retry.RETRIES
     builder: str | None = None
     metadata_file: Path | None = None
     report: Path | None = None

@@ -16,6 +16,9 @@ from bake import __version__
 if TYPE_CHECKING:
     from bake.args import Args
 
+#: bake.retry.RETRIES (not imported here: --version and usage errors import nothing else)
+RETRIES = 8
+
 # Everything else is imported once the arguments are parsed (--version and usage errors
 # need none of it), and command-specific modules (execute, local, the engine checks)
 # where they are used: the reuse path is measured in tenths of a second.
@@ -68,7 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     run = argparse.ArgumentParser(add_help=False)
     add = run.add_argument
     add("--jobs", type=_positive, metavar="N", help="with --keep-going: at most N bake calls at once (default: all)")
-    add("--retries", type=_count, default=2, metavar="N", help="retries after a registry or network failure (2)")
+    add(
+        "--retries", type=_count, default=RETRIES, metavar="N",
+        help=f"retries after a registry or network failure ({RETRIES}; none starts a minute after the first failure)",
+    )  # fmt: skip
     add("--builder", help="buildx builder to use (default: the current one)")
     add("--metadata-file", type=Path, metavar="PATH", help="write buildx's metadata of every target here")
     add("--report", type=Path, metavar="FILE", help="write per-target results here as JSON")
@@ -189,6 +195,7 @@ def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
     from bake.engine.process import CommandFailed
     from bake.errors import BakeError
     from bake.redact import redact
+    from bake.registry import RegistryError
 
     try:
         from bake.workflow import run_command
@@ -204,6 +211,9 @@ def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
     except CommandFailed as exc:  # docker, buildx or git said no, outside a build
         said = exc.output.strip().splitlines()[-1] if exc.output.strip() else "no output"
         print(f"bake-ci: error: {exc}: {redact(said)[:500]}", file=sys.stderr)
+        return 1
+    except RegistryError as exc:  # the registry stayed unreachable while it was asked again and again
+        print(f"bake-ci: error: the registry did not answer: {redact(str(exc))[:500]}", file=sys.stderr)
         return 1
     except Exception as exc:  # the last resort: one line and a file to attach to a bug report
         path = _crash_report(exc)

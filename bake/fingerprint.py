@@ -25,7 +25,6 @@ read, and nothing but regular files is ever opened.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import json
@@ -608,11 +607,12 @@ class Memo:
             if max(entry.identity[0], entry.identity[1]) < settled and not blob.startswith("<"):
                 self.learned[p] = (self.key(entry), blob)
 
-    def save(self, entries: Mapping[str, Entry]) -> None:
+    def save(self, entries: Mapping[str, Entry]) -> str | None:
         """Write what was learned, with what is still true of the earlier runs' (files
-        still there with the same lstat); nothing when that is what the file holds."""
+        still there with the same lstat); nothing when that is what the file holds.
+        A folder that cannot be written costs the next run time only: why, or None."""
         if not self.learned and self.hits == self.size:
-            return  # every file remembered was found as it was
+            return None  # every file remembered was found as it was
         key = self.key
         kept = {
             p: hit
@@ -620,13 +620,16 @@ class Memo:
             if p not in self.learned and (e := entries.get(p)) is not None and e.kind == "file" and hit[0] == key(e)
         }
         if not self.learned and len(kept) == len(self.found):
-            return
+            return None
         kept.update(self.learned)
         text = "\0".join([self.origin, *(f"{p}\0{k}\0{b}" for p, (k, b) in kept.items())]) + "\0"
         from bake.files import write_atomic
 
-        with contextlib.suppress(OSError):  # a state folder that cannot be written costs the next run time
+        try:
             write_atomic(self.path, text, errors="surrogateescape")
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        return None
 
 
 # -- the fingerprint itself -----------------------------------------------------------------

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from bake import auth, inputs, logs, registry
+from bake import auth, inputs, logs, registry, retry
 from bake.config import Project
 from bake.engine import docker, images
 from bake.engine.process import CommandFailed
@@ -45,13 +46,42 @@ def client() -> registry.Client:
     return _client
 
 
+R = TypeVar("R")
+
+
+def through_buildx(call: Callable[[], R], what: str, clock: retry.Clock = retry.REAL_TIME) -> R:
+    """A buildx command standing in for the registry client (a login or an auth scheme
+    it lacks), retried on the client's schedule while it fails for a transient reason."""
+    from bake.execute import is_transient  # only on this rare path: the reuse path's imports are counted
+
+    retries = retry.Retry(registry.POLICY, clock)
+    while True:
+        try:
+            return call()
+        except CommandFailed as exc:
+            delay = retries.delay() if is_transient(None, [exc.output]) else None
+            if delay is None:
+                raise
+            log.warning("retry", what=what, attempt=retries.attempt, delay=round(delay, 2), reason=redact(exc.output))
+            retries.wait(delay)
+
+
+def _fall_back(exc: registry.RegistryError, image: str) -> None:
+    """After the registry client failed: a transient failure it retried already is final
+    (retries never nest); otherwise buildx is asked instead."""
+    if exc.transient:
+        raise exc
+    log.debug("registry API unavailable, asking buildx", image=image, reason=redact(str(exc)))
+
+
 def lookup(ref: str) -> registry.Manifest | None:
-    """The manifest of ``ref`` in its registry (None if absent): over HTTP, else through buildx."""
+    """The manifest of ``ref`` in its registry (None if absent): over HTTP, else through buildx.
+    :class:`registry.RegistryError` when the registry stayed unreachable while retried."""
     try:
         return client().manifest(ref)
     except registry.RegistryError as exc:
-        log.debug("registry API unavailable, asking buildx", image=ref, reason=redact(str(exc)))
-    descriptor = images.registry_descriptor(ref)
+        _fall_back(exc, ref)
+    descriptor = through_buildx(lambda: images.registry_descriptor(ref), f"look up {ref}")
     if descriptor is None:
         return None
     return registry.Manifest(str(descriptor.get("mediaType", "")), str(descriptor["digest"]), b"")
@@ -167,11 +197,13 @@ def compute(
 def record(state: State, target: str, fp: Fingerprint, image: str, image_id: str | None) -> None:
     """Remember which fingerprint the local image of ``target`` was made from. Its parts
     (one per context file: megabytes for a large context) go to a file of their own,
-    read only to say what changed (:func:`recorded_parts`)."""
+    read only to say what changed (:func:`recorded_parts`). StateFolderError if they cannot
+    be written (the record is then the old one or none: never half)."""
     parts = {"fingerprint": fp.value, "parts": fp.parts}
-    write_atomic(state.fingerprint_parts(target), json.dumps(parts, sort_keys=True) + "\n")
     data = {"fingerprint": fp.value, "image": image, "image_id": image_id}
-    write_atomic(state.fingerprint_record(target), json.dumps(data, indent=1, sort_keys=True) + "\n")
+    with state.writing(f"recording which inputs the local image of {target} was made from"):
+        write_atomic(state.fingerprint_parts(target), json.dumps(parts, sort_keys=True) + "\n")
+        write_atomic(state.fingerprint_record(target), json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def recorded(state: State, target: str) -> dict[str, object] | None:
@@ -273,8 +305,9 @@ def add_tags(image: str, manifest: registry.Manifest, tags: Sequence[str]) -> No
             parallel(lambda tag: client().tag(manifest, tag), list(tags))
             return
         except registry.RegistryError as exc:
-            log.debug("registry API unavailable, asking buildx", image=image, reason=redact(str(exc)))
-    images.retag(f"{image}@{manifest.digest}", tags, index=manifest.is_index)
+            _fall_back(exc, image)
+    source = f"{image}@{manifest.digest}"
+    through_buildx(lambda: images.retag(source, tags, index=manifest.is_index), f"tag {source}")
 
 
 def publish(t: TargetPlan, digest: str) -> None:
@@ -301,8 +334,8 @@ def reuse(plan: Plan, fps: Fingerprints) -> dict[str, Result]:
         fp_tag = fingerprint_tag(t.target, fp.value)
         try:
             manifest = find(t, fp)
-        except CommandFailed as exc:
-            log.warning("cannot look up the fingerprint image", target=t.id, error=redact(exc.output[-300:]))
+        except (CommandFailed, registry.RegistryError) as exc:
+            log.warning("cannot look up the fingerprint image", target=t.id, error=_said(exc)[-300:])
             return None
         if manifest is None:
             log.info("not reused: no image for this fingerprint", target=t.id, tag=fp_tag)
@@ -310,8 +343,8 @@ def reuse(plan: Plan, fps: Fingerprints) -> dict[str, Result]:
         tags = [tag for tag in t.tags if not tag.endswith(f":{fp_tag}")]
         try:
             add_tags(t.repository, manifest, tags)
-        except CommandFailed as exc:
-            log.warning("cannot tag the fingerprint image", target=t.id, error=redact(exc.output[-300:]))
+        except (CommandFailed, registry.RegistryError) as exc:
+            log.warning("cannot tag the fingerprint image", target=t.id, error=_said(exc)[-300:])
             return None
         log.debug("reused", target=t.id, fingerprint=fp.short, digest=manifest.digest)
         return Result(

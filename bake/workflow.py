@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from bake import cache, ci, config, display, logs, registry, report, reuse
 from bake.args import Args, Output, fingerprints
 from bake.engine import git, images, process
-from bake.errors import BuildFailed, EnvironmentProblem, Interrupted, UsageError
+from bake.errors import BuildFailed, EnvironmentProblem, Interrupted, StateFolderError, UsageError
 from bake.files import write_atomic
 from bake.plan import Plan, Selection, Target, build_args, build_plan, matrix, select
 from bake.pool import parallel
@@ -59,6 +59,9 @@ class Run:
     #: Targets whose image was published (their cache tags were written then).
     published: set[str] = field(default_factory=set)
     local_images: Callable[[str], images.LocalImage | None] | None = None
+    #: the state folder could not be written after targets had been built or reused:
+    #: the run ends with it once the summary is out
+    state_error: StateFolderError | None = None
 
     def __post_init__(self) -> None:
         self.context = ci.from_environ(self.environ)
@@ -138,6 +141,11 @@ def need_engine(run: Run) -> None:
     from bake.engine import checks
 
     checks.check_engine(checks.engine_info())
+
+
+def need_state(run: Run) -> None:
+    """pull records what it fetched: a state folder that cannot be written is exit 3 before."""
+    run.state.check_writable()
 
 
 def need_registry(run: Run) -> None:
@@ -267,9 +275,20 @@ def build(run: Run) -> None:
             shown.finished(row, None)
         todo = [t for t in run.plan.ids if t not in run.results]
         if todo:
-            run.executor = _executor(run, shown)
+            try:
+                run.executor = _executor(run, shown)
+            except StateFolderError as exc:
+                if not run.results:
+                    raise  # nothing done: no summary to show
+                run.state_error = exc  # reused targets have their tags: show them, then the error
+                for t in todo:
+                    row = report.Result(target=t, status="cancelled", image=run.plan[t].image)
+                    run.results[t] = row
+                    shown.finished(row, None)
+                return
             for row in run.executor.run(todo):
                 run.results[row.target] = row
+            run.state_error = run.executor.state_error
     finally:
         shown.close()
 
@@ -282,7 +301,8 @@ def _executor(run: Run, shown: display.Display) -> Executor:
     args, project, plan_ = run.args, run.project, run.plan
     info = checks.check(args.builder, cache_export=plan_.exports_cache)
     files = run.state.new_run()
-    write_atomic(files.bake_file, plan_.to_json())
+    with run.state.writing("writing the bake file for buildx"):
+        write_atomic(files.bake_file, plan_.to_json())
     options = Options(
         keep_going=args.warm or args.keep_going,
         jobs=args.jobs,
@@ -329,7 +349,11 @@ def record(run: Run) -> None:
     built = [t for t in run.plan.targets if t.id in fps.values and run.results[t.id].status == "built"]
     ids = parallel(images.local_image_id, [t.image for t in built])
     for t, image_id in zip(built, ids, strict=True):
-        reuse.record(run.state, t.id, fps.values[t.id], t.image, image_id)
+        try:
+            reuse.record(run.state, t.id, fps.values[t.id], t.image, image_id)
+        except StateFolderError as exc:  # the images are built: the summary comes first
+            run.state_error = run.state_error or exc
+            break
 
 
 def summarise(run: Run) -> None:
@@ -360,6 +384,11 @@ def summarise(run: Run) -> None:
         done = sum(r.ok for r in rows)
         raise Interrupted(f"stopped: {done} of {len(rows)} targets had finished; the others were cancelled.")
     failed = [r for r in rows if not r.ok]
+    if run.state_error is not None:
+        if args.progress != "quiet" and not isinstance(run.shown, display.Board):
+            _print_logs([r for r in failed if r.status == "failed"], github=run.context.github_actions)
+        done = sum(r.ok for r in rows)
+        raise StateFolderError(f"{run.state_error} {done} of {len(rows)} targets were built or reused (above).")
     if failed:
         if args.progress != "quiet" and not isinstance(run.shown, display.Board):  # the board printed the tails
             _print_logs([r for r in failed if r.status == "failed"], github=run.context.github_actions)
@@ -521,6 +550,7 @@ COMMANDS: dict[str, tuple[Step, ...]] = {
         load,
         select_targets,
         need_registry,
+        need_state,
         ask_engine,
         destination,
         fingerprint,
