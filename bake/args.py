@@ -42,6 +42,10 @@ class Args:
     pull: bool = False
     json: bool = False
     state_dir: Path | None = None
+    #: one platform of a multi-platform project (``--platform``)
+    platform: str | None = None
+    #: what ``matrix`` lists one entry per: target, platform, or target-platform
+    per: str = "target"
 
     @property
     def warm(self) -> bool:
@@ -51,7 +55,7 @@ class Args:
 def fingerprints(command: str, output: Output, no_reuse: bool) -> bool:
     """Whether a run of ``command`` with ``output`` fingerprints its targets: status and
     pull always, a push to reuse an image, a ``--load`` build for status's record."""
-    if command in ("status", "pull"):
+    if command in ("status", "pull", "merge"):
         return True
     if command not in ("plan", "build", "warm"):
         return False  # matrix, doctor

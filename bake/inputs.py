@@ -139,11 +139,13 @@ def fingerprints(
     args: Mapping[str, Mapping[str, str]],
     resolve: Resolver,
     memo_file: Path | None = None,
+    platform: str | None = None,
 ) -> tuple[dict[str, Fingerprint], dict[str, str]]:
     """Fingerprints of ``targets`` and, for those without one, why; ``args``: each
     target's resolved build args; ``resolve``: an image reference's digest, or None and
     the reason; ``memo_file``: where the blob hashes of earlier runs are kept
-    (:class:`bake.fingerprint.Memo`)."""
+    (:class:`bake.fingerprint.Memo`); ``platform``: the fingerprints of that one
+    platform's images (``resolve`` then gives that platform's digests)."""
     config = project.config
     context = project.root / config.context
     dockerfile_path = project.root / config.dockerfile
@@ -210,7 +212,7 @@ def fingerprints(
             args=args[target.id],
             base_digests={ref: str(digests[ref]) for ref in read.bases},
             files={p: records[p] for p in paths[target.id]},
-            platforms=config.platforms,
+            platforms=[platform] if platform else config.platforms,
             external=external,
             extra=extra,
         )

@@ -100,26 +100,26 @@ def status(
 
     def one(t: TargetPlan) -> Status:
         target = t.target
-        fp = fps.values.get(target.id)
+        fp = fps.values.get(t.id)
         if fp is None:
-            why = fps.missing.get(target.id, "no fingerprint")
-            return Status(target.id, None, None, False, "build", f"cannot fingerprint: {why}")
+            why = fps.missing.get(t.id, "no fingerprint")
+            return Status(t.id, None, None, False, "build", f"cannot fingerprint: {why}")
         in_registry: bool | None = None
         if registry:
-            ref = f"{t.repository}:{fingerprint_tag(target, fp.value)}"
+            ref = f"{t.repository}:{fingerprint_tag(target, fp.value, t.platform)}"
             try:
                 in_registry = reuse.lookup(ref) is not None
             except CommandFailed as exc:
                 error = redact(exc.output.strip().splitlines()[-1] if exc.output.strip() else str(exc))
-                return Status(target.id, fp.short, False, False, "build", f"registry not reachable: {error}")
-        local, changed = _local_state(state, target.id, t.image, fp, lookup)
+                return Status(t.id, fp.short, False, False, "build", f"registry not reachable: {error}")
+        local, changed = _local_state(state, t.id, t.image, fp, lookup)
         if output == "push" and in_registry:
-            return Status(target.id, fp.short, True, local, "reuse", "the registry has an image for these inputs")
+            return Status(t.id, fp.short, True, local, "reuse", "the registry has an image for these inputs")
         if local:
-            return Status(target.id, fp.short, in_registry, True, "none", "the local image matches the inputs")
+            return Status(t.id, fp.short, in_registry, True, "none", "the local image matches the inputs")
         if in_registry:
             why = "the registry has an image for these inputs, the local engine does not"
-            return Status(target.id, fp.short, True, False, "pull", why)
+            return Status(t.id, fp.short, True, False, "pull", why)
         if changed:
             shown = ", ".join(changed[:SHOWN_CHANGES])
             more = len(changed) - SHOWN_CHANGES
@@ -128,7 +128,7 @@ def status(
             )
         else:
             why = f"no image for these inputs (no local {t.image})"
-        return Status(target.id, fp.short, in_registry, False, "build", why, changed)
+        return Status(t.id, fp.short, in_registry, False, "build", why, changed)
 
     return parallel(one, list(plan.targets))
 
@@ -154,11 +154,11 @@ def pull(plan: Plan, state: State, fps: reuse.Fingerprints) -> list[str]:
         fp = fps.values.get(t.id)
         if fp is None:
             return t.id
-        manifest = reuse.lookup(f"{t.repository}:{fingerprint_tag(t.target, fp.value)}")
+        manifest = reuse.lookup(f"{t.repository}:{fingerprint_tag(t.target, fp.value, t.platform)}")
         if manifest is None:
             return t.id
         digest = manifest.digest
-        images.pull(f"{t.repository}@{digest}")
+        images.pull(f"{t.repository}@{digest}", platform=t.platform)
         images.tag(f"{t.repository}@{digest}", t.image)
         reuse.record(state, t.id, fp, t.image, images.local_image_id(t.image))
         print(f"{t.id}: pulled {t.image} ({digest[:19]})")

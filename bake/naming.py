@@ -70,7 +70,27 @@ def slug(text: str, max_len: int) -> str:
     return f"{head}-{digest}" if head else digest
 
 
-def branch_tag(stage: str, python: PythonVersion, branch: str) -> str:
-    """``STAGE-pyX.Y-BRANCH``, always a valid tag of at most 128 characters."""
+def branch_tag(stage: str, python: PythonVersion, branch: str, platform: str | None = None) -> str:
+    """``STAGE-pyX.Y-BRANCH`` (plus :func:`platform_suffix` for one platform's image),
+    always a valid tag of at most 128 characters."""
     prefix = tag_prefix(stage, python)
-    return f"{prefix}-{slug(branch, MAX_TAG - len(prefix) - 1)}"
+    suffix = platform_suffix(platform) if platform else ""
+    return f"{prefix}-{slug(branch, MAX_TAG - len(prefix) - 1 - len(suffix))}{suffix}"
+
+
+#: What :func:`platform_suffix` ends a ref with. A branch whose name (slugged) ends like
+#: this could write another branch's per-platform refs: such names are reserved.
+PLATFORM_SUFFIX_RE = re.compile(r"__[a-z0-9]+-[a-z0-9]+(?:-[a-z0-9.]+)?\Z")
+
+
+def platform_suffix(platform: str) -> str:
+    """What one platform's ref adds to the ref of the multi-platform image: ``__OS-ARCH[-VARIANT]``.
+
+    ``linux/arm64`` -> ``__linux-arm64``, ``linux/arm/v7`` -> ``__linux-arm-v7``. It ends
+    every per-platform name: the bake target (``ci-py312__linux-arm64``), the image tags
+    (``ci-py3.12-main__linux-arm64``, ``ci-py3.12-SHA7__linux-arm64``,
+    ``ci-py3.12-fp-HEX__linux-arm64``) and the cache ref (``ci-py3.12-main__linux-arm64``).
+    The double underscore never comes from a stage, a Python version, a commit or a
+    fingerprint, and bake target names allow it.
+    """
+    return "__" + platform.lower().replace("/", "-")

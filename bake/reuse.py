@@ -83,15 +83,26 @@ def _said(exc: Exception) -> str:
     return redact(str(exc).split(". ")[0])
 
 
-def resolve_base(ref: str) -> registry.Resolution:
+def resolve_base(ref: str, platform: str | None = None) -> registry.Resolution:
     """A base image's digest the way the engine pulls it, with every answer on the way.
 
     A docker.io name is asked of the engine's registry mirrors first, then of its own
     registry (over HTTP, else through buildx), and last the local engine's image ID.
+    With ``platform``, a multi-platform image resolves to that platform's child
+    (:func:`resolve_platform`).
     """
     answers: list[registry.Answer] = []
 
-    def found(digest: str) -> registry.Resolution:
+    def found(digest: str | registry.Manifest) -> registry.Resolution:
+        if isinstance(digest, registry.Manifest):
+            if platform is None or not digest.body:
+                digest = digest.digest
+            else:
+                child, why = registry.platform_child(digest, platform)
+                if child is None:
+                    answers.append(registry.Answer(ref, why))
+                    return registry.Resolution(ref, None, tuple(answers))
+                digest = child
         return registry.Resolution(ref, digest, tuple(answers))
 
     parsed = registry.Reference.parse(ref)
@@ -110,12 +121,12 @@ def resolve_base(ref: str) -> registry.Resolution:
                 answers.append(registry.Answer(f"{candidate} (mirror)", redact(str(exc))))
                 continue
             if manifest is not None:
-                return found(manifest.digest)
+                return found(manifest)
             answers.append(registry.Answer(f"{candidate} (mirror)", "not found"))
     try:
         manifest = client().manifest(parsed)
         if manifest is not None:
-            return found(manifest.digest)
+            return found(manifest)
         answers.append(registry.Answer(str(parsed), "not found"))
     except registry.RegistryError as exc:
         answers.append(registry.Answer(str(parsed), redact(str(exc))))
@@ -137,6 +148,12 @@ def resolve_base(ref: str) -> registry.Resolution:
     return registry.Resolution(ref, None, tuple(answers))
 
 
+def resolve_platform(ref: str, platform: str) -> registry.Resolution:
+    """The digest of ``platform``'s image of the base ``ref``: a re-pushed child of one
+    platform changes that platform's fingerprint only."""
+    return resolve_base(ref, platform)
+
+
 @dataclass(frozen=True)
 class Fingerprints:
     """Fingerprints of some targets, and why the others have none."""
@@ -146,18 +163,24 @@ class Fingerprints:
 
 
 def compute(
-    project: Project, targets: Sequence[Target], args: Mapping[str, Mapping[str, str]], state: State | None = None
+    project: Project,
+    targets: Sequence[Target],
+    args: Mapping[str, Mapping[str, str]],
+    state: State | None = None,
+    platform: str | None = None,
 ) -> Fingerprints:
     """Fingerprint ``targets``; ``args`` are each target's resolved build args (from the plan).
     Images are resolved with :func:`resolve_base`; see :mod:`bake.inputs`. With ``state``,
-    files whose lstat has not changed since an earlier run are not read again."""
+    files whose lstat has not changed since an earlier run are not read again. With
+    ``platform``, the fingerprints of that platform's images: every image resolved to
+    its child for that platform, and that platform alone hashed."""
 
     def resolve(ref: str) -> tuple[str | None, str]:
-        found = resolve_base(ref)
+        found = resolve_base(ref) if platform is None else resolve_platform(ref, platform)
         return found.digest, found.reason() if found.digest is None else ""
 
     memo = state.blob_memo() if state is not None else None
-    values, missing = inputs.fingerprints(project, targets, args, resolve=resolve, memo_file=memo)
+    values, missing = inputs.fingerprints(project, targets, args, resolve=resolve, memo_file=memo, platform=platform)
     return Fingerprints(values, missing)
 
 
@@ -217,7 +240,11 @@ def publish(t: TargetPlan, digest: str) -> None:
     manifest = lookup(f"{t.repository}@{digest}")
     if manifest is None:
         raise CommandFailed(["tag", f"{t.repository}@{digest}"], 1, f"{t.repository}@{digest}: manifest unknown")
-    fp_tags = [tag for tag in t.later_tags if t.fingerprint and tag.endswith(fingerprint_tag(t.target, t.fingerprint))]
+    fp_tags = [
+        tag
+        for tag in t.later_tags
+        if t.fingerprint and tag.endswith(fingerprint_tag(t.target, t.fingerprint, t.platform))
+    ]
     add_tags(t.repository, manifest, [tag for tag in t.later_tags if tag not in fp_tags])
     add_tags(t.repository, manifest, fp_tags)
 
@@ -230,7 +257,7 @@ def reuse(plan: Plan, fps: Fingerprints) -> dict[str, Result]:
         if fp is None:
             return None
         started = time.monotonic()
-        fp_tag = fingerprint_tag(t.target, fp.value)
+        fp_tag = fingerprint_tag(t.target, fp.value, t.platform if t.output != "load" else None)
         try:
             manifest = lookup(f"{t.repository}:{fp_tag}")
         except CommandFailed as exc:

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bake import cache, ci, config, display, logs, registry, report, reuse
+from bake import cache, ci, config, display, logs, naming, platforms, registry, report, reuse
 from bake.args import Args, Output, fingerprints
 from bake.engine import git, images, process
 from bake.errors import BuildFailed, EnvironmentProblem, Interrupted, UsageError
 from bake.files import write_atomic
-from bake.plan import Plan, Selection, Target, build_args, build_plan, matrix, select
+from bake.plan import Plan, Selection, Target, TargetPlan, build_args, build_plan, matrix, select
 from bake.pool import parallel
 from bake.state import State
 
@@ -57,6 +57,8 @@ class Run:
     shown: display.Display | None = None
     cache_after: cache.After = field(default_factory=lambda: cache.After({}))
     local_images: Callable[[str], images.LocalImage | None] | None = None
+    #: a multi-platform project's platforms this run handles one by one (() for one image)
+    platforms: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.context = ci.from_environ(self.environ)
@@ -104,7 +106,8 @@ def destination(run: Run) -> None:
     if not branch or not run.sha:
         checked_out, commit = git.head(project.root)
         branch, run.sha = branch or checked_out, run.sha or commit
-    output: Output = "push" if args.warm else args.output or ("push" if cfg.registry and run.context.ci else "load")
+    default: Output = "push" if cfg.registry and run.context.ci else "load"
+    output: Output = "push" if args.warm or args.command == "merge" else args.output or default
     if not cfg.registry:
         run.branch, run.output = branch, output
         return
@@ -120,6 +123,11 @@ def destination(run: Run) -> None:
     for warning in writes.warnings:
         log.warning(warning)
     run.writes, run.branch, run.output = writes, writes.identity, writes.output
+
+
+def choose_platforms(run: Run) -> None:
+    """A multi-platform project's platforms this run handles, each as its own image."""
+    run.platforms = platforms.chosen(run.project, run.args.command, run.args.platform, run.output)
 
 
 def ask_engine(run: Run) -> None:
@@ -187,7 +195,7 @@ def fingerprint(run: Run) -> None:
     if any(registry.Reference.parse(build_args(run.project, t)["BASE_IMAGE"]).host == registry.DOCKER_HUB
            for t in run.targets):  # fmt: skip
         threading.Thread(target=reuse.engine_mirrors, name="mirrors", daemon=True).start()
-    fps = reuse.compute(run.project, run.targets, {t.id: build_args(run.project, t) for t in run.targets}, run.state)
+    fps = platforms.fingerprints(run.project, run.targets, run.state, run.platforms)
     for target, why in fps.missing.items():
         (log.debug if quiet else log.warning)("no fingerprint", target=target, reason=why)
     run.fingerprints = fps
@@ -206,12 +214,15 @@ def plan(run: Run) -> None:
         export_cache=True if run.args.cache_to else None,
         cache_dir=run.state.root / "cache",
         writes=run.writes,
+        platforms=run.platforms,
     )
 
 
 def local_plan(run: Run) -> None:
     """The plan of a local build of the targets: what status and pull compare against."""
-    run.plan = build_plan(run.project, run.targets, branch=run.branch, sha=run.sha, output="load")
+    run.plan = build_plan(
+        run.project, run.targets, branch=run.branch, sha=run.sha, output="load", platforms=run.platforms
+    )
 
 
 def print_plan(run: Run) -> None:
@@ -224,7 +235,20 @@ def print_plan(run: Run) -> None:
 
 
 def print_matrix(run: Run) -> None:
-    include = [{"target": t.id, "stage": t.stage, "python": str(t.python)} for t in run.targets]
+    """``{"include": [...]}``: one entry per target, per platform, or per (target, platform)
+    (``--per``; a project without platforms has the engine's, named ``""``)."""
+    per = run.args.per
+    configured = run.project.config.platforms if platforms.multi(run.project) else []
+    rows = [{"platform": p, "suffix": naming.platform_suffix(p)[2:]} for p in configured] or [
+        {"platform": "", "suffix": ""}
+    ]
+    targets = [{"target": t.id, "stage": t.stage, "python": str(t.python)} for t in run.targets]
+    if per == "platform":
+        include = rows
+    elif per == "target-platform":
+        include = [{**t, **r} for t in targets for r in rows]
+    else:
+        include = targets
     sys.stdout.write(json.dumps({"include": include}) + "\n")
 
 
@@ -249,9 +273,7 @@ def trim_cache(run: Run) -> None:
         return
     fps = run.fingerprints
     if fps is None and any(cache.fingerprint_ref(t, "") for t in todo):  # --no-reuse still skips needless exports
-        fps = reuse.compute(
-            run.project, run.targets, {t.id: build_args(run.project, t) for t in run.targets}, run.state
-        )
+        fps = platforms.fingerprints(run.project, run.targets, run.state, run.platforms)
     fingerprints = {t: fp.value for t, fp in fps.values.items()} if fps else {}
     wanted = {t.id: fingerprints[t.id] for t in todo if t.id in fingerprints}
     found = cache.look_up(reuse.client(), cache.refs_to_ask(dataclasses.replace(run.plan, targets=tuple(todo)), wanted))
@@ -313,6 +335,44 @@ def _executor(run: Run, shown: display.Display) -> Executor:
     )
 
 
+def merge_images(run: Run) -> None:
+    """A multi-platform project's indexes, once every platform's image is in the registry:
+    at the end of a build of every platform, or as ``bake-ci merge`` after one job each."""
+    from bake import merge
+
+    configured = run.project.config.platforms
+    if not run.platforms or len(run.platforms) != len(configured):
+        return  # one image per target, or one platform's job: nothing to merge here
+    if run.writes is None or not run.writes.branch_tags:
+        if run.args.command == "merge":
+            log.warning("merge writes nothing to the registry", because=run.writes.reason if run.writes else "")
+        return
+    fps = run.fingerprints.values if run.fingerprints is not None else {}
+    index_fps = {}
+    for t in run.targets:
+        per = {p: fps.get(t.id + naming.platform_suffix(p)) for p in run.platforms}
+        if all(per.values()):
+            index_fps[t.id] = platforms.index_fingerprint({p: fp.value for p, fp in per.items() if fp})
+    index_plan = build_plan(
+        run.project, run.targets, branch=run.branch, sha=run.sha, output="push", fingerprints=index_fps,
+        writes=run.writes,
+    )  # fmt: skip
+    digests: dict[str, str | None] = {}
+    todo: dict[str, TargetPlan] = {}
+    for index in index_plan.targets:
+        rows = [run.results.get(index.id + naming.platform_suffix(p)) for p in run.platforms]
+        if run.args.command != "merge" and not all(r is not None and r.ok for r in rows):
+            run.results[index.id] = report.Result(
+                target=index.id, status="cancelled", image=index.image, error="not merged: a platform's image failed"
+            )
+            continue
+        digests.update({r.target: r.digest for r in rows if r is not None})
+        todo[index.id] = index
+    per_platform = [p for p in run.plan.targets if p.target.id in todo]
+    wanted = merge.children(todo, per_platform, digests)
+    run.results.update(merge.merge(reuse.client(), wanted))
+
+
 def record(run: Run) -> None:
     """Remember the fingerprint of each image now in the local engine (built; reused ones are not)."""
     fps = run.fingerprints
@@ -327,7 +387,8 @@ def record(run: Run) -> None:
 def summarise(run: Run) -> None:
     """The summary table, JSON results, step summary, report and metadata files; the exit."""
     args = run.args
-    rows = [run.results[t] for t in run.plan.ids]
+    rows = [run.results[t] for t in run.plan.ids if t in run.results]
+    rows += [r for t, r in run.results.items() if t not in run.plan.ids]  # merged indexes
     width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
     sys.stdout.write(report.table(rows, width))
     if args.log_format == "json":
@@ -482,19 +543,21 @@ BUILD: tuple[Step, ...] = (
     load,
     select_targets,
     destination,
+    choose_platforms,
     check_outputs,
     fingerprint,
     plan,
     reuse_images,
     trim_cache,
     build,
+    merge_images,
     record,
     summarise,
 )
 
 #: Every command, as the steps it runs.
 COMMANDS: dict[str, tuple[Step, ...]] = {
-    "plan": (load, select_targets, destination, fingerprint, plan, print_plan),
+    "plan": (load, select_targets, destination, choose_platforms, fingerprint, plan, print_plan),
     "build": BUILD,
     "warm": BUILD,
     "matrix": (load, select_targets, print_matrix),
@@ -502,6 +565,7 @@ COMMANDS: dict[str, tuple[Step, ...]] = {
         load,
         select_targets,
         destination,
+        choose_platforms,
         local_plan,
         ask_local_images,
         fingerprint,
@@ -514,10 +578,22 @@ COMMANDS: dict[str, tuple[Step, ...]] = {
         need_registry,
         ask_engine,
         destination,
+        choose_platforms,
         fingerprint,
         need_engine,
         local_plan,
         pull,
+    ),
+    "merge": (
+        load,
+        select_targets,
+        need_registry,
+        destination,
+        choose_platforms,
+        fingerprint,
+        plan,
+        merge_images,
+        summarise,
     ),
     "doctor": (doctor,),
 }

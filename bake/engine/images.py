@@ -56,15 +56,17 @@ def local_image_id(ref: str) -> str | None:
     return found.id if found is not None else None
 
 
-def pull(ref: str) -> None:
+def pull(ref: str, platform: str | None = None) -> None:
+    """Pull ``ref`` into the local engine (``platform``: that platform's image of an index)."""
     docker_client = client()
     from python_on_whales.exceptions import DockerException
 
-    logged("pull", "--quiet", ref)
+    where = ["--platform", platform] if platform else []
+    logged("pull", "--quiet", *where, ref)
     try:
-        docker_client.image.pull(ref, quiet=True)
+        docker_client.image.pull(ref, quiet=True, platform=platform)
     except DockerException as exc:
-        raise _failed(exc, ["pull", ref]) from None
+        raise _failed(exc, ["pull", *where, ref]) from None
 
 
 def tag(source: str, target: str) -> None:
