@@ -7,6 +7,9 @@ import contextlib
 import io
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +21,8 @@ import yaml
 from bake.cli import _parser
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "ci" / "templates"
-GITHUB = ["github-build.yml", "github-nightly.yml"]
-GITLAB = ["gitlab-ci.yml"]
+GITHUB = ["github-build.yml", "github-nightly.yml", "github-platforms.yml"]
+GITLAB = ["gitlab-ci.yml", "gitlab-platforms.yml"]
 GITLAB_SCRIPT_KEYS = ("before_script", "script", "after_script")
 
 #: What the expressions of the CI systems stand for when a command line is parsed.
@@ -274,3 +277,46 @@ def test_gitlab_set_up_logs_in_through_stdin() -> None:
             assert any("buildx create --use --driver docker-container" in line for line in script), job_id
             assert any(service.startswith("docker:") and "dind" in service for service in job["services"])
     assert logins, f"{name}: nothing logs in to the registry"
+
+
+@pytest.mark.parametrize("name", GITHUB + GITLAB)
+def test_passes_its_ci_schema(name: str) -> None:
+    """SchemaStore's workflow schema (shipped inside check-jsonschema: no network)."""
+    tool = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
+    assert tool, "check-jsonschema is not installed (ci/venv installs it)"
+    schema = "vendor.github-workflows" if name in GITHUB else "vendor.gitlab-ci"
+    proc = subprocess.run(
+        [tool, "--builtin-schema", schema, str(TEMPLATES / name)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_github_platforms_builds_each_platform_natively_then_merges() -> None:
+    name = "github-platforms.yml"
+    jobs = github_jobs(name)
+    matrix_steps = [c for job in jobs.values() for s in job["steps"] for c in step_commands(name, s)]
+    assert [c.args.per for c in matrix_steps if c.args.command == "matrix"] == ["target-platform"]
+    image = jobs["image"]
+    assert "'linux/arm64' && 'ubuntu-24.04-arm'" in image["runs-on"]
+    built = [c for s in image["steps"] for c in step_commands(name, s) if builds(c)]
+    assert {c.args.output for c in built} == {"push", "load"}
+    assert all(c.args.platform == "x" for c in built)  # ${{ matrix.platform }}
+    merge = jobs["merge"]
+    assert merge["needs"] == "image"
+    merges = [c for s in merge["steps"] for c in step_commands(name, s)]
+    assert [c.args.command for c in merges] == ["merge"]
+    assert "fork" in merge["if"]
+
+
+def test_gitlab_platforms_builds_each_platform_on_its_runner_then_merges() -> None:
+    name = "gitlab-platforms.yml"
+    jobs = gitlab_jobs(name)
+    entries = jobs["build"]["parallel"]["matrix"]
+    assert {e["PLATFORM"]: e["RUNNER"] for e in entries} == {
+        "linux/amd64": "saas-linux-small-amd64",
+        "linux/arm64": "saas-linux-small-arm64",
+    }
+    assert jobs["build"]["tags"] == ["$RUNNER"]
+    assert [c.args.command for c in commands(name) if c.job == "merge"] == ["merge"]
+    assert jobs["merge"]["needs"] == ["build"]
+    assert load(name)["stages"] == ["build", "merge"]
