@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from bake import config, reuse
 from bake.config import Project
 from bake.errors import UsageError
-from bake.naming import platform_suffix
 from bake.plan import Target, build_args
 from bake.state import State
 
@@ -90,15 +89,7 @@ def fingerprints(
     """The targets' fingerprints, keyed by plan identifier: per platform
     (``ci-py312__linux-arm64``) when ``platforms`` are given, else as one image."""
     args = {t.id: build_args(project, t) for t in targets}
-    if not platforms:
-        return reuse.compute(project, targets, args, state)
-    values, missing = {}, {}
-    for platform in platforms:
-        found = reuse.compute(project, targets, args, state, platform=platform)
-        suffix = platform_suffix(platform)
-        values.update({target + suffix: fp for target, fp in found.values.items()})
-        missing.update({target + suffix: why for target, why in found.missing.items()})
-    return reuse.Fingerprints(values, missing)
+    return reuse.compute(project, targets, args, state, platforms=platforms)
 
 
 def index_fingerprint(per_platform: Mapping[str, str]) -> str:

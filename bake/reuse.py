@@ -167,20 +167,26 @@ def compute(
     targets: Sequence[Target],
     args: Mapping[str, Mapping[str, str]],
     state: State | None = None,
-    platform: str | None = None,
+    platforms: Sequence[str] = (),
 ) -> Fingerprints:
     """Fingerprint ``targets``; ``args`` are each target's resolved build args (from the plan).
     Images are resolved with :func:`resolve_base`; see :mod:`bake.inputs`. With ``state``,
     files whose lstat has not changed since an earlier run are not read again. With
-    ``platform``, the fingerprints of that platform's images: every image resolved to
-    its child for that platform, and that platform alone hashed."""
+    ``platforms``, the fingerprints of each platform's images (keyed ``TARGET__OS-ARCH``):
+    every image resolved to its child for that platform, and that platform alone hashed."""
 
     def resolve(ref: str) -> tuple[str | None, str]:
-        found = resolve_base(ref) if platform is None else resolve_platform(ref, platform)
+        found = resolve_base(ref)
+        return found.digest, found.reason() if found.digest is None else ""
+
+    def resolve_for(ref: str, platform: str) -> tuple[str | None, str]:
+        found = resolve_platform(ref, platform)
         return found.digest, found.reason() if found.digest is None else ""
 
     memo = state.blob_memo() if state is not None else None
-    values, missing = inputs.fingerprints(project, targets, args, resolve=resolve, memo_file=memo, platform=platform)
+    values, missing = inputs.fingerprints(
+        project, targets, args, resolve=resolve, memo_file=memo, platforms=platforms, resolve_platform=resolve_for
+    )
     return Fingerprints(values, missing)
 
 

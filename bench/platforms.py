@@ -9,7 +9,8 @@ one small RUN step per target, no pip install), all in one run on a dedicated en
 - ``merge`` of the 4 targets (the first one writes the indexes, the next ones find them
   there), against ``bake-ci matrix`` (the CLI's start-up) as baseline;
 - a no-change ``build --push`` on a new branch, reusing 2-platform indexes, against the
-  same for the single-platform project (same fixture without ``platforms``).
+  same for the single-platform project (same fixture without ``platforms``);
+- one CPU-bound Python step run natively and under emulation (``docker run``).
 
 Usage: .venv/bin/python bench/platforms.py [--reps 5]
 """
@@ -32,6 +33,7 @@ from dedicated import Engine
 from run import Settler, bake_ci_command, clean_env, say, sh  # bench/ is not a package
 
 REGISTRY = "localhost:5000"
+LOOP = "sum(i * i for i in range(2_000_000))"
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "engine" / "fixture-platforms"
 
 
@@ -40,7 +42,9 @@ def project(where: Path, platforms: bool) -> Path:
     shutil.copytree(FIXTURE, path)
     if not platforms:
         config = path / "pyproject.toml"
-        config.write_text("\n".join(line for line in config.read_text().splitlines() if "platforms" not in line) + "\n")
+        config.write_text(
+            "\n".join(line for line in config.read_text().splitlines() if not line.startswith("platforms =")) + "\n"
+        )
     git = ["git", "-c", "user.name=b", "-c", "user.email=b@example.invalid"]
     subprocess.run([*git, "init", "-q", "-b", "main"], cwd=path, check=True)
     subprocess.run([*git, "add", "-A"], cwd=path, check=True)
@@ -89,6 +93,27 @@ def main() -> int:
             reuse_multi.append(timed(multi, env, settle, "build", "--push", *branch, *quiet))
             reuse_single.append(timed(single, single_env, settle, "build", "--push", *branch, *quiet))
 
+        # what emulation costs a RUN step that computes (the fixture's only starts Python)
+        cpu = {}
+        for platform in ("linux/amd64", "linux/arm64"):
+            base = f"{REGISTRY}/library/python:3.11-slim"
+            sh("docker", "pull", "-q", "--platform", platform, base, env=engine.env(clean_env()))
+            settle()
+            started = time.perf_counter()
+            sh(
+                "docker",
+                "run",
+                "--rm",
+                "--platform",
+                platform,
+                base,
+                "python3",
+                "-c",
+                LOOP,
+                env=engine.env(clean_env()),
+            )
+            cpu[platform] = time.perf_counter() - started
+
     arm, amd = cold["linux/arm64"], cold["linux/amd64"]
     print("| what | time | ratio |")
     print("|---|---|---|")
@@ -100,6 +125,9 @@ def main() -> int:
     print(f"| reuse, single-platform, 4 targets | {fmt(reuse_single)} | 1.00x |")
     ratio = statistics.median(reuse_multi) / statistics.median(reuse_single)
     print(f"| reuse, 2-platform indexes, 4 targets | {fmt(reuse_multi)} | {ratio:.2f}x |")
+    print(f"| one CPU-bound step (`python3 -c` loop), linux/amd64 | {cpu['linux/amd64']:.2f} s | 1.00x |")
+    ratio = cpu["linux/arm64"] / cpu["linux/amd64"]
+    print(f"| the same step, linux/arm64 under emulation | {cpu['linux/arm64']:.2f} s | {ratio:.2f}x |")
     if settle.gave_up:
         print(f"\n(the machine was busy before {settle.gave_up} of {len(settle.waits)} timed runs)")
     return 0
