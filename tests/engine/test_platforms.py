@@ -286,3 +286,21 @@ def test_a_fork_s_platform_jobs_and_merge_write_only_its_pr_cache(tmp_path: Path
         "deps-py3.11-pr-7__linux-amd64",
         "deps-py3.11-pr-7__linux-arm64",
     ]
+
+
+def test_status_and_pull_default_to_the_engine_s_own_platform(emulated: tuple[Project, dict[str, Any]]) -> None:
+    project, _ = emulated
+    own = (
+        "linux/"
+        + {"x86_64": "amd64", "aarch64": "arm64"}[docker("info", "--format", "{{.Architecture}}").stdout.strip()]
+    )
+    status = bake_ci("status", "ci-py313", "--push", "--json", cwd=project.path, env=project.env)
+    assert status.code == 0, status.err
+    [row] = json.loads(status.out)
+    assert row["target"] == "ci-py313" + suffix(own)
+    assert row["action"] == "reuse"
+    pulled = bake_ci("pull", "ci-py313", cwd=project.path, env=project.env)
+    assert pulled.code == 0, pulled.err
+    assert f"ci-py313{suffix(own)}: pulled" in pulled.out
+    local = json.loads(docker("image", "inspect", f"{project.registry}/{IMAGE}:{tag_of('ci-py313', 'main')}").stdout)
+    assert f"linux/{local[0]['Architecture']}" == own
