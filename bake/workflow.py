@@ -26,7 +26,7 @@ from bake.args import Args, Output, fingerprints
 from bake.engine import git, images, process
 from bake.errors import BuildFailed, EnvironmentProblem, Interrupted, UsageError
 from bake.files import write_atomic
-from bake.plan import Plan, Selection, Target, TargetPlan, build_args, build_plan, matrix, select
+from bake.plan import Plan, Selection, Target, build_args, build_plan, matrix, select
 from bake.pool import parallel
 from bake.state import State
 
@@ -340,37 +340,7 @@ def merge_images(run: Run) -> None:
     at the end of a build of every platform, or as ``bake-ci merge`` after one job each."""
     from bake import merge
 
-    configured = run.project.config.platforms
-    if not run.platforms or len(run.platforms) != len(configured):
-        return  # one image per target, or one platform's job: nothing to merge here
-    if run.writes is None or not run.writes.branch_tags:
-        if run.args.command == "merge":
-            log.warning("merge writes nothing to the registry", because=run.writes.reason if run.writes else "")
-        return
-    fps = run.fingerprints.values if run.fingerprints is not None else {}
-    index_fps = {}
-    for t in run.targets:
-        per = {p: fps.get(t.id + naming.platform_suffix(p)) for p in run.platforms}
-        if all(per.values()):
-            index_fps[t.id] = platforms.index_fingerprint({p: fp.value for p, fp in per.items() if fp})
-    index_plan = build_plan(
-        run.project, run.targets, branch=run.branch, sha=run.sha, output="push", fingerprints=index_fps,
-        writes=run.writes,
-    )  # fmt: skip
-    digests: dict[str, str | None] = {}
-    todo: dict[str, TargetPlan] = {}
-    for index in index_plan.targets:
-        rows = [run.results.get(index.id + naming.platform_suffix(p)) for p in run.platforms]
-        if run.args.command != "merge" and not all(r is not None and r.ok for r in rows):
-            run.results[index.id] = report.Result(
-                target=index.id, status="cancelled", image=index.image, error="not merged: a platform's image failed"
-            )
-            continue
-        digests.update({r.target: r.digest for r in rows if r is not None})
-        todo[index.id] = index
-    per_platform = [p for p in run.plan.targets if p.target.id in todo]
-    wanted = merge.children(todo, per_platform, digests)
-    run.results.update(merge.merge(reuse.client(), wanted))
+    merge.step(run)
 
 
 def record(run: Run) -> None:
