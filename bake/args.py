@@ -46,11 +46,14 @@ class Args:
     run_command: tuple[str, ...] = ()
     mount: bool = True
     env: tuple[str, ...] = ()
+    #: one platform (``--platform``): of a multi-platform project's build, status, pull; of shell and run
     platform: str | None = None
     commit: str | None = None
     pr: int | None = None
     #: the CI job's command, for the reproduction line (build, warm)
     test_command: str | None = None
+    #: what ``matrix`` lists one entry per: target, platform, or target-platform
+    per: str = "target"
 
     @property
     def warm(self) -> bool:
@@ -65,7 +68,8 @@ def fingerprints(command: str, output: Output, no_reuse: bool = False) -> bool:
     later run can reuse what this one pushed), a ``--load`` build records it for status,
     and a run exporting registry cache skips an export whose cache is there already. plan
     when it prints a push, unless ``--no-reuse`` asks for the definition without the look-ups
-    (then without the fingerprint label). Never matrix or doctor."""
-    if command in ("status", "pull", "build", "warm"):
+    (then without the fingerprint label). merge always: it finds each platform's image by
+    its fingerprint. Never matrix or doctor."""
+    if command in ("status", "pull", "build", "warm", "merge"):
         return True
     return command == "plan" and output == "push" and not no_reuse

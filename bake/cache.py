@@ -60,7 +60,7 @@ def fingerprint_ref(t: TargetPlan, fingerprint: str) -> str | None:
     assert ref is not None
     options = ",".join(sorted(p for p in export.split(",") if not p.startswith("ref=")))
     key = hashlib.sha256(f"{fingerprint}\n{options}".encode()).hexdigest()
-    return f"{ref.rpartition(':')[0]}:{fingerprint_tag(t.target, key)}"
+    return f"{ref.rpartition(':')[0]}:{fingerprint_tag(t.target, key, t.platform)}"
 
 
 def refs_to_ask(plan: Plan, fingerprints: Mapping[str, str]) -> list[str]:

@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
 
     branch = argparse.ArgumentParser(add_help=False)
     branch.add_argument("--branch", help="branch to tag and cache for (default: from CI variables or git)")
+    platform = argparse.ArgumentParser(add_help=False)
+    platform.add_argument(
+        "--platform", metavar="OS/ARCH",
+        help="one platform of a multi-platform project (default: every platform; status, pull, --load: the engine's)",
+    )  # fmt: skip
 
     def outputs(cache_only: bool) -> argparse.ArgumentParser:
         parent = argparse.ArgumentParser(add_help=False)
@@ -66,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
             add("--cache-to", action="store_true", help="with --load: also export registry cache (off by default)")
         return parent
 
-    ref = [outputs(cache_only=True), branch]
+    ref = [outputs(cache_only=True), branch, platform]
 
     run = argparse.ArgumentParser(add_help=False)
     add = run.add_argument
@@ -99,15 +104,26 @@ def _parser() -> argparse.ArgumentParser:
         help="nightly: build every target with fresh bases, push images and cache, keep going (push, schedule or "
         "manual runs only)",
     )  # fmt: skip
-    sub.add_parser("matrix", parents=[common, select_], help='print {"include": [...]} for a CI matrix')
+    matrix = sub.add_parser("matrix", parents=[common, select_], help='print {"include": [...]} for a CI matrix')
+    matrix.add_argument(
+        "--per", choices=["target", "platform", "target-platform"], default="target",
+        help="one entry per target (default), per platform, or per (target, platform)",
+    )  # fmt: skip
+    merge = sub.add_parser(
+        "merge", parents=[common, select_, branch],
+        help="write each target's multi-platform index from its platforms' pushed images (no pull)",
+    )  # fmt: skip
+    merge.add_argument("--report", type=Path, metavar="FILE", help="write per-target results here as JSON")
     status = sub.add_parser(
         "status",
-        parents=[common, select_, outputs(cache_only=False), branch],
+        parents=[common, select_, outputs(cache_only=False), branch, platform],
         help="is each image up to date? what would build do?",
     )
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     sub.add_parser(
-        "pull", parents=[common, select_, branch], help="fetch the images for the current inputs from the registry"
+        "pull",
+        parents=[common, select_, branch, platform],
+        help="fetch the images for the current inputs from the registry",
     )
     environment = argparse.ArgumentParser(add_help=False)
     add = environment.add_argument

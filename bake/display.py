@@ -157,7 +157,14 @@ class Line:
     step: str  # what it runs now, else what it did last ("cached: ...", "done: ..."), or where it failed
 
 
-_STYLES = {"built": "green", "reused": "cyan", "failed": "bold red", "cancelled": "yellow", "waiting": "dim"}
+_STYLES = {
+    "built": "green",
+    "reused": "cyan",
+    "merged": "green",
+    "failed": "bold red",
+    "cancelled": "yellow",
+    "waiting": "dim",
+}
 
 
 def _status(result: Result) -> str:

@@ -24,6 +24,7 @@ from bake import dockerfile, fingerprint, logs
 from bake.config import TABLE, Project
 from bake.errors import ConfigError
 from bake.fingerprint import Entry, Fingerprint
+from bake.naming import platform_suffix
 from bake.plan import Target
 from bake.pool import background, parallel
 from bake.redact import redact
@@ -32,6 +33,8 @@ URL_TIMEOUT = 5.0
 log = logs.get_logger("bake")
 #: An image reference's digest, or None and why not.
 Resolver = Callable[[str], "tuple[str | None, str]"]
+#: The digest of an image reference's image for one platform, or None and why not.
+PlatformResolver = Callable[[str, str], "tuple[str | None, str]"]
 
 
 def _shown(path: Path) -> str:
@@ -157,11 +160,16 @@ def fingerprints(
     args: Mapping[str, Mapping[str, str]],
     resolve: Resolver,
     memo_file: Path | None = None,
+    platforms: Sequence[str] = (),
+    resolve_platform: PlatformResolver | None = None,
 ) -> tuple[dict[str, Fingerprint], dict[str, str]]:
     """Fingerprints of ``targets`` and, for those without one, why; ``args``: each
     target's resolved build args; ``resolve``: an image reference's digest, or None and
     the reason; ``memo_file``: where the blob hashes of earlier runs are kept
-    (:class:`bake.fingerprint.Memo`)."""
+    (:class:`bake.fingerprint.Memo`). With ``platforms``, the fingerprints of each
+    platform's image, keyed ``TARGET__OS-ARCH`` (:func:`bake.naming.platform_suffix`):
+    that platform alone hashed, every image by its digest for that platform
+    (``resolve_platform``); the context is read once for all of them."""
     config = project.config
     context = project.root / config.context
     dockerfile_path = project.root / config.dockerfile
@@ -176,17 +184,23 @@ def fingerprints(
     # found in the context does not wait for the network)
     refs = sorted({ref for r in reads.values() for ref in r.bases + r.images})
     urls = sorted({u.url for r in reads.values() for u in r.urls if not u.checksum})
+    cells: list[str | None] = list(platforms) or [None]
+    pairs = [(ref, p) for p in cells for ref in refs]
+
+    def one(pair: tuple[str, str | None]) -> tuple[str | None, str]:
+        ref, p = pair
+        return resolve(ref) if p is None or resolve_platform is None else resolve_platform(ref, p)
+
     lookups = background(
         lambda: (
-            dict(zip(refs, parallel(resolve, refs), strict=True)),
+            dict(zip(pairs, parallel(one, pairs), strict=True)),
             dict(zip(urls, parallel(url_state, urls), strict=True)),
         ),
         name="lookups",
     )
     entries, memo = fingerprint.survey(context, dockerfile_path, memo_file)
     check_inputs(project, entries)
-    resolved, states = lookups.result()
-    digests = {ref: digest for ref, (digest, _) in resolved.items()}
+    resolved_pairs, states = lookups.result()
 
     def chosen(patterns: list[str]) -> list[str]:
         if "." in patterns or fingerprint.through_link(entries, patterns):
@@ -216,28 +230,32 @@ def fingerprints(
 
     values: dict[str, Fingerprint] = {}
     missing: dict[str, str] = {}
-    for target in targets:
-        read = reads[target.id]
-        unresolved = [ref for ref in read.bases + read.images if not digests[ref]]
-        unknown_urls = [states[u.url][1] for u in read.urls if not u.checksum and states[u.url][0] is None]
-        if unresolved:
-            missing[target.id] = resolved[unresolved[0]][1]
-            continue
-        if read.unknown or unknown_urls:
-            missing[target.id] = (read.unknown + unknown_urls)[0]
-            continue
-        external = {f"image {ref}": str(digests[ref]) for ref in read.images}
-        for url in read.urls:
-            state = f"checksum {url.checksum}" if url.checksum else str(states[url.url][0])
-            external[f"ADD {redact(url.url)}"] = state
-        values[target.id] = fingerprint.compute(
-            stage_texts=read.stage_texts,
-            args=args[target.id],
-            base_digests={ref: str(digests[ref]) for ref in read.bases},
-            files={p: records[p] for p in paths[target.id]},
-            platforms=config.platforms,
-            external=external,
-            extra=extra,
-            own=own[target.id],
-        )
+    for cell in cells:
+        resolved = {ref: found for (ref, p), found in resolved_pairs.items() if p == cell}
+        digests = {ref: digest for ref, (digest, _) in resolved.items()}
+        for target in targets:
+            key = target.id + (platform_suffix(cell) if cell else "")
+            read = reads[target.id]
+            unresolved = [ref for ref in read.bases + read.images if not digests[ref]]
+            unknown_urls = [states[u.url][1] for u in read.urls if not u.checksum and states[u.url][0] is None]
+            if unresolved:
+                missing[key] = resolved[unresolved[0]][1]
+                continue
+            if read.unknown or unknown_urls:
+                missing[key] = (read.unknown + unknown_urls)[0]
+                continue
+            external = {f"image {ref}": str(digests[ref]) for ref in read.images}
+            for url in read.urls:
+                state = f"checksum {url.checksum}" if url.checksum else str(states[url.url][0])
+                external[f"ADD {redact(url.url)}"] = state
+            values[key] = fingerprint.compute(
+                stage_texts=read.stage_texts,
+                args=args[target.id],
+                base_digests={ref: str(digests[ref]) for ref in read.bases},
+                files={p: records[p] for p in paths[target.id]},
+                platforms=[cell] if cell else config.platforms,
+                external=external,
+                extra=extra,
+                own=own[target.id],
+            )
     return values, missing

@@ -112,11 +112,10 @@ def status(
         return dataclasses.replace(found, image=t.image, on_push=on_push)
 
     def _one(t: TargetPlan) -> Status:
-        target = t.target
-        fp = fps.values.get(target.id)
+        fp = fps.values.get(t.id)
         if fp is None:
-            why = fps.missing.get(target.id, "no fingerprint")
-            return Status(target.id, None, None, False, "build", f"cannot fingerprint: {why}")
+            why = fps.missing.get(t.id, "no fingerprint")
+            return Status(t.id, None, None, False, "build", f"cannot fingerprint: {why}")
         in_registry: bool | None = None
         if registry:
             try:
@@ -124,18 +123,18 @@ def status(
             except (CommandFailed, RegistryError) as exc:
                 said = exc.output if isinstance(exc, CommandFailed) else str(exc)
                 error = redact(said.strip().splitlines()[-1] if said.strip() else str(exc))
-                return Status(target.id, fp.short, False, False, "build", f"registry not reachable: {error}")
-        local, changed = _local_state(state, target.id, t.image, fp, lookup)
+                return Status(t.id, fp.short, False, False, "build", f"registry not reachable: {error}")
+        local, changed = _local_state(state, t.id, t.image, fp, lookup)
         if output == "push" and in_registry:
-            return Status(target.id, fp.short, True, local, "reuse", "the registry has an image for these inputs")
+            return Status(t.id, fp.short, True, local, "reuse", "the registry has an image for these inputs")
         if local:
             why = "the local image matches the inputs"
             if in_registry is False:
                 why += "; the registry has none, so build --push would build"
-            return Status(target.id, fp.short, in_registry, True, "none", why)
+            return Status(t.id, fp.short, in_registry, True, "none", why)
         if in_registry:
             why = "the registry has an image for these inputs, the local engine does not"
-            return Status(target.id, fp.short, True, False, "pull", why)
+            return Status(t.id, fp.short, True, False, "pull", why)
         if changed:
             shown = ", ".join(changed[:SHOWN_CHANGES])
             more = len(changed) - SHOWN_CHANGES
@@ -144,7 +143,7 @@ def status(
             )
         else:
             why = f"no image for these inputs (no local {t.image})"
-        return Status(target.id, fp.short, in_registry, False, "build", why, changed)
+        return Status(t.id, fp.short, in_registry, False, "build", why, changed)
 
     return parallel(one, list(plan.targets))
 
@@ -176,7 +175,7 @@ def pull(plan: Plan, state: State, fps: reuse.Fingerprints) -> list[str]:
         if manifest is None:
             return t.id
         digest = manifest.digest
-        images.pull(f"{t.repository}@{digest}")
+        images.pull(f"{t.repository}@{digest}", platform=t.platform)
         images.tag(f"{t.repository}@{digest}", t.image)
         reuse.record(state, t.id, fp, t.image, images.local_image_id(t.image))
         print(f"{t.id}: pulled {t.image} ({digest[:19]})")

@@ -20,7 +20,7 @@ from bake.args import Output
 from bake.ci import Writes
 from bake.config import Project
 from bake.errors import UsageError
-from bake.naming import PythonVersion, branch_tag, tag_prefix, target_id
+from bake.naming import PythonVersion, branch_tag, platform_suffix, tag_prefix, target_id
 from bake.redact import redact_definition
 
 #: The target of a project's docker-bake.hcl that generated targets inherit.
@@ -101,9 +101,11 @@ FINGERPRINT_LABEL = "dev.bake-ci.fingerprint"
 ENVIRONMENT_LABEL = "dev.bake-ci.environment"
 
 
-def fingerprint_tag(target: Target, fingerprint: str) -> str:
-    """The tag that names an image by its inputs: ``STAGE-pyX.Y-fp-<12 hex>``."""
-    return f"{tag_prefix(target.stage, target.python)}-fp-{fingerprint[:12]}"
+def fingerprint_tag(target: Target, fingerprint: str, platform: str | None = None) -> str:
+    """The tag that names an image by its inputs: ``STAGE-pyX.Y-fp-<12 hex>``, and one
+    platform's image of a multi-platform target ``STAGE-pyX.Y-fp-<12 hex>__OS-ARCH``."""
+    suffix = platform_suffix(platform) if platform else ""
+    return f"{tag_prefix(target.stage, target.python)}-fp-{fingerprint[:12]}{suffix}"
 
 
 def build_args(project: Project, target: Target) -> dict[str, str]:
@@ -131,10 +133,14 @@ class TargetPlan:
     cache_from: tuple[str, ...]
     cache_to: tuple[str, ...]
     output: Output
+    #: One platform of a multi-platform target (its own bake target, tags and cache ref),
+    #: or None: every configured platform in one image (or the engine's, with none configured).
+    platform: str | None = None
 
     @property
     def id(self) -> str:
-        return self.target.id
+        """The bake target: ``STAGE-pyXY``, and ``STAGE-pyXY__OS-ARCH`` for one platform."""
+        return self.target.id + (platform_suffix(self.platform) if self.platform else "")
 
     @property
     def image(self) -> str:
@@ -214,7 +220,9 @@ class Plan:
         }
         if self.inherits_base:
             definition["inherits"] = [BASE_TARGET]
-        if self.platforms:
+        if t.platform:
+            definition["platforms"] = [t.platform]
+        elif self.platforms:
             definition["platforms"] = list(self.platforms)
         return definition
 
@@ -249,18 +257,22 @@ def _target(
     cache_dir: PurePath | None,
     writes: Writes | None,
     environment: str | None = None,
+    platform: str | None = None,
 ) -> TargetPlan:
     config = project.config
     repository = f"{config.registry}/{config.image}" if config.registry else config.image
     prefix = tag_prefix(target.stage, target.python)
-    tags = [f"{repository}:{branch_tag(target.stage, target.python, branch)}"]
+    # one platform's refs in the registry end with its suffix; a local image keeps the usual tags
+    own = platform if output != "load" else None
+    suffix = platform_suffix(own) if own else ""
+    tags = [f"{repository}:{branch_tag(target.stage, target.python, branch, own)}"]
     if sha:
-        tags.append(f"{repository}:{prefix}-{sha[:7]}")
+        tags.append(f"{repository}:{prefix}-{sha[:7]}{suffix}")
     bare = writes.default_tags if writes is not None and output == "push" else branch == config.default_branch
-    if bare:
+    if bare and not own:  # the bare tag names the whole (multi-platform) image only
         tags.append(f"{repository}:{prefix}")
     if fingerprint:
-        tags.append(f"{repository}:{fingerprint_tag(target, fingerprint)}")
+        tags.append(f"{repository}:{fingerprint_tag(target, fingerprint, own)}")
 
     cache_from: list[str] = []
     cache_to: list[str] = []
@@ -268,15 +280,17 @@ def _target(
         cache_repo = f"{config.registry}/{config.image}-cache"
         reads = writes.cache_from if writes is not None else [branch, *config.fallback_branches]
         branches = list(dict.fromkeys(reads))
-        cache_from = [f"type=registry,ref={cache_repo}:{branch_tag(target.stage, target.python, b)}" for b in branches]
+        cache_from = [
+            f"type=registry,ref={cache_repo}:{branch_tag(target.stage, target.python, b, platform)}" for b in branches
+        ]
         cache_from.append(f"type=registry,ref={repository}:{prefix}")
         if export_cache:
-            ref = f"{cache_repo}:{branch_tag(target.stage, target.python, branch)}"
+            ref = f"{cache_repo}:{branch_tag(target.stage, target.python, branch, platform)}"
             cache_to.append(f"type=registry,ref={ref}{_cache_opts(project)}")
         if output == "push" and config.cache.inline:
             cache_to.append("type=inline")
     elif cache_dir is not None:
-        directory = str(cache_dir / target.id)
+        directory = str(cache_dir / (target.id + (platform_suffix(platform) if platform else "")))
         cache_from = [f"type=local,src={directory}"]
         cache_to = [f"type=local,dest={directory},mode={config.cache.mode}"]
 
@@ -295,6 +309,7 @@ def _target(
         cache_from=tuple(cache_from),
         cache_to=tuple(cache_to),
         output=output,
+        platform=platform,
     )
 
 
@@ -310,8 +325,15 @@ def build_plan(
     cache_dir: PurePath | None = None,
     writes: Writes | None = None,
     environments: Mapping[str, str] | None = None,
+    platforms: Sequence[str | None] = (),
 ) -> Plan:
     """The plan for ``targets``.
+
+    With ``platforms`` (a multi-platform project built one platform at a time), each
+    target gets one :class:`TargetPlan` per platform, with its own bake target, tags,
+    cache ref and fingerprint (``fingerprints`` keyed by the per-platform identifier);
+    pushed under its per-platform tags (buildx 0.13's docker driver cannot push by
+    digest), and :mod:`bake.merge` makes the index.
 
     With ``fingerprints`` (pushing to a registry), each image also gets its fingerprint
     tag and label (and ``environments``' label). Registry cache is exported when pushing (or cache-only), and with
@@ -341,13 +363,15 @@ def build_plan(
                 branch=branch,
                 sha=sha,
                 output=output,
-                fingerprint=fingerprints.get(target.id),
+                fingerprint=fingerprints.get(target.id + (platform_suffix(platform) if platform else "")),
                 export_cache=export_cache,
                 cache_dir=cache_dir,
                 writes=writes,
-                environment=(environments or {}).get(target.id),
+                environment=(environments or {}).get(target.id + (platform_suffix(platform) if platform else "")),
+                platform=platform,
             )
             for target in targets
+            for platform in (list(platforms) if platforms else [None])
         ),
         branch=branch,
         sha=sha,

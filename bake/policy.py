@@ -44,7 +44,7 @@ def identity(context: Context, branch: str) -> str:
     A pull/merge request is ``pr-N`` whatever its head branch is called (``pr-unknown``
     when the number cannot be told; such a run writes nothing). A branch is itself, except
     one whose tags would take a form reserved for another kind of ref (``pr-12``,
-    ``fp-0123abcd4567``, a commit such as ``9e9ab8d``, ``plat-...``), which becomes
+    ``fp-0123abcd4567``, a commit such as ``9e9ab8d``), which becomes
     ``branch-NAME`` (:func:`bake.naming.branch_name`).
     """
     if context.pull_request:

@@ -119,6 +119,31 @@ class Manifest:
         return "index" in self.media_type or "list" in self.media_type
 
 
+def platform_child(manifest: Manifest, platform: str) -> tuple[str | None, str]:
+    """The digest of ``platform``'s image in ``manifest`` (pure): an index's entry for it,
+    or a single manifest itself (an image of one platform). None, and why, when an index
+    has no entry for it."""
+    if not manifest.is_index:
+        return manifest.digest, ""
+    try:
+        entries = json.loads(manifest.body).get("manifests") or []
+    except (ValueError, AttributeError):
+        return None, "its index cannot be read"
+    os_name, _, rest = platform.partition("/")
+    arch, _, variant = rest.partition("/")
+    for entry in entries:
+        found = entry.get("platform") or {} if isinstance(entry, dict) else {}
+        same = found.get("os") == os_name and found.get("architecture") == arch
+        if same and (not variant or found.get("variant") == variant):
+            return str(entry.get("digest")), ""
+    shown = sorted(
+        f"{(e.get('platform') or {}).get('os')}/{(e.get('platform') or {}).get('architecture')}"
+        for e in entries
+        if isinstance(e, dict) and (e.get("platform") or {}).get("os") not in (None, "unknown")
+    )
+    return None, f"no {platform} image in its index (it has {', '.join(shown) or 'none'})"
+
+
 def plain_http(host: str) -> bool:
     """Docker talks plain HTTP to registries on loopback (its default insecure range)."""
     name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0][1:]

@@ -12,8 +12,9 @@ from bake.progress import TargetProgress
 #: built: buildx built (or fully cached) it; reused: an image with the same inputs got
 #: this run's tags, nothing was built; failed: its build failed; cancelled: it was stopped
 #: (another target of its bake call failed, or the user interrupted the run).
-Status = Literal["built", "reused", "failed", "cancelled"]
-ICONS: dict[Status, str] = {"built": "✅", "reused": "♻️", "failed": "❌", "cancelled": "⏹️"}
+#: merged: a multi-platform index was written from its platforms' images (bake.merge).
+Status = Literal["built", "reused", "merged", "failed", "cancelled"]
+ICONS: dict[Status, str] = {"built": "✅", "reused": "♻️", "merged": "🔗", "failed": "❌", "cancelled": "⏹️"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,7 +36,7 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("built", "reused")
+        return self.status in ("built", "reused", "merged")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -113,15 +113,26 @@ def _said(exc: Exception) -> str:
     return redact(str(exc).split(". ")[0])
 
 
-def resolve_base(ref: str) -> registry.Resolution:
+def resolve_base(ref: str, platform: str | None = None) -> registry.Resolution:
     """A base image's digest the way the engine pulls it, with every answer on the way.
 
     A docker.io name is asked of the engine's registry mirrors first, then of its own
     registry (over HTTP, else through buildx), and last the local engine's image ID.
+    With ``platform``, a multi-platform image resolves to that platform's child
+    (:func:`resolve_platform`).
     """
     answers: list[registry.Answer] = []
 
-    def found(digest: str) -> registry.Resolution:
+    def found(digest: str | registry.Manifest) -> registry.Resolution:
+        if isinstance(digest, registry.Manifest):
+            if platform is None or not digest.body:
+                digest = digest.digest
+            else:
+                child, why = registry.platform_child(digest, platform)
+                if child is None:
+                    answers.append(registry.Answer(ref, why))
+                    return registry.Resolution(ref, None, tuple(answers))
+                digest = child
         return registry.Resolution(ref, digest, tuple(answers))
 
     parsed = registry.Reference.parse(ref)
@@ -140,12 +151,12 @@ def resolve_base(ref: str) -> registry.Resolution:
                 answers.append(registry.Answer(f"{candidate} (mirror)", redact(str(exc))))
                 continue
             if manifest is not None:
-                return found(manifest.digest)
+                return found(manifest)
             answers.append(registry.Answer(f"{candidate} (mirror)", "not found"))
     try:
         manifest = client().manifest(parsed)
         if manifest is not None:
-            return found(manifest.digest)
+            return found(manifest)
         answers.append(registry.Answer(str(parsed), "not found"))
     except registry.RegistryError as exc:
         answers.append(registry.Answer(str(parsed), redact(str(exc))))
@@ -167,6 +178,12 @@ def resolve_base(ref: str) -> registry.Resolution:
     return registry.Resolution(ref, None, tuple(answers))
 
 
+def resolve_platform(ref: str, platform: str) -> registry.Resolution:
+    """The digest of ``platform``'s image of the base ``ref``: a re-pushed child of one
+    platform changes that platform's fingerprint only."""
+    return resolve_base(ref, platform)
+
+
 @dataclass(frozen=True)
 class Fingerprints:
     """Fingerprints of some targets, and why the others have none."""
@@ -176,18 +193,30 @@ class Fingerprints:
 
 
 def compute(
-    project: Project, targets: Sequence[Target], args: Mapping[str, Mapping[str, str]], state: State | None = None
+    project: Project,
+    targets: Sequence[Target],
+    args: Mapping[str, Mapping[str, str]],
+    state: State | None = None,
+    platforms: Sequence[str] = (),
 ) -> Fingerprints:
     """Fingerprint ``targets``; ``args`` are each target's resolved build args (from the plan).
     Images are resolved with :func:`resolve_base`; see :mod:`bake.inputs`. With ``state``,
-    files whose lstat has not changed since an earlier run are not read again."""
+    files whose lstat has not changed since an earlier run are not read again. With
+    ``platforms``, the fingerprints of each platform's images (keyed ``TARGET__OS-ARCH``):
+    every image resolved to its child for that platform, and that platform alone hashed."""
 
     def resolve(ref: str) -> tuple[str | None, str]:
         found = resolve_base(ref)
         return found.digest, found.reason() if found.digest is None else ""
 
+    def resolve_for(ref: str, platform: str) -> tuple[str | None, str]:
+        found = resolve_platform(ref, platform)
+        return found.digest, found.reason() if found.digest is None else ""
+
     memo = state.blob_memo() if state is not None else None
-    values, missing = inputs.fingerprints(project, targets, args, resolve=resolve, memo_file=memo)
+    values, missing = inputs.fingerprints(
+        project, targets, args, resolve=resolve, memo_file=memo, platforms=platforms, resolve_platform=resolve_for
+    )
     return Fingerprints(values, missing)
 
 
@@ -276,12 +305,18 @@ def _labels_over_http(repository: str, manifest: registry.Manifest) -> set[str |
     return {_label(_config_labels(json.loads(c))) for c in configs}
 
 
+def _fingerprint_tag(t: TargetPlan, fp: Fingerprint) -> str:
+    """The tag ``t``'s image is found under: one platform's image in a registry, or the
+    image a ``--load`` of the engine's own platform is tagged with."""
+    return fingerprint_tag(t.target, fp.value, t.platform if t.output != "load" else None)
+
+
 def find(t: TargetPlan, fp: Fingerprint) -> registry.Manifest | None:
     """The image in the registry for ``t``'s fingerprint ``fp``: under its fingerprint tag,
     and labelled with that very fingerprint. An image whose label says otherwise (the tag
     was written by something else than the build of these inputs) is not it: warned about,
     and None, so the target is built."""
-    fp_tag = fingerprint_tag(t.target, fp.value)
+    fp_tag = _fingerprint_tag(t, fp)
     manifest = lookup(f"{t.repository}:{fp_tag}")
     if manifest is None:
         return None
@@ -318,7 +353,11 @@ def publish(t: TargetPlan, digest: str) -> None:
     manifest = lookup(f"{t.repository}@{digest}")
     if manifest is None:
         raise CommandFailed(["tag", f"{t.repository}@{digest}"], 1, f"{t.repository}@{digest}: manifest unknown")
-    fp_tags = [tag for tag in t.later_tags if t.fingerprint and tag.endswith(fingerprint_tag(t.target, t.fingerprint))]
+    fp_tags = [
+        tag
+        for tag in t.later_tags
+        if t.fingerprint and tag.endswith(fingerprint_tag(t.target, t.fingerprint, t.platform))
+    ]
     add_tags(t.repository, manifest, [tag for tag in t.later_tags if tag not in fp_tags])
     add_tags(t.repository, manifest, fp_tags)
 
@@ -331,7 +370,7 @@ def reuse(plan: Plan, fps: Fingerprints) -> dict[str, Result]:
         if fp is None:
             return None
         started = time.monotonic()
-        fp_tag = fingerprint_tag(t.target, fp.value)
+        fp_tag = _fingerprint_tag(t, fp)
         try:
             manifest = find(t, fp)
         except (CommandFailed, registry.RegistryError) as exc:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bake import cache, ci, config, display, logs, registry, report, reuse
+from bake import cache, ci, config, display, logs, naming, platforms, registry, report, reuse
 from bake.args import Args, Output, fingerprints
 from bake.engine import git, images, process
 from bake.errors import BuildFailed, EnvironmentProblem, Interrupted, StateFolderError, UsageError
@@ -64,6 +64,8 @@ class Run:
     #: the state folder could not be written after targets had been built or reused:
     #: the run ends with it once the summary is out
     state_error: StateFolderError | None = None
+    #: a multi-platform project's platforms this run handles one by one (() for one image)
+    platforms: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.context = ci.from_environ(self.environ)
@@ -111,7 +113,8 @@ def destination(run: Run) -> None:
     if not branch or not run.sha:
         checked_out, commit = git.head(project.root)
         branch, run.sha = branch or checked_out, run.sha or commit
-    output: Output = "push" if args.warm else args.output or ("push" if cfg.registry and run.context.ci else "load")
+    default: Output = "push" if cfg.registry and run.context.ci else "load"
+    output: Output = "push" if args.warm or args.command == "merge" else args.output or default
     if not cfg.registry:
         run.branch, run.output = branch, output
         return
@@ -127,6 +130,11 @@ def destination(run: Run) -> None:
     for warning in writes.warnings:
         log.warning(warning)
     run.writes, run.branch, run.output = writes, writes.identity, writes.output
+
+
+def choose_platforms(run: Run) -> None:
+    """A multi-platform project's platforms this run handles, each as its own image."""
+    run.platforms = platforms.chosen(run.project, run.args.command, run.args.platform, run.output)
 
 
 def ask_engine(run: Run) -> None:
@@ -199,7 +207,7 @@ def fingerprint(run: Run) -> None:
     if any(registry.Reference.parse(build_args(run.project, t)["BASE_IMAGE"]).host == registry.DOCKER_HUB
            for t in run.targets):  # fmt: skip
         threading.Thread(target=reuse.engine_mirrors, name="mirrors", daemon=True).start()
-    fps = reuse.compute(run.project, run.targets, {t.id: build_args(run.project, t) for t in run.targets}, run.state)
+    fps = platforms.fingerprints(run.project, run.targets, run.state, run.platforms)
     for target, why in fps.missing.items():
         (log.debug if quiet else log.warning)("no fingerprint", target=target, reason=why)
     run.fingerprints = fps
@@ -219,12 +227,15 @@ def plan(run: Run) -> None:
         cache_dir=run.state.root / "cache",
         writes=run.writes,
         environments={t: fp.environment for t, fp in fps.values.items()} if fps else None,
+        platforms=run.platforms,
     )
 
 
 def local_plan(run: Run) -> None:
     """The plan of a local build of the targets: what status and pull compare against."""
-    run.plan = build_plan(run.project, run.targets, branch=run.branch, sha=run.sha, output="load")
+    run.plan = build_plan(
+        run.project, run.targets, branch=run.branch, sha=run.sha, output="load", platforms=run.platforms
+    )
 
 
 def print_plan(run: Run) -> None:
@@ -237,7 +248,20 @@ def print_plan(run: Run) -> None:
 
 
 def print_matrix(run: Run) -> None:
-    include = [{"target": t.id, "stage": t.stage, "python": str(t.python)} for t in run.targets]
+    """``{"include": [...]}``: one entry per target, per platform, or per (target, platform)
+    (``--per``; a project without platforms has the engine's, named ``""``)."""
+    per = run.args.per
+    configured = run.project.config.platforms if platforms.multi(run.project) else []
+    rows = [{"platform": p, "suffix": naming.platform_suffix(p)[2:]} for p in configured] or [
+        {"platform": "", "suffix": ""}
+    ]
+    targets = [{"target": t.id, "stage": t.stage, "python": str(t.python)} for t in run.targets]
+    if per == "platform":
+        include = rows
+    elif per == "target-platform":
+        include = [{**t, **r} for t in targets for r in rows]
+    else:
+        include = targets
     sys.stdout.write(json.dumps({"include": include}) + "\n")
 
 
@@ -350,6 +374,14 @@ def finish_cache(run: Run) -> None:
         parallel(lambda t: cache.finish(reuse.client(), run.cache_after, t), done)
 
 
+def merge_images(run: Run) -> None:
+    """A multi-platform project's indexes, once every platform's image is in the registry:
+    at the end of a build of every platform, or as ``bake-ci merge`` after one job each."""
+    from bake import merge
+
+    merge.step(run)
+
+
 def record(run: Run) -> None:
     """Remember the fingerprint of each image now in the local engine (built; reused ones are not)."""
     fps = run.fingerprints
@@ -368,7 +400,8 @@ def record(run: Run) -> None:
 def summarise(run: Run) -> None:
     """The summary table, JSON results, step summary, report and metadata files; the exit."""
     args = run.args
-    rows = [run.results[t] for t in run.plan.ids]
+    rows = [run.results[t] for t in run.plan.ids if t in run.results]
+    rows += [r for t, r in run.results.items() if t not in run.plan.ids]  # merged indexes
     width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
     sys.stdout.write(report.table(rows, width))
     if args.log_format == "json":
@@ -583,6 +616,7 @@ BUILD: tuple[Step, ...] = (
     load,
     select_targets,
     destination,
+    choose_platforms,
     check_outputs,
     fingerprint,
     plan,
@@ -590,13 +624,14 @@ BUILD: tuple[Step, ...] = (
     trim_cache,
     build,
     finish_cache,
+    merge_images,
     record,
     summarise,
 )
 
 #: Every command, as the steps it runs.
 COMMANDS: dict[str, tuple[Step, ...]] = {
-    "plan": (load, select_targets, destination, fingerprint, plan, print_plan),
+    "plan": (load, select_targets, destination, choose_platforms, fingerprint, plan, print_plan),
     "build": BUILD,
     "warm": BUILD,
     "matrix": (load, select_targets, print_matrix),
@@ -604,6 +639,7 @@ COMMANDS: dict[str, tuple[Step, ...]] = {
         load,
         select_targets,
         destination,
+        choose_platforms,
         local_plan,
         ask_local_images,
         fingerprint,
@@ -617,10 +653,22 @@ COMMANDS: dict[str, tuple[Step, ...]] = {
         need_state,
         ask_engine,
         destination,
+        choose_platforms,
         fingerprint,
         need_engine,
         local_plan,
         pull,
+    ),
+    "merge": (
+        load,
+        select_targets,
+        need_registry,
+        destination,
+        choose_platforms,
+        fingerprint,
+        plan,
+        merge_images,
+        summarise,
     ),
     "doctor": (doctor,),
     "shell": (load, select_targets, one_target, destination, local_plan, enter_environment),

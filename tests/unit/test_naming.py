@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bake.naming import (
+    PLATFORM_SUFFIX_RE,
     PythonVersion,
     branch_name,
     branch_tag,
-    platform_fragment,
     reserved,
     slug,
     tag_prefix,
@@ -144,7 +144,7 @@ def test_target_ids_are_valid_bake_target_names(stage: str, python: PythonVersio
 # -- the reserved forms: no branch takes another kind of ref's tag ---------------------------
 
 #: What each kind of ref other than a branch puts after ``STAGE-pyX.Y-`` (docs/tags.md).
-OTHER_KINDS = re.compile(r"fp-[0-9a-f]{12}|[0-9a-f]{7,64}|pr-(?:[0-9]+|unknown)|plat-.*", re.DOTALL)
+OTHER_KINDS = re.compile(r"fp-[0-9a-f]{12}|[0-9a-f]{7,64}|pr-(?:[0-9]+|unknown)|.*__[a-z0-9]+-[a-z0-9].*", re.DOTALL)
 
 
 @pytest.mark.parametrize(
@@ -158,7 +158,7 @@ OTHER_KINDS = re.compile(r"fp-[0-9a-f]{12}|[0-9a-f]{7,64}|pr-(?:[0-9]+|unknown)|
         ("../fp-x", "branch-../fp-x"),
         ("pr-12", "branch-pr-12"),
         ("PR/12", "branch-PR/12"),
-        ("plat-linux-arm64", "branch-plat-linux-arm64"),
+        ("feature__linux-arm64", "feature__linux-arm64"),  # its slug is feature_linux-arm64
         ("feature/../fp-x", "feature/../fp-x"),  # feature-..-fp-x: a branch like any other
         ("main", "main"),
         ("cafe", "cafe"),  # too short for a commit tag
@@ -183,7 +183,8 @@ def test_no_branch_name_ever_gives_a_reserved_tag(stage: str, python: PythonVers
     stage=stages,
     python=pythons,
     branch=st.one_of(
-        st.from_regex(r"\A(?:[Ff][Pp]|[Pp][Ll][Aa][Tt]|[Pp][Rr])[-_./ ]?[0-9A-Za-z/._-]{0,200}\Z"),
+        st.from_regex(r"\A(?:[Ff][Pp]|[Pp][Rr])[-_./ ]?[0-9A-Za-z/._-]{0,200}\Z"),
+        st.from_regex(r"\A[a-z]{0,10}_{2,4}(?:linux|windows)[-_/](?:amd64|arm64|arm-v7)\Z"),
         st.from_regex(r"\A[./-]{0,3}[0-9a-fA-F]{5,80}[./-]{0,3}\Z"),
         st.from_regex(r"\A[a-z]{0,10}/(?:\.\./)+[Ff][Pp]-[0-9a-f]{12}\Z"),
     ),
@@ -195,13 +196,14 @@ def test_names_close_to_the_reserved_forms_never_give_one(stage: str, python: Py
 
 
 def test_the_reserved_forms_are_reserved() -> None:
-    for fragment in ("fp-0123456789ab", "0123456", "9e9ab8d", "a" * 64, "pr-1", "pr-unknown", "plat-linux-arm64"):
+    for fragment in ("fp-0123456789ab", "0123456", "9e9ab8d", "a" * 64, "pr-1", "pr-unknown"):
         assert reserved(fragment), fragment
     for fragment in ("main", "branch-fp-0123456789ab", "012345", "feature-login", "pr-x", "prefix"):
         assert not reserved(fragment), fragment
 
 
-def test_platform_fragments() -> None:
-    assert platform_fragment("linux/arm64") == "plat-linux-arm64"
-    assert platform_fragment("linux/arm/v7") == "plat-linux-arm-v7"
-    assert reserved(platform_fragment("windows/amd64") + "-main")
+def test_no_branch_slug_holds_the_platform_separator() -> None:
+    """``__`` starts a per-platform suffix (``…-main__linux-arm64``): no branch's slug has it."""
+    for branch in ("feature__linux-arm64", "a___b", "x__LINUX-ARM64", "__"):
+        assert "__" not in slug(branch, 100), branch
+        assert not PLATFORM_SUFFIX_RE.search(branch_tag("ci", PythonVersion(3, 12), branch)), branch

@@ -238,7 +238,13 @@ def test_targets_inherit_the_bake_file_base_target(project, cli) -> None:
 
 
 def test_platforms_args_and_labels(project, cli) -> None:
-    assert _targets(project, cli, "platforms")["ci-py313"]["platforms"] == ["linux/amd64", "linux/arm64"]
+    per_platform = _targets(project, cli, "platforms")
+    assert sorted(per_platform) == [f"ci-py31{v}__linux-{a}" for v in (2, 3) for a in ("amd64", "arm64")]
+    arm = per_platform["ci-py313__linux-arm64"]
+    assert arm["platforms"] == ["linux/arm64"]
+    assert arm["tags"] == ["ghcr.io/acme/app-ci:ci-py3.13-main__linux-arm64"]  # the others through the registry API
+    assert arm["output"] == ["type=registry"]
+    assert arm["cache-to"][0].startswith("type=registry,ref=ghcr.io/acme/app-ci-cache:ci-py3.13-main__linux-arm64,")
     target = _targets(project, cli, "args_labels")["ci-py312"]
     assert target["args"] == {
         "BASE_IMAGE": "registry.acme.dev/python:3.12-bookworm",

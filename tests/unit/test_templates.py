@@ -24,8 +24,8 @@ from bake.cli import parse_args
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "ci" / "templates"
 ACTION = ROOT / "action.yml"
-GITHUB = ["github-build.yml", "github-nightly.yml"]
-GITLAB = ["gitlab-ci.yml"]
+GITHUB = ["github-build.yml", "github-nightly.yml", "github-platforms.yml"]
+GITLAB = ["gitlab-ci.yml", "gitlab-platforms.yml"]
 GITLAB_SCRIPT_KEYS = ("before_script", "script", "after_script")
 
 #: What the expressions of the CI systems stand for when a command line is parsed.
@@ -304,3 +304,34 @@ def test_gitlab_set_up_logs_in_through_stdin() -> None:
     for line in logins:
         assert "--password-stdin" in line, line
         assert not re.search(r"\s(-p|--password)[\s=]", line), line
+
+
+def test_github_platforms_builds_each_platform_natively_then_merges() -> None:
+    name = "github-platforms.yml"
+    jobs = github_jobs(name)
+    matrix_steps = [c for job in jobs.values() for s in job["steps"] for c in step_commands(name, s)]
+    assert [c.args.per for c in matrix_steps if c.args.command == "matrix"] == ["target-platform"]
+    image = jobs["image"]
+    assert "'linux/arm64' && 'ubuntu-24.04-arm'" in image["runs-on"]
+    built = [c for s in image["steps"] for c in step_commands(name, s) if builds(c)]
+    assert {c.args.output for c in built} == {"push", "load"}
+    assert all(c.args.platform == "x" for c in built)  # ${{ matrix.platform }}
+    merge = jobs["merge"]
+    assert merge["needs"] == "image"
+    merges = [c for s in merge["steps"] for c in step_commands(name, s)]
+    assert [c.args.command for c in merges] == ["merge"]
+    assert "fork" in merge["if"]
+
+
+def test_gitlab_platforms_builds_each_platform_on_its_runner_then_merges() -> None:
+    name = "gitlab-platforms.yml"
+    jobs = gitlab_jobs(name)
+    entries = jobs["build"]["parallel"]["matrix"]
+    assert {e["PLATFORM"]: e["RUNNER"] for e in entries} == {
+        "linux/amd64": "saas-linux-small-amd64",
+        "linux/arm64": "saas-linux-small-arm64",
+    }
+    assert jobs["build"]["tags"] == ["$RUNNER"]
+    assert [c.args.command for c in commands(name) if c.job == "merge"] == ["merge"]
+    assert jobs["merge"]["needs"] == ["build"]
+    assert load(name)["stages"] == ["build", "merge"]
