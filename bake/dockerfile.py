@@ -452,6 +452,8 @@ class Sources:
     urls: tuple[Url, ...] = ()
     #: What no fingerprint can stand for, with the reason (``ADD`` of a git ref without a commit, ...).
     unknown: tuple[str, ...] = ()
+    #: The context paths read exactly: ``paths`` without the sources that use a variable.
+    exact: tuple[str, ...] = ()
 
 
 def _mounts(instruction: Instruction) -> list[dict[str, str]]:
@@ -538,6 +540,7 @@ def stage_sources(stage: Stage, keys: set[str], args: Mapping[str, str] | None =
     images: list[str] = []
     urls: list[Url] = []
     unknown: list[str] = []
+    exact: list[str] = []
     base = _expand(stage.base, args)
     if base.lower() not in keys and base.lower() != "scratch":
         images.append(base)
@@ -560,8 +563,14 @@ def stage_sources(stage: Stage, keys: set[str], args: Mapping[str, str] | None =
                 continue
             plain = unquote(src, stage.escape)
             paths.append("." if plain is None else plain)
+            if plain is not None:
+                exact.append(plain)
         elif source_from.lower() not in keys:
             images.append(source_from)
     return Sources(
-        tuple(dict.fromkeys(paths)), tuple(dict.fromkeys(images)), tuple(dict.fromkeys(urls)), tuple(unknown)
+        tuple(dict.fromkeys(paths)),
+        tuple(dict.fromkeys(images)),
+        tuple(dict.fromkeys(urls)),
+        tuple(unknown),
+        tuple(dict.fromkeys(exact)),
     )

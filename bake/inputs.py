@@ -120,7 +120,9 @@ def _read(
         urls += sources.urls
         unknown += sources.unknown
         if stage.name and stage.name in configured:
-            patterns += configured[stage.name]
+            # declared inputs add to what the stage is seen to read, and stand in only
+            # for sources with a variable in them, which cannot be read exactly
+            patterns += [*sources.exact, *configured[stage.name]]
         else:
             patterns += sources.paths
     return _Target(
