@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from bake import dockerfile, redact
+from bake import dockerfile, redact, registry
 from bake.errors import ConfigError
 from bake.naming import PythonVersion, target_id
 
@@ -152,6 +152,13 @@ def _base_image(value: str) -> str:
             "log in with `docker login HOST` (or docker/login-action in GitHub Actions) and name the image "
             'without them, e.g. "registry.example.com/python:{python}-slim"'
         )
+    try:
+        registry.Reference.parse(value.replace("{python}", "3.12"))
+    except registry.InvalidReference as exc:
+        raise ValueError(
+            f"not an image reference: {exc}; write [HOST[:PORT]/]NAME[:TAG][@sha256:DIGEST], "
+            'e.g. "python:{python}-slim"'
+        ) from None
     return value
 
 

@@ -67,35 +67,119 @@ class RegistryError(Exception):
     """The registry could not be asked (network, auth scheme, unexpected answer)."""
 
 
+class InvalidReference(ValueError):
+    """Not an image reference as docker and the distribution spec read them (the message says why)."""
+
+
+# The distribution spec's grammar (github.com/distribution/reference, regexp.go), which
+# docker and BuildKit parse with: name [":" tag] ["@" digest], name = [domain "/"] path.
+_ALNUM = r"[a-z0-9]+"
+_SEPARATOR = r"(?:[._]|__|-+)"
+_PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
+_PATH_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN_RE = re.compile(rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?")
+_TAG_RE = re.compile(r"[\w][\w.-]{0,127}")
+_DIGEST_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}")
+#: hex digits of the digest algorithms docker knows (github.com/opencontainers/go-digest)
+_DIGEST_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
+#: the most characters a repository name may have, its domain included
+MAX_NAME = 255
+DOCKER_IO = "docker.io"
+
+
+def _split_domain(name: str) -> tuple[str, str]:
+    """Docker's ``splitDockerDomain``: the first component is a registry host when it has a
+    ``.`` or ``:``, is ``localhost``, or has an upper-case letter; else the name is Docker Hub's."""
+    first, slash, rest = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost" or first.lower() != first):
+        domain, remainder = first, rest
+    else:
+        domain, remainder = DOCKER_IO, name
+    if domain == "index.docker.io":
+        domain = DOCKER_IO
+    if domain == DOCKER_IO and "/" not in remainder:
+        remainder = f"library/{remainder}"
+    return domain, remainder
+
+
 @dataclass(frozen=True)
 class Reference:
-    host: str
+    """An image reference: where its registry is, the repository, and a tag or a digest."""
+
+    host: str  # where requests go: registry-1.docker.io for docker.io
     repository: str
-    reference: str  # a tag or a digest
+    reference: str  # the digest when there is one, else the tag
     scheme: str = ""  # "http" or "https" when known (a mirror's URL); else chosen by host
+    tag: str = ""  # a tag written together with a digest: the digest decides, the tag is a name
+
+    @property
+    def digest(self) -> str:
+        """The digest the reference pins, or ``""`` (a tag never has a ``:``)."""
+        return self.reference if ":" in self.reference else ""
+
+    @property
+    def domain(self) -> str:
+        """The registry as docker names it (``docker.io``, not the host its API is on)."""
+        return DOCKER_IO if self.host == DOCKER_HUB else self.host
+
+    @property
+    def canonical(self) -> str:
+        """The fully qualified reference, as ``docker buildx imagetools inspect`` names it."""
+        name = f"{self.domain}/{self.repository}"
+        if not self.digest:
+            return f"{name}:{self.reference}"
+        return f"{name}:{self.tag}@{self.digest}" if self.tag else f"{name}@{self.digest}"
 
     def __str__(self) -> str:
-        separator = "@" if self.reference.startswith("sha256:") else ":"
-        return f"{self.host}/{self.repository}{separator}{self.reference}"
+        name = f"{self.host}/{self.repository}"
+        if not self.digest:
+            return f"{name}:{self.reference}"
+        return f"{name}:{self.tag}@{self.digest}" if self.tag else f"{name}@{self.digest}"
 
     @classmethod
     def parse(cls, ref: str) -> Reference:
-        """``[host/]repo[:tag|@digest]`` the way docker reads it (Docker Hub by default)."""
-        name, reference = ref, "latest"
-        if "@" in name:
-            name, reference = name.split("@", 1)
-        elif ":" in name.rsplit("/", 1)[-1]:
-            name, reference = name.rsplit(":", 1)
-        first, _, rest = name.partition("/")
-        if rest and ("." in first or ":" in first or first == "localhost"):
-            host, repository = first, rest
-        else:
-            host, repository = DOCKER_HUB, name
-        if host in ("docker.io", "index.docker.io"):
-            host = DOCKER_HUB
-        if host == DOCKER_HUB and "/" not in repository:
-            repository = f"library/{repository}"
-        return cls(host, repository, reference)
+        """``[host[:port]/]path[:tag][@digest]`` the way docker reads it: Docker Hub by
+        default (``python`` is ``docker.io/library/python``), ``latest`` without a tag or
+        digest, and a digest, when there is one, names the image (the tag beside it does
+        not). Raises :class:`InvalidReference` saying what is wrong."""
+        name, at, digest = ref.partition("@")
+        if at and not _DIGEST_RE.fullmatch(digest):
+            raise InvalidReference(f"{digest!r} is not a digest (ALGORITHM:HEX, e.g. sha256: and 64 hex digits)")
+        if at:
+            algorithm, _, hex_digits = digest.partition(":")
+            want = _DIGEST_LENGTHS.get(algorithm)
+            if want is None:
+                raise InvalidReference(f"unsupported digest algorithm {algorithm!r} (sha256, sha384 or sha512)")
+            if len(hex_digits) != want:
+                raise InvalidReference(f"a {algorithm} digest has {want} hex digits, {digest!r} has {len(hex_digits)}")
+            if hex_digits.lower() != hex_digits:
+                raise InvalidReference(f"the digest {digest!r} must be lowercase hex")
+        tag = ""
+        last = name.rfind(":")
+        if last > name.rfind("/"):
+            name, tag = name[:last], name[last + 1 :]
+            if not _TAG_RE.fullmatch(tag):
+                raise InvalidReference(
+                    f"{tag!r} is not a tag (letters, digits, _ . -, not starting with . or -, at most 128)"
+                )
+        if not name:
+            raise InvalidReference("no repository name")
+        domain, path = _split_domain(name)
+        if domain != DOCKER_IO and not _DOMAIN_RE.fullmatch(domain):
+            raise InvalidReference(f"{domain!r} is not a registry host (HOST[:PORT])")
+        if path.lower() != path:
+            raise InvalidReference(f"repository name {path!r} must be lowercase")
+        if not _PATH_RE.fullmatch(path):
+            raise InvalidReference(
+                f"{path!r} is not a repository name (lowercase letters and digits, separated by / . _ __ or -)"
+            )
+        if len(f"{domain}/{path}") > MAX_NAME:
+            raise InvalidReference(f"the repository name is longer than {MAX_NAME} characters")
+        host = DOCKER_HUB if domain == DOCKER_IO else domain
+        if at:
+            return cls(host, path, digest, tag=tag)
+        return cls(host, path, tag or "latest")
 
 
 @dataclass(frozen=True)
@@ -233,6 +317,7 @@ class Client:
         headers: dict[str, str],
     ) -> tuple[int, dict[str, str], bytes]:
         key = (ref.host, ref.repository, actions)
+        log.debug("registry request", method=method, url=self._url(ref, what))
         for attempt in (1, 2):
             request = urllib.request.Request(self._url(ref, what), data=body, method=method, headers=dict(headers))
             with self.lock:

@@ -86,15 +86,22 @@ def _said(exc: Exception) -> str:
 def resolve_base(ref: str) -> registry.Resolution:
     """A base image's digest the way the engine pulls it, with every answer on the way.
 
-    A docker.io name is asked of the engine's registry mirrors first, then of its own
-    registry (over HTTP, else through buildx), and last the local engine's image ID.
+    A reference with a digest is that digest, asked of no one. A docker.io name is asked
+    of the engine's registry mirrors first, then of its own registry (over HTTP, else
+    through buildx), and last the local engine's image ID.
     """
     answers: list[registry.Answer] = []
 
     def found(digest: str) -> registry.Resolution:
         return registry.Resolution(ref, digest, tuple(answers))
 
-    parsed = registry.Reference.parse(ref)
+    try:
+        parsed = registry.Reference.parse(ref)
+    except registry.InvalidReference as exc:
+        return registry.Resolution(ref, None, (registry.Answer(ref, f"not an image reference: {exc}"),))
+    if parsed.digest:  # the reference names its image: nothing to ask, nothing that can change
+        log.debug("pinned by digest, not looked up", image=ref, digest=parsed.digest)
+        return registry.Resolution(ref, parsed.digest, (registry.Answer(ref, "pinned by digest"),))
     if parsed.host == registry.DOCKER_HUB:
         mirrors, problem = engine_mirrors()
         if problem:

@@ -184,8 +184,8 @@ def fingerprint(run: Run) -> None:
         return
     quiet = args.command in ("build", "warm") and run.output == "load"  # recorded for status, not used by this build
     # the engine's mirrors (for docker.io base images) are asked while the context is read
-    if any(registry.Reference.parse(build_args(run.project, t)["BASE_IMAGE"]).host == registry.DOCKER_HUB
-           for t in run.targets):  # fmt: skip
+    bases = [registry.Reference.parse(build_args(run.project, t)["BASE_IMAGE"]) for t in run.targets]
+    if any(b.host == registry.DOCKER_HUB and not b.digest for b in bases):
         threading.Thread(target=reuse.engine_mirrors, name="mirrors", daemon=True).start()
     fps = reuse.compute(run.project, run.targets, {t.id: build_args(run.project, t) for t in run.targets}, run.state)
     for target, why in fps.missing.items():
