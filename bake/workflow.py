@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from bake import cache, ci, config, display, logs, registry, report, reuse
 from bake.args import Args, Output, fingerprints
 from bake.engine import git, images, process
-from bake.errors import BuildFailed, EnvironmentProblem, Interrupted, UsageError
+from bake.errors import BuildFailed, ConfigError, EnvironmentProblem, Interrupted, UsageError
 from bake.files import write_atomic
 from bake.plan import Plan, Selection, Target, build_args, build_plan, matrix, select
 from bake.pool import parallel
@@ -474,6 +474,8 @@ def doctor(run: Run) -> None:
             rows.append(["", "", f"fix: {check.fix}"])
     sys.stdout.write(report.align(rows, last_free=True))
     failed = [c for c in found if not c.ok]
+    if any(c.name == "config" for c in failed):  # bad input is exit 2, as from every other command
+        raise ConfigError(f"{len(failed)} of {len(found)} checks failed, the configuration among them.")
     if failed:
         raise EnvironmentProblem(f"{len(failed)} of {len(found)} checks failed.")
 
