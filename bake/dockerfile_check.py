@@ -263,3 +263,51 @@ def check(text: str, facts: Facts, python: Sequence[str]) -> None:
         for meta in metas:
             _reached(stages, target, meta)
     _python(stages, metas, facts, python)
+
+
+# -- images that do not exist ---------------------------------------------------------------
+
+
+def image_lines(text: str, metas: Sequence[Mapping[str, str]], targets: Sequence[str]) -> dict[str, list[Instruction]]:
+    """Every image the targets' stages read (``FROM``, ``--from``), args substituted as
+    fingerprints substitute them, with the instructions that name it."""
+    parsed = dockerfile.parse(text)
+    preamble, stages = dockerfile.split_stages(parsed)
+    keys = {s.key for s in stages} | {str(s.index) for s in stages}
+    found: dict[str, list[Instruction]] = {}
+    for meta in metas:
+        args = dockerfile.global_args(preamble, parsed.escape, meta)
+        for target in targets:
+            for stage in dockerfile.chain(stages, target, args):
+                images = set(dockerfile.stage_sources(stage, keys, args).images)
+                from_ins = Instruction("FROM", (), (), False, stage.from_text, line=stage.line)
+                named = [(from_ins, dockerfile.substitute(stage.base, args))]
+                named += [(ins, dockerfile.substitute(value, args)) for ins, value in _froms(stage)]
+                for ins, image in named:
+                    if image in images and ins.line not in [i.line for i in found.get(image, [])]:
+                        found.setdefault(image, []).append(ins)
+    return found
+
+
+def missing_image(
+    text: str, metas: Sequence[Mapping[str, str]], targets: Sequence[str], missing: Mapping[str, registry.Resolution]
+) -> DockerfileProblem | None:
+    """The first line naming an image no registry has (:attr:`bake.registry.Resolution.missing`)."""
+    lines = image_lines(text, metas, targets)
+    found = sorted((ins.line, image, ins) for image, named in lines.items() if image in missing for ins in named)
+    if not found:
+        return None
+    line, image, ins = found[0]
+    asked = "; ".join(
+        f"{a.asked}: {a.said if len(a.said) < 80 else a.said[:77] + '...'}" for a in missing[image].answers
+    )
+    stage = (
+        ""
+        if "/" in image or ":" in image
+        else f"no stage {image} is defined before this line, so it names an image, and "
+    )
+    return DockerfileProblem(
+        line,
+        f"`{_quoted(ins)}`: {stage}the image {image} does not exist ({asked}). Name an image that exists "
+        "(check its spelling and tag) or a stage defined above this line",
+    )

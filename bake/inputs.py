@@ -152,9 +152,13 @@ def fingerprints(
     parsed = dockerfile.parse(project.dockerfile_text)
     preamble, stages = dockerfile.split_stages(parsed)
     keys = {s.key for s in stages} | {str(s.index) for s in stages}
-    defaults = dockerfile.arg_defaults(preamble, parsed.escape)
     preamble_text = dockerfile.preamble_text(parsed)
-    reads = {t.id: _read(t, stages, keys, {**defaults, **args[t.id]}, project.inputs, preamble_text) for t in targets}
+    reads = {
+        t.id: _read(
+            t, stages, keys, dockerfile.global_args(preamble, parsed.escape, args[t.id]), project.inputs, preamble_text
+        )
+        for t in targets
+    }
 
     # images and ADD URLs are looked up while the context is read (a configuration error
     # found in the context does not wait for the network)

@@ -399,6 +399,9 @@ def via_mirror(ref: Reference, mirror: str) -> Reference | None:
     return Reference(parts.netloc, ref.repository, ref.reference, parts.scheme)
 
 
+_NO_SUCH_HOST_RE = re.compile(r"Name or service not known|no such host|nodename nor servname provided", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class Answer:
     """What one place asked for a base image answered: a digest, "not found", or an error."""
@@ -414,6 +417,16 @@ class Resolution:
     ref: str
     digest: str | None
     answers: tuple[Answer, ...]
+
+    @property
+    def missing(self) -> bool:
+        """Whether the image surely does not exist: a registry said "not found", the engine
+        has no such image, and nothing else answered but that or "no such host" (a name
+        no DNS knows, not a failure to ask it). A network error on the way is never this."""
+        said = [a.said for a in self.answers]
+        if self.digest or "not found" not in said:
+            return False
+        return all(s in ("not found", "no such image") or _NO_SUCH_HOST_RE.search(s) for s in said)
 
     def reason(self) -> str:
         """Why there is no digest: each place asked and its answer, and what to do."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bake import auth, inputs, logs, registry
 from bake.config import Project
@@ -150,6 +150,8 @@ class Fingerprints:
 
     values: dict[str, Fingerprint]
     missing: dict[str, str]
+    #: every image reference that was resolved, and what was found
+    resolutions: dict[str, registry.Resolution] = field(default_factory=dict)
 
 
 def compute(
@@ -159,13 +161,15 @@ def compute(
     Images are resolved with :func:`resolve_base`; see :mod:`bake.inputs`. With ``state``,
     files whose lstat has not changed since an earlier run are not read again."""
 
+    resolutions: dict[str, registry.Resolution] = {}
+
     def resolve(ref: str) -> tuple[str | None, str]:
-        found = resolve_base(ref)
+        found = resolutions[ref] = resolve_base(ref)
         return found.digest, found.reason() if found.digest is None else ""
 
     memo = state.blob_memo() if state is not None else None
     values, missing = inputs.fingerprints(project, targets, args, resolve=resolve, memo_file=memo)
-    return Fingerprints(values, missing)
+    return Fingerprints(values, missing, resolutions)
 
 
 # -- the local record -----------------------------------------------------------------------

@@ -28,6 +28,7 @@ from bake.errors import BuildFailed, ConfigError, EnvironmentProblem, Interrupte
 from bake.files import write_atomic
 from bake.plan import Plan, Selection, Target, build_args, build_plan, matrix, select
 from bake.pool import parallel
+from bake.redact import redact
 from bake.state import State
 
 if TYPE_CHECKING:
@@ -191,6 +192,26 @@ def fingerprint(run: Run) -> None:
     for target, why in fps.missing.items():
         (log.debug if quiet else log.warning)("no fingerprint", target=target, reason=why)
     run.fingerprints = fps
+
+
+def check_images(run: Run) -> None:
+    """An image the Dockerfile names that surely does not exist is exit 2 naming its line,
+    before anything is built: BuildKit would fail on it, and no retry could help. (plan
+    and status report such an image as the reason a target has no fingerprint.)"""
+    from bake import dockerfile_check
+
+    project = run.project
+    resolutions = dict(run.fingerprints.resolutions) if run.fingerprints else {}
+    metas = [build_args(project, t) for t in run.targets]
+    stages = sorted({t.stage for t in run.targets})
+    if not resolutions:  # a push without reuse, or cache only: resolved for nothing else
+        refs = sorted(dockerfile_check.image_lines(project.dockerfile_text, metas, stages))
+        resolutions = dict(zip(refs, parallel(reuse.resolve_base, refs), strict=True))
+    missing = {ref: r for ref, r in resolutions.items() if r.missing}
+    problem = dockerfile_check.missing_image(project.dockerfile_text, metas, stages, missing) if missing else None
+    if problem is not None:
+        shown = os.path.relpath(project.root / project.config.dockerfile)
+        raise ConfigError(redact(f"{shown}:{problem.line}: {problem.message}."))
 
 
 def plan(run: Run) -> None:
@@ -486,6 +507,7 @@ BUILD: tuple[Step, ...] = (
     destination,
     check_outputs,
     fingerprint,
+    check_images,
     plan,
     reuse_images,
     trim_cache,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bake import dockerfile_check
+from bake import dockerfile_check, registry
 from bake.dockerfile_check import DockerfileProblem, Facts
 
 from .dockerfile_cases import ACCEPTED, PREAMBLE, REFUSED
@@ -108,3 +108,43 @@ def test_the_message_names_the_dockerfile_as_configured(project, cli, tmp_path: 
     run = cli("plan")
     assert run.rc == 2
     assert "docker/ci.Dockerfile:2: unknown instruction FORM" in run.err
+
+
+# -- an image that does not exist -------------------------------------------------------------
+
+NOT_FOUND = registry.Answer("localhost:5000/library/b:latest (mirror)", "not found")
+NO_HOST = registry.Answer("registry-1.docker.io/library/b:latest", "gaierror: [Errno -2] Name or service not known")
+LOCAL = registry.Answer("the local engine", "no such image")
+REFUSED_CONN = registry.Answer("registry-1.docker.io/library/b:latest", "ConnectionRefusedError: refused")
+
+
+@pytest.mark.parametrize(
+    ("answers", "missing"),
+    [
+        ((NOT_FOUND, NO_HOST, LOCAL), True),
+        ((NOT_FOUND, LOCAL), True),
+        ((NO_HOST, LOCAL), False),  # nobody said "not found": maybe a network problem
+        ((NOT_FOUND, REFUSED_CONN, LOCAL), False),  # docker.io could not be asked: it may have it
+        ((NOT_FOUND, registry.Answer("the local engine", "Cannot connect to the Docker daemon")), False),
+    ],
+)
+def test_an_image_is_missing_only_when_every_answer_says_so(
+    answers: tuple[registry.Answer, ...], missing: bool
+) -> None:
+    assert registry.Resolution("b", None, answers).missing is missing
+    assert not registry.Resolution("b", "sha256:" + "0" * 64, answers).missing
+
+
+def test_a_missing_image_is_reported_at_the_line_that_names_it() -> None:
+    text = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE} AS base\nFROM b AS app\nCOPY --from=acme/tools:1 /t /t\n"
+    missing = {"b": registry.Resolution("b", None, (NOT_FOUND, NO_HOST, LOCAL))}
+    problem = dockerfile_check.missing_image(text, ONE, ["app"], missing)
+    assert problem is not None
+    assert problem.line == 3
+    assert "no stage b is defined before this line" in problem.message
+    assert "localhost:5000/library/b:latest (mirror): not found" in problem.message
+    missing = {"acme/tools:1": registry.Resolution("acme/tools:1", None, (NOT_FOUND, LOCAL))}
+    problem = dockerfile_check.missing_image(text, ONE, ["app"], missing)
+    assert problem is not None
+    assert problem.line == 4
+    assert dockerfile_check.missing_image(text, ONE, ["base"], missing) is None  # base reads neither
