@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from bake import dockerfile, dockerfile_check, redact, registry
+from bake import dockerfile, dockerfile_check, redact, reference
 from bake.errors import ConfigError
 from bake.naming import PythonVersion, target_id
 
@@ -153,8 +153,8 @@ def _base_image(value: str) -> str:
             'without them, e.g. "registry.example.com/python:{python}-slim"'
         )
     try:
-        registry.Reference.parse(value.replace("{python}", "3.12"))
-    except registry.InvalidReference as exc:
+        reference.split(value.replace("{python}", "3.12"))
+    except reference.InvalidReference as exc:
         raise ValueError(
             f"not an image reference: {exc}; write [HOST[:PORT]/]NAME[:TAG][@sha256:DIGEST], "
             'e.g. "python:{python}-slim"'

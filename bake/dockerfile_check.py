@@ -19,9 +19,13 @@ import difflib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from bake import dockerfile, registry
+from bake import dockerfile, reference
 from bake.dockerfile import Instruction, Stage
+
+if TYPE_CHECKING:
+    from bake.registry import Resolution
 
 INSTRUCTIONS = [
     *("ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL"),
@@ -137,8 +141,8 @@ def _stages(stages: Sequence[Stage], metas: Sequence[Mapping[str, str]], facts: 
             if not base:
                 raise DockerfileProblem(stage.line, f"`{_quoted(from_ins)}`: the image is blank once its args are in")
             try:
-                registry.Reference.parse(base)
-            except registry.InvalidReference as exc:
+                reference.split(base)
+            except reference.InvalidReference as exc:
                 raise DockerfileProblem(
                     stage.line, f"`{_quoted(from_ins)}`: {base!r} is neither an earlier stage nor an image ({exc})"
                 ) from None
@@ -156,8 +160,8 @@ def _stages(stages: Sequence[Stage], metas: Sequence[Mapping[str, str]], facts: 
                     raise DockerfileProblem(ins.line, f"`{_quoted(ins)}`: stage {stage.key} reads from itself")
             elif "$" not in value:  # BuildKit does not expand args in --from; a newer frontend may
                 try:
-                    registry.Reference.parse(value)
-                except registry.InvalidReference as exc:
+                    reference.split(value)
+                except reference.InvalidReference as exc:
                     raise DockerfileProblem(
                         ins.line, f"`{_quoted(ins)}`: {value!r} is neither a stage nor an image ({exc})"
                     ) from None
@@ -290,7 +294,7 @@ def image_lines(text: str, metas: Sequence[Mapping[str, str]], targets: Sequence
 
 
 def missing_image(
-    text: str, metas: Sequence[Mapping[str, str]], targets: Sequence[str], missing: Mapping[str, registry.Resolution]
+    text: str, metas: Sequence[Mapping[str, str]], targets: Sequence[str], missing: Mapping[str, Resolution]
 ) -> DockerfileProblem | None:
     """The first line naming an image no registry has (:attr:`bake.registry.Resolution.missing`)."""
     lines = image_lines(text, metas, targets)
