@@ -390,6 +390,23 @@ def _register_secrets(data: Mapping[str, Any]) -> None:
     for value in values:
         if isinstance(value, str):
             redact.register_value(value)
+    for value in (data.get("registry"), data.get("base-image")):
+        if isinstance(value, str) and (login := _login(value)):
+            redact.register(login)
+
+
+_DIGEST_AFTER_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}")
+
+
+def _login(value: str) -> str | None:
+    """What comes before an "@" in a registry or an image reference, other than a digest's:
+    a login, a bare token included (``TOKEN@ghcr.io/acme``), which redact cannot tell from
+    an e-mail address in free text."""
+    ats = [i for i, c in enumerate(value) if c == "@" and not _DIGEST_AFTER_RE.match(value, i + 1)]
+    if not ats:
+        return None
+    login = value[: ats[-1]]
+    return login.partition("://")[2] or login
 
 
 def _cross_checks(config: Config, overridden: Mapping[str, str]) -> list[str]:

@@ -41,6 +41,12 @@ class EnvironmentProblem(BakeError):
     kind = "environment problem"
 
 
+class StateFolderError(EnvironmentProblem):
+    """bake-ci's own state folder cannot be written: read-only, full, or not ours to write."""
+
+    kind = "state folder problem"
+
+
 class Interrupted(BakeError):
     """The user or the CI runner stopped the build (SIGINT/SIGTERM)."""
 

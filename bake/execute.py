@@ -4,12 +4,16 @@ Calls run in worker threads on the same builder, so BuildKit still shares the st
 that concurrent targets have in common. The main thread only waits, so Ctrl-C and
 SIGTERM land there: every child process group is stopped, unstarted calls are
 dropped, and the results say what finished. A call that fails for a transient
-registry or network reason (never inside a ``RUN`` step) is retried with backoff.
+registry or network reason (never inside a ``RUN`` step) is retried on the schedule of
+:mod:`bake.retry`. Giving a built image its later tags is not retried here: the registry
+client retries each of its requests already (retries never nest).
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import random
 import re
 import threading
 import time
@@ -19,13 +23,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-from bake import logs, report
+from bake import logs, report, retry
 from bake.display import Display
 from bake.engine import buildx, process
 from bake.engine.process import CommandFailed
+from bake.errors import StateFolderError
 from bake.plan import Plan
 from bake.progress import Tracker, Vertex, describe
 from bake.redact import redact
+from bake.registry import RegistryError
 from bake.report import Result
 from bake.state import Run
 
@@ -76,8 +82,8 @@ def is_transient(failure: Vertex | None, messages: Sequence[str]) -> bool:
 class Options:
     keep_going: bool = False
     jobs: int | None = None
-    retries: int = 2
-    backoff: float = 1.0
+    retries: int = retry.RETRIES
+    backoff: float = retry.FIRST
     builder: str | None = None
     no_cache: bool = False
     pull: bool = False
@@ -99,7 +105,8 @@ class Executor:
         run: Run,
         options: Options,
         display: Display,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
+        jitter: Callable[[], float] = random.random,
         bake: Bake = buildx.bake,
         publish: Publish = lambda target, digest: None,
     ) -> None:
@@ -109,16 +116,29 @@ class Executor:
         self.run_files = run
         self.options = options
         self.display = display
-        self.sleep = sleep
         self.bake = bake
         self.publish = publish
         self.stopping = threading.Event()
+        # a wait between attempts ends at once when the run is stopped
+        self.clock = retry.Clock(sleep=sleep or self.stopping.wait, random=jitter)
+        self.policy = retry.Policy(retries=options.retries, first=options.backoff)
         self.interrupted = False
         #: buildx's metadata (digests, image names) of every target built in this run
         self.metadata: dict[str, Any] = {}
+        #: the first write into the state folder that failed (a log, buildx's metadata):
+        #: the build goes on, and the run ends with this error once it is summarised
+        self.state_error: StateFolderError | None = None
+        self._state_lock = threading.Lock()
         self.log_dir = run.logs
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        run.metadata_file("all").parent.mkdir(parents=True, exist_ok=True)
+        with run.state.writing("creating this run's folders for logs and metadata"):
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            run.metadata_file("all").parent.mkdir(parents=True, exist_ok=True)
+
+    def _cannot_write(self, reason: OSError | str, doing: str) -> None:
+        with self._state_lock:
+            if self.state_error is None:
+                self.state_error = self.run_files.state.error(reason, doing)
+                log.warning("the state folder cannot be written", reason=str(self.state_error))
 
     # -- the whole run ------------------------------------------------------------------
 
@@ -166,28 +186,27 @@ class Executor:
         if self.stopping.is_set():
             return [self._not_run(t) for t in ids]
         name = ids[0] if len(ids) == 1 else "all"
-        logs = {t: (self.log_dir / f"{t}.log").open("w", encoding="utf-8") for t in ids}
+        logs = {t: _LogFile(self.log_dir / f"{t}.log", self._cannot_write) for t in ids}
         try:
-            attempt = 0
+            retries = retry.Retry(self.policy, self.clock)
             earlier: list[Tracker] = []
             while True:
-                attempt += 1
-                tracker, run, seconds = self._attempt(ids, name, attempt, logs)
+                tracker, run, seconds = self._attempt(ids, name, retries.attempt, logs)
                 failures = [tracker.targets[t].failure for t in ids]
                 failure = next((f for f in failures if f is not None), None)
-                retry = (
-                    run.returncode != 0
-                    and not self.stopping.is_set()
-                    and attempt <= self.options.retries
-                    and is_transient(failure, run.messages)
-                )
-                if not retry:
+                again = run.returncode != 0 and not self.stopping.is_set() and is_transient(failure, run.messages)
+                delay = retries.delay() if again else None
+                if delay is None:
                     break
-                delay = self.options.backoff * 2 ** (attempt - 1)
                 reason = failure.error if failure else (run.messages[-1] if run.messages else "")
-                log.warning("retry", targets=ids, attempt=attempt + 1, delay=delay, reason=redact(reason))
-                self.sleep(delay)
+                log.warning("retry", targets=ids, attempt=retries.attempt, delay=round(delay, 2), reason=redact(reason))
+                retries.wait(delay)
                 earlier.append(tracker)
+                if self.stopping.is_set():
+                    break
+            said = self.run_files.state.named_in("\n".join([*run.messages, failure.error if failure else ""]))
+            if said is not None:  # buildx could not write its metadata, or the local cache, there
+                self._cannot_write(said, "buildx wrote into it")
             metadata_file = self.run_files.metadata_file(name)
             meta = report.load_metadata(metadata_file.read_text()) if metadata_file.exists() else {}
             self.metadata.update({t: meta[t] for t in ids if t in meta})
@@ -218,24 +237,19 @@ class Executor:
                 fh.close()
 
     def _published(self, r: Result) -> Result:
-        """A built image with its later tags, retried like a push; failed if they cannot be added."""
+        """A built image with its later tags; failed if they cannot be added. Not retried
+        here: ``publish`` retries each request on its own (bake/reuse.py)."""
         assert r.digest is not None
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                self.publish(r.target, r.digest)
-                return r
-            except CommandFailed as exc:
-                if attempt > self.options.retries or not is_transient(None, [exc.output]) or self.stopping.is_set():
-                    error = redact(f"pushed, but its tags could not be added: {exc.output.strip()[-300:]}")
-                    return replace(r, status="failed", error=error, failed_step="tagging")
-                delay = self.options.backoff * 2 ** (attempt - 1)
-                log.warning("retry", targets=[r.target], attempt=attempt + 1, delay=delay, reason=redact(exc.output))
-                self.sleep(delay)
+        try:
+            self.publish(r.target, r.digest)
+            return r
+        except (CommandFailed, RegistryError) as exc:
+            said = exc.output if isinstance(exc, CommandFailed) else str(exc)
+            error = redact(f"pushed, but its tags could not be added: {said.strip()[-300:]}")
+            return replace(r, status="failed", error=error, failed_step="tagging")
 
     def _attempt(
-        self, ids: list[str], name: str, attempt: int, logs: Mapping[str, IO[str]]
+        self, ids: list[str], name: str, attempt: int, logs: Mapping[str, _LogFile]
     ) -> tuple[Tracker, buildx.BakeRun, float]:
         tracker = Tracker(ids)
         lock = threading.Lock()
@@ -272,6 +286,43 @@ class Executor:
             on_text=on_text,
         )
         return tracker, run, time.monotonic() - started
+
+
+class _LogFile:
+    """A target's log in the run's folder. A folder that cannot be written loses the rest
+    of the log, never the build: the failure is handed to ``cannot_write`` once."""
+
+    def __init__(self, path: Path, cannot_write: Callable[[OSError, str], None]) -> None:
+        self.path = path
+        self.cannot_write = cannot_write
+        self.fh: IO[str] | None = None
+        try:
+            self.fh = path.open("w", encoding="utf-8")
+        except OSError as exc:
+            cannot_write(exc, f"opening the log {path.name}")
+
+    def write(self, text: str) -> None:
+        if self.fh is None:
+            return
+        try:
+            self.fh.write(text)
+        except OSError as exc:
+            self._lost(exc)
+
+    def close(self) -> None:
+        if self.fh is None:
+            return
+        try:
+            self.fh.close()
+        except OSError as exc:
+            self._lost(exc)
+
+    def _lost(self, exc: OSError) -> None:
+        fh, self.fh = self.fh, None
+        if fh is not None:
+            with contextlib.suppress(OSError):
+                fh.close()
+        self.cannot_write(exc, f"writing the log {self.path.name}")
 
 
 def _owner(line: str, ids: Sequence[str]) -> str | None:

@@ -25,7 +25,6 @@ read, and nothing but regular files is ever opened.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import json
@@ -363,7 +362,7 @@ def hash_files(context: Path, paths: Sequence[str], workers: int = WORKERS) -> d
     # a small one, so each task hashes a slice of the files
     size = max(16, min(512, len(paths) // (4 * workers)))
     chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
-    from concurrent.futures import ThreadPoolExecutor  # here: bake.survey forks before it is needed
+    from concurrent.futures import ThreadPoolExecutor  # here: only runs that read files need it
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         hashes = [h for part in pool.map(some, chunks) for h in part]
@@ -561,21 +560,18 @@ class Memo:
 
     HEADER = "bake-ci-blobs/1"
 
-    def __init__(self, path: Path, context: Path, started: int | None = None, *, read: bool = True) -> None:
+    def __init__(self, path: Path, context: Path, started: int | None = None) -> None:
         self.path = path
         self.origin = f"{self.HEADER} {os.fspath(context.resolve())}"
         #: path -> (lstat key, blob), as read
         self.found: dict[str, tuple[str, str]] = {}
         #: how many files the memo holds
         self.size = 0
-        #: the remembered blobs of every file of the context, where another process matched them
-        self.matched: dict[str, str] | None = None
         self.learned: dict[str, tuple[str, str]] = {}
         self.hits = 0
         #: when this run began reading the context (ns since the epoch)
         self.started = time.time_ns() if started is None else started
-        if read:
-            self._read()
+        self._read()
 
     def _read(self) -> None:
         try:
@@ -587,16 +583,6 @@ class Memo:
         self.found = {fields[i]: (fields[i + 1], fields[i + 2]) for i in range(1, len(fields) - 1, 3)}
         self.size = len(self.found)
 
-    @classmethod
-    def matched_elsewhere(cls, path: Path, context: Path, started: int, blobs: dict[str, str], size: int) -> Memo:
-        """The memo as another process read it and matched it against every file of the
-        context (:mod:`bake.survey`): ``blobs``, the remembered blobs of the files whose
-        lstat is what it was, of the ``size`` files it held. The file itself is read
-        again only if it is rewritten."""
-        memo = cls(path, context, started, read=False)
-        memo.matched, memo.size, memo.hits = blobs, size, len(blobs)
-        return memo
-
     @staticmethod
     def key(entry: Entry) -> str:
         mtime_ns, ctime_ns, ino = entry.identity
@@ -604,9 +590,6 @@ class Memo:
 
     def blobs(self, entries: Mapping[str, Entry], files: Iterable[str]) -> dict[str, str]:
         """The remembered blobs of ``files`` whose lstat is what it was."""
-        if self.matched is not None:
-            matched = self.matched
-            return {p: matched[p] for p in files if p in matched}
         get, key = self.found.get, self.key
         out = {}
         for p in files:
@@ -624,13 +607,12 @@ class Memo:
             if max(entry.identity[0], entry.identity[1]) < settled and not blob.startswith("<"):
                 self.learned[p] = (self.key(entry), blob)
 
-    def save(self, entries: Mapping[str, Entry]) -> None:
+    def save(self, entries: Mapping[str, Entry]) -> str | None:
         """Write what was learned, with what is still true of the earlier runs' (files
-        still there with the same lstat); nothing when that is what the file holds."""
+        still there with the same lstat); nothing when that is what the file holds.
+        A folder that cannot be written costs the next run time only: why, or None."""
         if not self.learned and self.hits == self.size:
-            return  # every file remembered was found as it was
-        if self.matched is not None:
-            self._read()  # what the file holds now: it is rewritten from that
+            return None  # every file remembered was found as it was
         key = self.key
         kept = {
             p: hit
@@ -638,13 +620,16 @@ class Memo:
             if p not in self.learned and (e := entries.get(p)) is not None and e.kind == "file" and hit[0] == key(e)
         }
         if not self.learned and len(kept) == len(self.found):
-            return
+            return None
         kept.update(self.learned)
         text = "\0".join([self.origin, *(f"{p}\0{k}\0{b}" for p, (k, b) in kept.items())]) + "\0"
         from bake.files import write_atomic
 
-        with contextlib.suppress(OSError):  # a state folder that cannot be written costs the next run time
+        try:
             write_atomic(self.path, text, errors="surrogateescape")
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        return None
 
 
 # -- the fingerprint itself -----------------------------------------------------------------

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bake import dockerfile, fingerprint, survey
+from bake import dockerfile, fingerprint, logs
 from bake.config import TABLE, Project
 from bake.errors import ConfigError
 from bake.fingerprint import Entry, Fingerprint
@@ -29,6 +29,7 @@ from bake.pool import background, parallel
 from bake.redact import redact
 
 URL_TIMEOUT = 5.0
+log = logs.get_logger("bake")
 #: An image reference's digest, or None and why not.
 Resolver = Callable[[str], "tuple[str | None, str]"]
 
@@ -171,10 +172,7 @@ def fingerprints(
         ),
         name="lookups",
     )
-    surveyed = survey.take(context, dockerfile_path, memo_file) or fingerprint.survey(
-        context, dockerfile_path, memo_file
-    )
-    entries, memo = surveyed
+    entries, memo = fingerprint.survey(context, dockerfile_path, memo_file)
     check_inputs(project, entries)
     resolved, states = lookups.result()
     digests = {ref: digest for ref, (digest, _) in resolved.items()}
@@ -187,7 +185,13 @@ def fingerprints(
         paths[target.id] = fingerprint.select(entries, patterns)
     records = fingerprint.content_records(context, entries, {p for ps in paths.values() for p in ps}, memo=memo)
     if memo is not None:
-        memo.save(entries)
+        unsaved = memo.save(entries)
+        if unsaved is not None:  # it only saves time: the run goes on without it
+            log.warning(
+                "cannot save the hashes of the context's files in the state folder: the next run reads them again",
+                file=str(memo.path), reason=unsaved,
+                fix="point BAKE_CI_STATE_DIR or --state-dir at a folder you can write, with room",
+            )  # fmt: skip
 
     extra: dict[str, str] = {}
     if project.inherits_base and project.bake_file is not None:

@@ -14,9 +14,10 @@ from bake.engine.docker import docker_cli
 from bake.engine.process import CommandFailed
 from bake.errors import BakeError
 from bake.fingerprint import Fingerprint
-from bake.plan import FINGERPRINT_LABEL, Plan, TargetPlan, build_args, fingerprint_tag, matrix
+from bake.plan import FINGERPRINT_LABEL, Plan, TargetPlan, build_args, matrix
 from bake.pool import background, parallel
 from bake.redact import redact
+from bake.registry import RegistryError
 from bake.report import align
 from bake.state import ENV as STATE_ENV
 from bake.state import State
@@ -106,11 +107,11 @@ def status(
             return Status(target.id, None, None, False, "build", f"cannot fingerprint: {why}")
         in_registry: bool | None = None
         if registry:
-            ref = f"{t.repository}:{fingerprint_tag(target, fp.value)}"
             try:
-                in_registry = reuse.lookup(ref) is not None
-            except CommandFailed as exc:
-                error = redact(exc.output.strip().splitlines()[-1] if exc.output.strip() else str(exc))
+                in_registry = reuse.find(t, fp) is not None
+            except (CommandFailed, RegistryError) as exc:
+                said = exc.output if isinstance(exc, CommandFailed) else str(exc)
+                error = redact(said.strip().splitlines()[-1] if said.strip() else str(exc))
                 return Status(target.id, fp.short, False, False, "build", f"registry not reachable: {error}")
         local, changed = _local_state(state, target.id, t.image, fp, lookup)
         if output == "push" and in_registry:
@@ -154,7 +155,7 @@ def pull(plan: Plan, state: State, fps: reuse.Fingerprints) -> list[str]:
         fp = fps.values.get(t.id)
         if fp is None:
             return t.id
-        manifest = reuse.lookup(f"{t.repository}:{fingerprint_tag(t.target, fp.value)}")
+        manifest = reuse.find(t, fp)
         if manifest is None:
             return t.id
         digest = manifest.digest
@@ -168,6 +169,9 @@ def pull(plan: Plan, state: State, fps: reuse.Fingerprints) -> list[str]:
 
 
 # -- doctor -----------------------------------------------------------------------------------
+
+#: doctor fails a state folder with less room than this (a run's logs and records need some)
+MIN_FREE = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,8 @@ def _check(name: str, fix: str, fn: Callable[[], str]) -> Check:
         return Check(name, False, str(exc).split(". ")[0], fix)
     except CommandFailed as exc:
         return Check(name, False, redact(exc.output.strip()[-200:] or str(exc)), fix)
+    except RegistryError as exc:
+        return Check(name, False, redact(str(exc)[-200:]), fix)
 
 
 def doctor(
@@ -242,9 +248,18 @@ def doctor(
         state.check_writable()
         if state.inside(project.root / project.config.context):
             raise BakeError(f"{state.root} is inside the build context: every build would see it change")
-        return str(state.root)
+        free = state.free_bytes()
+        if free is not None and free < MIN_FREE:
+            raise BakeError(f"{state.root} has only {free // 1024} KiB free: logs and records would not fit")
+        return str(state.root) + (f" ({free / 2**30:.1f} GiB free)" if free is not None else "")
 
-    found.append(_check("state folder", f"point {STATE_ENV} or --state-dir outside the build context", state_detail))
+    found.append(
+        _check(
+            "state folder",
+            f"point {STATE_ENV} or --state-dir at a folder you can write, with room, outside the build context",
+            state_detail,
+        )
+    )
 
     registry = project.config.registry
     if registry:

@@ -5,6 +5,10 @@ With several targets, buildx prefixes every vertex name with the target:
 stream holds every vertex of its graph, including steps shared with other targets.
 A *step* is a Dockerfile instruction (``[stage n/m] ...``); everything else (loading
 the definition, cache import/export, exporting the image) is bookkeeping.
+
+Names, errors and log lines are redacted as they come in (``ADD https://user:pass@host/…``
+names a step with its credentials): every progress line, the board, the logs on disk,
+the report and the failure message are made from what the tracker keeps.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+
+from bake.redact import redact
 
 _STEP_RE = re.compile(r"^\[(?:\S+/\S+ )?(?:(?P<stage>[^\s\]]+) )?(?P<n>\d+)/(?P<m>\d+)\] (?P<cmd>.*)$", re.S)
 _TS_RE = re.compile(r"(?P<base>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(?P<frac>\d+))?(?P<tz>Z|[+-]\d\d:\d\d)?")
@@ -174,7 +180,7 @@ class Tracker:
         events: list[Event] = []
         names: dict[str, list[str]] = {}
         for raw in status.get("vertexes") or []:
-            target, name = self._split(str(raw.get("name", "")))
+            target, name = self._split(redact(str(raw.get("name", ""))))
             if target is None:
                 continue
             digest = str(raw.get("digest", ""))
@@ -187,7 +193,7 @@ class Tracker:
             vertex.started = parse_time(raw.get("started")) or vertex.started
             vertex.completed = parse_time(raw.get("completed")) or vertex.completed
             vertex.cached = vertex.cached or bool(raw.get("cached"))
-            vertex.error = str(raw.get("error") or vertex.error)
+            vertex.error = redact(str(raw["error"])) if raw.get("error") else vertex.error
             if vertex.started and not was_started:
                 events.append(Event(target, "start", vertex))
             if vertex.completed and not was_completed:
@@ -196,7 +202,7 @@ class Tracker:
             digest = str(entry.get("vertex", ""))
             owners = names.get(digest) or [t for t, p in self.targets.items() if digest in p.vertexes]
             try:
-                data = base64.b64decode(entry.get("data") or "").decode("utf-8", "replace")
+                data = redact(base64.b64decode(entry.get("data") or "").decode("utf-8", "replace"))
             except ValueError:
                 continue
             for target in owners[:1]:

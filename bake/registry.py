@@ -16,13 +16,16 @@ token from the realm the registry names, or Basic, with the credentials docker k
 :class:`RegistryError`, and callers fall back to buildx.
 
 A request that fails for a transient reason (connection refused, reset or closed, a
-timeout, HTTP 429 or 5xx) is sent again, up to ``retries`` times with exponential backoff
-(or the registry's ``Retry-After``, capped); other answers are returned at once.
+timeout, HTTP 429 or 5xx) is sent again on :mod:`bake.retry`'s schedule (backoff with
+jitter for up to a minute, or the registry's ``Retry-After``); other answers are returned
+at once. An error after that says it was transient (:attr:`RegistryError.transient`), so
+that no caller retries it again.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import errno
 import hashlib
 import http.client
@@ -32,14 +35,13 @@ import re
 import socket
 import ssl
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bake import logs
+from bake import logs, retry
 from bake.reference import DOCKER_IO, InvalidReference, split
 
 __all__ = ["DOCKER_IO", "InvalidReference"]
@@ -54,12 +56,12 @@ MANIFEST_TYPES = ", ".join(
 )
 DOCKER_HUB = "registry-1.docker.io"
 TIMEOUT = 15.0
-#: how often a transiently failed request is sent again, and the first delay (doubled each time)
-RETRIES = 2
+#: the first wait before a request is sent again (then doubled, with jitter: bake.retry)
 BACKOFF = 0.5
+POLICY = retry.Policy(first=BACKOFF)
 #: answers worth another attempt; a longer ``Retry-After`` than this is not waited for in full
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-MAX_RETRY_AFTER = 30.0
+MAX_RETRY_AFTER = retry.LONGEST
 
 Credentials = Callable[[str], "tuple[str, str] | None"]
 
@@ -67,7 +69,15 @@ log = logs.get_logger("bake.registry")
 
 
 class RegistryError(Exception):
-    """The registry could not be asked (network, auth scheme, unexpected answer)."""
+    """The registry could not be asked (network, auth scheme, unexpected answer).
+
+    ``transient``: it failed for a reason that retrying might have fixed, and the
+    request was retried already: callers must not retry it again.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -158,35 +168,34 @@ def transient_error(exc: BaseException) -> bool:
     return isinstance(reason, OSError) and reason.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH)
 
 
-def retry_after(headers: dict[str, str]) -> float | None:
-    """The registry's ``Retry-After`` in seconds (the delta-seconds form), capped."""
-    try:
-        return min(max(float(headers["retry-after"]), 0.0), MAX_RETRY_AFTER)
-    except (KeyError, ValueError):
-        return None
-
-
 class Client:
-    """One client per command run: it keeps tokens per repository and scope."""
+    """One client per command run: it keeps tokens per repository and scope.
+
+    A host that stayed unreachable through a whole retry schedule is asked once, without
+    retries, for the rest of the run (until it answers again): a run's later look-ups do
+    not each wait another minute for a registry that is down for good.
+    """
 
     def __init__(
-        self,
-        credentials: Credentials,
-        *,
-        retries: int = RETRIES,
-        backoff: float = BACKOFF,
-        sleep: Callable[[float], None] = time.sleep,
+        self, credentials: Credentials, *, policy: retry.Policy = POLICY, clock: retry.Clock = retry.REAL_TIME
     ) -> None:
         self.credentials = credentials
         self.tokens: dict[tuple[str, str, str], str] = {}
         self.lock = threading.Lock()
-        self.retries = retries
-        self.backoff = backoff
-        self.sleep = sleep
+        self.policy = policy
+        self.clock = clock
+        #: hosts that stayed unreachable through a whole schedule (see the class)
+        self.down: set[str] = set()
+
+    def _given_up(self, host: str, down: bool) -> None:
+        with self.lock:
+            (self.down.add if down else self.down.discard)(host)
 
     def _exchange(self, request: urllib.request.Request, host: str) -> tuple[int, dict[str, str], bytes]:
         """Send ``request``: its status, headers (lower-case names) and body, retried while transient."""
-        attempt = 0
+        with self.lock:
+            policy = dataclasses.replace(self.policy, retries=0) if host in self.down else self.policy
+        retries = retry.Retry(policy, self.clock)
         while True:
             try:
                 try:
@@ -195,18 +204,27 @@ class Client:
                 except urllib.error.HTTPError as exc:
                     status, headers, body = exc.code, dict(exc.headers.items()), exc.read()
             except (OSError, http.client.HTTPException) as exc:
-                if attempt >= self.retries or not transient_error(exc):
+                transient = transient_error(exc)
+                delay = retries.delay() if transient else None
+                if delay is None:
+                    self._given_up(host, transient)
                     reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-                    raise RegistryError(f"{host}: {type(reason).__name__}: {reason}") from None
-                delay, reason = self.backoff * 2**attempt, type(exc).__name__
+                    tried = f" ({retries.failures} attempts)" if retries.failures > 1 else ""
+                    message = f"{host}: {type(reason).__name__}: {reason}{tried}"
+                    raise RegistryError(message, transient=transient) from None
+                reason = type(exc).__name__
             else:
                 headers = {k.lower(): v for k, v in headers.items()}
-                if status not in RETRY_STATUSES or attempt >= self.retries:
+                if status not in RETRY_STATUSES:
+                    self._given_up(host, False)
                     return status, headers, body
-                delay, reason = retry_after(headers) or self.backoff * 2**attempt, f"HTTP {status}"
-            attempt += 1
+                delay = retries.delay(retry.retry_after(headers.get("retry-after"), self.clock.now()))
+                if delay is None:
+                    self._given_up(host, True)
+                    return status, headers, body
+                reason = f"HTTP {status}"
             log.debug("registry request retried", host=host, method=request.get_method(), reason=reason, delay=delay)
-            self.sleep(delay)
+            retries.wait(delay)
 
     def _url(self, ref: Reference, what: str) -> str:
         scheme = ref.scheme or ("http" if plain_http(ref.host) else "https")
@@ -278,10 +296,20 @@ class Client:
         if status == 404:
             return None
         if status != 200:
-            raise RegistryError(f"{parsed.host}: GET manifest answered {status}")
+            raise RegistryError(f"{parsed.host}: GET manifest answered {status}", transient=status in RETRY_STATUSES)
         media_type = headers.get("content-type", "").split(";")[0] or json.loads(body).get("mediaType", "")
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         return Manifest(media_type, digest, body)
+
+    def blob(self, ref: str | Reference, digest: str) -> bytes:
+        """The blob ``digest`` of ``ref``'s repository (an image's config), checked against its digest."""
+        parsed = ref if isinstance(ref, Reference) else Reference.parse(ref)
+        status, _, body = self._send("GET", parsed, f"blobs/{digest}", actions="pull", headers={})
+        if status != 200:
+            raise RegistryError(f"{parsed.host}: GET blob answered {status}")
+        if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
+            raise RegistryError(f"{parsed.host}: the blob {digest[:19]} has other content than its digest")
+        return body
 
     def tag(self, manifest: Manifest, ref: str) -> None:
         """Put ``manifest`` under the tag of ``ref`` (same repository: blobs are already there)."""
@@ -295,7 +323,7 @@ class Client:
             headers={"Content-Type": manifest.media_type},
         )
         if status not in (200, 201, 202):
-            raise RegistryError(f"{parsed.host}: PUT manifest answered {status}")
+            raise RegistryError(f"{parsed.host}: PUT manifest answered {status}", transient=status in RETRY_STATUSES)
 
 
 # -- resolving base images the way the engine pulls them ------------------------------------

@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from bake import auth, inputs, logs, registry
+from bake import auth, inputs, logs, registry, retry
 from bake.config import Project
 from bake.engine import docker, images
 from bake.engine.process import CommandFailed
 from bake.errors import EnvironmentProblem
 from bake.files import write_atomic
 from bake.fingerprint import Fingerprint
-from bake.plan import Plan, Target, TargetPlan, fingerprint_tag
+from bake.plan import FINGERPRINT_LABEL, Plan, Target, TargetPlan, fingerprint_tag
 from bake.pool import parallel
 from bake.redact import redact
 from bake.report import Result
@@ -45,13 +46,42 @@ def client() -> registry.Client:
     return _client
 
 
+R = TypeVar("R")
+
+
+def through_buildx(call: Callable[[], R], what: str, clock: retry.Clock = retry.REAL_TIME) -> R:
+    """A buildx command standing in for the registry client (a login or an auth scheme
+    it lacks), retried on the client's schedule while it fails for a transient reason."""
+    from bake.execute import is_transient  # only on this rare path: the reuse path's imports are counted
+
+    retries = retry.Retry(registry.POLICY, clock)
+    while True:
+        try:
+            return call()
+        except CommandFailed as exc:
+            delay = retries.delay() if is_transient(None, [exc.output]) else None
+            if delay is None:
+                raise
+            log.warning("retry", what=what, attempt=retries.attempt, delay=round(delay, 2), reason=redact(exc.output))
+            retries.wait(delay)
+
+
+def _fall_back(exc: registry.RegistryError, image: str) -> None:
+    """After the registry client failed: a transient failure it retried already is final
+    (retries never nest); otherwise buildx is asked instead."""
+    if exc.transient:
+        raise exc
+    log.debug("registry API unavailable, asking buildx", image=image, reason=redact(str(exc)))
+
+
 def lookup(ref: str) -> registry.Manifest | None:
-    """The manifest of ``ref`` in its registry (None if absent): over HTTP, else through buildx."""
+    """The manifest of ``ref`` in its registry (None if absent): over HTTP, else through buildx.
+    :class:`registry.RegistryError` when the registry stayed unreachable while retried."""
     try:
         return client().manifest(ref)
     except registry.RegistryError as exc:
-        log.debug("registry API unavailable, asking buildx", image=ref, reason=redact(str(exc)))
-    descriptor = images.registry_descriptor(ref)
+        _fall_back(exc, ref)
+    descriptor = through_buildx(lambda: images.registry_descriptor(ref), f"look up {ref}")
     if descriptor is None:
         return None
     return registry.Manifest(str(descriptor.get("mediaType", "")), str(descriptor["digest"]), b"")
@@ -178,11 +208,13 @@ def compute(
 def record(state: State, target: str, fp: Fingerprint, image: str, image_id: str | None) -> None:
     """Remember which fingerprint the local image of ``target`` was made from. Its parts
     (one per context file: megabytes for a large context) go to a file of their own,
-    read only to say what changed (:func:`recorded_parts`)."""
+    read only to say what changed (:func:`recorded_parts`). StateFolderError if they cannot
+    be written (the record is then the old one or none: never half)."""
     parts = {"fingerprint": fp.value, "parts": fp.parts}
-    write_atomic(state.fingerprint_parts(target), json.dumps(parts, sort_keys=True) + "\n")
     data = {"fingerprint": fp.value, "image": image, "image_id": image_id}
-    write_atomic(state.fingerprint_record(target), json.dumps(data, indent=1, sort_keys=True) + "\n")
+    with state.writing(f"recording which inputs the local image of {target} was made from"):
+        write_atomic(state.fingerprint_parts(target), json.dumps(parts, sort_keys=True) + "\n")
+        write_atomic(state.fingerprint_record(target), json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def recorded(state: State, target: str) -> dict[str, object] | None:
@@ -207,6 +239,74 @@ def recorded_parts(state: State, target: str, record: Mapping[str, object]) -> d
     return {str(k): str(v) for k, v in parts.items()} if isinstance(parts, dict) else None
 
 
+_ATTESTATION = "attestation-manifest"
+
+
+def _config_labels(config: object) -> dict[str, object]:
+    inner = config.get("config") if isinstance(config, dict) else None
+    labels = inner.get("Labels") if isinstance(inner, dict) else None
+    return labels if isinstance(labels, dict) else {}
+
+
+def fingerprint_labels(repository: str, manifest: registry.Manifest) -> set[str | None]:
+    """The fingerprint label (``dev.bake-ci.fingerprint``) of every image ``manifest`` holds:
+    itself, or each platform's image of an index (attestations left out). None for an image
+    without one. Raises CommandFailed when they cannot be read."""
+    try:
+        return _labels_over_http(repository, manifest)
+    except (registry.RegistryError, ValueError, KeyError, TypeError) as exc:
+        log.debug("registry API unavailable, asking buildx", image=repository, reason=redact(str(exc)))
+    configs = images.registry_image_configs(f"{repository}@{manifest.digest}")
+    if not configs:
+        raise CommandFailed(["imagetools", "inspect", f"{repository}@{manifest.digest}"], 1, "no image config")
+    return {_label(_config_labels(c)) for c in configs}
+
+
+def _label(labels: Mapping[str, object]) -> str | None:
+    value = labels.get(FINGERPRINT_LABEL)
+    return value if isinstance(value, str) else None
+
+
+def _labels_over_http(repository: str, manifest: registry.Manifest) -> set[str | None]:
+    if not manifest.body:
+        raise registry.RegistryError("no manifest body")
+    document = json.loads(manifest.body)
+    manifests = [document]
+    if manifest.is_index:
+        children = [
+            m["digest"]
+            for m in document["manifests"]
+            if (m.get("annotations") or {}).get("vnd.docker.reference.type") != _ATTESTATION
+            and (m.get("platform") or {}).get("os") != "unknown"
+        ]
+        found = parallel(lambda digest: client().manifest(f"{repository}@{digest}"), children)
+        manifests = [json.loads(m.body) for m in found if m is not None]
+    if not manifests:
+        raise registry.RegistryError("no image in the index")
+    configs = parallel(lambda m: client().blob(repository, m["config"]["digest"]), manifests)
+    return {_label(_config_labels(json.loads(c))) for c in configs}
+
+
+def find(t: TargetPlan, fp: Fingerprint) -> registry.Manifest | None:
+    """The image in the registry for ``t``'s fingerprint ``fp``: under its fingerprint tag,
+    and labelled with that very fingerprint. An image whose label says otherwise (the tag
+    was written by something else than the build of these inputs) is not it: warned about,
+    and None, so the target is built."""
+    fp_tag = fingerprint_tag(t.target, fp.value)
+    manifest = lookup(f"{t.repository}:{fp_tag}")
+    if manifest is None:
+        return None
+    labels = fingerprint_labels(t.repository, manifest)
+    if labels != {fp.value}:
+        shown = sorted((label or "none")[:12] for label in labels)
+        log.warning(
+            "not reused: the image under the fingerprint tag has another fingerprint label; building instead",
+            target=t.id, tag=fp_tag, digest=manifest.digest, label=shown, expected=fp.short,
+        )  # fmt: skip
+        return None
+    return manifest
+
+
 def add_tags(image: str, manifest: registry.Manifest, tags: Sequence[str]) -> None:
     """Tag an existing manifest: its bytes over HTTP (same digest), else buildx imagetools."""
     if not tags:
@@ -216,8 +316,9 @@ def add_tags(image: str, manifest: registry.Manifest, tags: Sequence[str]) -> No
             parallel(lambda tag: client().tag(manifest, tag), list(tags))
             return
         except registry.RegistryError as exc:
-            log.debug("registry API unavailable, asking buildx", image=image, reason=redact(str(exc)))
-    images.retag(f"{image}@{manifest.digest}", tags, index=manifest.is_index)
+            _fall_back(exc, image)
+    source = f"{image}@{manifest.digest}"
+    through_buildx(lambda: images.retag(source, tags, index=manifest.is_index), f"tag {source}")
 
 
 def publish(t: TargetPlan, digest: str) -> None:
@@ -243,9 +344,9 @@ def reuse(plan: Plan, fps: Fingerprints) -> dict[str, Result]:
         started = time.monotonic()
         fp_tag = fingerprint_tag(t.target, fp.value)
         try:
-            manifest = lookup(f"{t.repository}:{fp_tag}")
-        except CommandFailed as exc:
-            log.warning("cannot look up the fingerprint image", target=t.id, error=redact(exc.output[-300:]))
+            manifest = find(t, fp)
+        except (CommandFailed, registry.RegistryError) as exc:
+            log.warning("cannot look up the fingerprint image", target=t.id, error=_said(exc)[-300:])
             return None
         if manifest is None:
             log.info("not reused: no image for this fingerprint", target=t.id, tag=fp_tag)
@@ -253,8 +354,8 @@ def reuse(plan: Plan, fps: Fingerprints) -> dict[str, Result]:
         tags = [tag for tag in t.tags if not tag.endswith(f":{fp_tag}")]
         try:
             add_tags(t.repository, manifest, tags)
-        except CommandFailed as exc:
-            log.warning("cannot tag the fingerprint image", target=t.id, error=redact(exc.output[-300:]))
+        except (CommandFailed, registry.RegistryError) as exc:
+            log.warning("cannot tag the fingerprint image", target=t.id, error=_said(exc)[-300:])
             return None
         log.debug("reused", target=t.id, fingerprint=fp.short, digest=manifest.digest)
         return Result(

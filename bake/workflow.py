@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from bake import cache, ci, config, display, logs, registry, report, reuse
 from bake.args import Args, Output, fingerprints
 from bake.engine import git, images, process
-from bake.errors import BuildFailed, ConfigError, EnvironmentProblem, Interrupted, UsageError
+from bake.errors import BuildFailed, ConfigError, EnvironmentProblem, Interrupted, StateFolderError, UsageError
 from bake.files import write_atomic
 from bake.plan import Plan, Selection, Target, build_args, build_plan, matrix, select
 from bake.pool import parallel
@@ -57,7 +57,12 @@ class Run:
     executor: Executor | None = None
     shown: display.Display | None = None
     cache_after: cache.After = field(default_factory=lambda: cache.After({}))
+    #: Targets whose image was published (their cache tags were written then).
+    published: set[str] = field(default_factory=set)
     local_images: Callable[[str], images.LocalImage | None] | None = None
+    #: the state folder could not be written after targets had been built or reused:
+    #: the run ends with it once the summary is out
+    state_error: StateFolderError | None = None
 
     def __post_init__(self) -> None:
         self.context = ci.from_environ(self.environ)
@@ -114,7 +119,7 @@ def destination(run: Run) -> None:
         branch=branch,
         default_branch=cfg.default_branch,
         output=output,
-        warm=args.warm,
+        command="warm" if args.warm else "build",
         cache_to=args.cache_to,
         fallback_branches=cfg.fallback_branches,
     )
@@ -137,6 +142,11 @@ def need_engine(run: Run) -> None:
     from bake.engine import checks
 
     checks.check_engine(checks.engine_info())
+
+
+def need_state(run: Run) -> None:
+    """pull records what it fetched: a state folder that cannot be written is exit 3 before."""
+    run.state.check_writable()
 
 
 def need_registry(run: Run) -> None:
@@ -216,7 +226,7 @@ def check_images(run: Run) -> None:
 
 def plan(run: Run) -> None:
     """The typed plan of this run (pushed images carry their fingerprint tag and label)."""
-    fps = run.fingerprints if run.output == "push" and not run.args.no_reuse else None
+    fps = run.fingerprints if run.output == "push" else None  # --no-reuse too: a later run reuses it
     run.plan = build_plan(
         run.project,
         run.targets,
@@ -268,11 +278,7 @@ def trim_cache(run: Run) -> None:
     todo = [t for t in run.plan.targets if t.id not in run.results]
     if not run.project.config.registry or not todo:
         return
-    fps = run.fingerprints
-    if fps is None and any(cache.fingerprint_ref(t, "") for t in todo):  # --no-reuse still skips needless exports
-        fps = reuse.compute(
-            run.project, run.targets, {t.id: build_args(run.project, t) for t in run.targets}, run.state
-        )
+    fps = run.fingerprints  # computed by the fingerprint step (args.fingerprints says when)
     fingerprints = {t: fp.value for t, fp in fps.values.items()} if fps else {}
     wanted = {t.id: fingerprints[t.id] for t in todo if t.id in fingerprints}
     found = cache.look_up(reuse.client(), cache.refs_to_ask(dataclasses.replace(run.plan, targets=tuple(todo)), wanted))
@@ -290,9 +296,20 @@ def build(run: Run) -> None:
             shown.finished(row, None)
         todo = [t for t in run.plan.ids if t not in run.results]
         if todo:
-            run.executor = _executor(run, shown)
+            try:
+                run.executor = _executor(run, shown)
+            except StateFolderError as exc:
+                if not run.results:
+                    raise  # nothing done: no summary to show
+                run.state_error = exc  # reused targets have their tags: show them, then the error
+                for t in todo:
+                    row = report.Result(target=t, status="cancelled", image=run.plan[t].image)
+                    run.results[t] = row
+                    shown.finished(row, None)
+                return
             for row in run.executor.run(todo):
                 run.results[row.target] = row
+            run.state_error = run.executor.state_error
     finally:
         shown.close()
 
@@ -305,7 +322,8 @@ def _executor(run: Run, shown: display.Display) -> Executor:
     args, project, plan_ = run.args, run.project, run.plan
     info = checks.check(args.builder, cache_export=plan_.exports_cache)
     files = run.state.new_run()
-    write_atomic(files.bake_file, plan_.to_json())
+    with run.state.writing("writing the bake file for buildx"):
+        write_atomic(files.bake_file, plan_.to_json())
     options = Options(
         keep_going=args.warm or args.keep_going,
         jobs=args.jobs,
@@ -318,6 +336,7 @@ def _executor(run: Run, shown: display.Display) -> Executor:
     def publish(target: str, digest: str) -> None:
         reuse.publish(plan_[target], digest)
         cache.finish(reuse.client(), run.cache_after, target)
+        run.published.add(target)
 
     log.info(
         "build", targets=plan_.ids, branch=run.branch, output=run.output, keep_going=options.keep_going,
@@ -334,6 +353,15 @@ def _executor(run: Run, shown: display.Display) -> Executor:
     )
 
 
+def finish_cache(run: Run) -> None:
+    """Built targets that published no image (``--cache-only``, ``--load --cache-to``) get
+    their cache tags now: a skipped export's branch ref is pointed at the cache that is
+    there, so the run writes the cache ref its plan says it writes."""
+    done = [t for t, r in run.results.items() if r.status == "built" and t not in run.published]
+    if run.cache_after.tags and done:
+        parallel(lambda t: cache.finish(reuse.client(), run.cache_after, t), done)
+
+
 def record(run: Run) -> None:
     """Remember the fingerprint of each image now in the local engine (built; reused ones are not)."""
     fps = run.fingerprints
@@ -342,7 +370,11 @@ def record(run: Run) -> None:
     built = [t for t in run.plan.targets if t.id in fps.values and run.results[t.id].status == "built"]
     ids = parallel(images.local_image_id, [t.image for t in built])
     for t, image_id in zip(built, ids, strict=True):
-        reuse.record(run.state, t.id, fps.values[t.id], t.image, image_id)
+        try:
+            reuse.record(run.state, t.id, fps.values[t.id], t.image, image_id)
+        except StateFolderError as exc:  # the images are built: the summary comes first
+            run.state_error = run.state_error or exc
+            break
 
 
 def summarise(run: Run) -> None:
@@ -373,6 +405,11 @@ def summarise(run: Run) -> None:
         done = sum(r.ok for r in rows)
         raise Interrupted(f"stopped: {done} of {len(rows)} targets had finished; the others were cancelled.")
     failed = [r for r in rows if not r.ok]
+    if run.state_error is not None:
+        if args.progress != "quiet" and not isinstance(run.shown, display.Board):
+            _print_logs([r for r in failed if r.status == "failed"], github=run.context.github_actions)
+        done = sum(r.ok for r in rows)
+        raise StateFolderError(f"{run.state_error} {done} of {len(rows)} targets were built or reused (above).")
     if failed:
         if args.progress != "quiet" and not isinstance(run.shown, display.Board):  # the board printed the tails
             _print_logs([r for r in failed if r.status == "failed"], github=run.context.github_actions)
@@ -512,6 +549,7 @@ BUILD: tuple[Step, ...] = (
     reuse_images,
     trim_cache,
     build,
+    finish_cache,
     record,
     summarise,
 )
@@ -536,6 +574,7 @@ COMMANDS: dict[str, tuple[Step, ...]] = {
         load,
         select_targets,
         need_registry,
+        need_state,
         ask_engine,
         destination,
         fingerprint,

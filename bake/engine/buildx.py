@@ -16,6 +16,7 @@ from typing import IO, Any
 from bake.engine import process
 from bake.engine.docker import client, docker_cmd, logged
 from bake.errors import EnvironmentProblem
+from bake.redact import redact
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ def bake(
     messages: list[str] = []
 
     def text(line: str) -> None:
+        line = redact(line)  # buildx's own errors name a failed ADD's URL, credentials and all
         messages.append(line)
         on_text(line)
 

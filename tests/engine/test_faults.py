@@ -124,7 +124,7 @@ class Tiny:
         self,
         *args: str,
         on_event: Callable[[dict[str, object]], None] = lambda e: None,
-        retries: int = 3,
+        retries: int | None = 3,
         branch: str = "main",
     ) -> Run:
         """``bake-ci build --push`` in its own process; ``on_event`` sees each JSON log event as it comes."""
@@ -133,7 +133,8 @@ class Tiny:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BAKE_CI_", "GITHUB_", "CI"))}
         env |= {"BAKE_CI_REGISTRY": f"{self.proxy.address}/{self.namespace}"}
         cmd = [sys.executable, "-m", "bake", "build", "--push", "--progress", "quiet", "--log-format", "json"]
-        cmd += ["--branch", branch, "--retries", str(retries), "--report", str(report), *args]
+        cmd += ["--branch", branch, "--report", str(report), *args]
+        cmd += ["--retries", str(retries)] if retries is not None else []  # None: the default schedule
         proc = subprocess.Popen(
             cmd, cwd=self.path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
@@ -269,6 +270,44 @@ def test_registry_cut_during_a_push_is_retried_and_succeeds_once_it_is_back(tiny
     assert run.code == 0, run.err[-3000:]
     assert run.named("retry"), run.err[-3000:]
     assert run.targets[TARGET]["attempts"] == 2
+    assert_complete(tiny)
+
+
+#: how long the registry stays away in the outage test (a registry restart, a hosted registry's hiccup)
+OUTAGE = 20.0
+
+
+def test_a_20_s_registry_outage_during_a_push_is_waited_out_with_the_default_retries(tiny: Tiny) -> None:
+    proxy = tiny.proxy
+    # the registry dies as the first blob upload of the image starts, and comes back 20 s later
+    proxy.down_on(methods="POST", path=r"/tiny/app/blobs/uploads/")
+    outage: dict[str, float] = {}
+
+    def restart() -> None:
+        if not proxy.went_down.wait(RUN_TIMEOUT):
+            return
+        outage["down"] = time.monotonic()
+        threading.Event().wait(OUTAGE)  # the fault's own length, not a wait for bake-ci
+        proxy.up()
+        outage["up"] = time.monotonic()
+
+    restarter = threading.Thread(target=restart, daemon=True)
+    restarter.start()
+    started = time.monotonic()
+    run = tiny.bake_ci(retries=None)
+    took = time.monotonic() - started
+    restarter.join(timeout=OUTAGE + 5)
+    assert proxy.went_down.is_set(), f"no upload reached the registry:\n{proxy.summary()}\n{run.err[-3000:]}"
+    assert "up" in outage, "the registry never came back"
+    retries = run.named("retry")
+    print(
+        f"\noutage {outage['up'] - outage['down']:.1f} s; run {took:.1f} s, exit {run.code}; "
+        f"{len(retries)} retries, waits {[e.get('delay') for e in retries]} s"
+    )
+    assert run.code == 0, run.err[-3000:]
+    assert retries, run.err[-3000:]
+    assert run.targets[TARGET]["status"] == "built"
+    assert run.targets[TARGET]["attempts"] == len(retries) + 1
     assert_complete(tiny)
 
 

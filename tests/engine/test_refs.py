@@ -195,3 +195,20 @@ def test_an_edit_to_a_copied_file_that_inputs_leave_out_is_built(tmp_path: Path)
     assert row["action"] == "build", row
     assert "constraints.txt" in json.dumps(row)
     assert build(project, tmp_path, "next")[0] == "built"
+
+
+# -- the Python a target is named for --------------------------------------------------------------
+
+
+def test_doctor_says_a_target_would_get_the_wrong_python_and_exits_2(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "Dockerfile").write_text("FROM python:3.11-slim AS deps\nRUN python --version\n")
+    (source / "pyproject.toml").write_text('[tool.bake-ci]\nimage = "refs/wrong"\npython = ["3.11", "3.13"]\n')
+    project = make_project(tmp_path, source)
+    for command in ("plan", "status", "build", "doctor"):
+        result = bake_ci(command, cwd=project.path, env=project.env)
+        assert result.code == 2, (command, result.out, result.err)
+        text = result.out + result.err
+        assert "Dockerfile:1: `FROM python:3.11-slim AS deps`" in text, text
+        assert "    ARG BASE_IMAGE=python:3.11-slim\n    FROM ${BASE_IMAGE} AS deps" in text, text

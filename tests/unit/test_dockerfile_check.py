@@ -78,7 +78,7 @@ def test_a_target_that_uses_its_python_is_accepted(text: str) -> None:
 RunCli = Callable[..., "object"]
 
 
-@pytest.mark.parametrize("command", [["plan"], ["plan", "--push"], ["status"], ["build", "--load"], ["doctor"]])
+@pytest.mark.parametrize("command", [["plan"], ["plan", "--push"], ["status"], ["build", "--load"]])
 def test_wrong_python_is_exit_2_from_every_command_naming_the_line(project, cli, command: list[str]) -> None:
     project(TOML, dockerfile="# deps first\nFROM python:3.11-slim AS app\nRUN true\n")
     run = cli(*command, env={"BAKE_CI_REGISTRY": "localhost:1/x"} if "--push" in command else {})

@@ -17,6 +17,7 @@ from bake.engine.buildx import BakeRun
 from bake.engine.process import CommandFailed
 from bake.execute import Executor, Options
 from bake.plan import Plan, build_plan, matrix
+from bake.registry import RegistryError
 from bake.state import State
 
 from .conftest import MakeProject
@@ -141,6 +142,7 @@ def execute(
         options=Options(**options),
         display=display.Quiet(),
         sleep=sleeps.append,
+        jitter=lambda: 0.0,  # the schedule's nominal waits (tests/unit/test_retry.py covers the jitter)
         bake=fake,
         publish=publish,
     )
@@ -219,18 +221,20 @@ def test_built_images_are_published_with_their_digest(plan: Plan, tmp_path: Path
     assert [r.digest for r in results] == [DIGEST, DIGEST]
 
 
-def test_publishing_is_retried_when_the_registry_hiccups(plan: Plan, tmp_path: Path) -> None:
+def test_publishing_is_not_retried_again_by_the_executor(plan: Plan, tmp_path: Path) -> None:
+    # publishing retries each registry request itself (tests/unit/test_transient.py and
+    # test_retry.py): what reaches the executor has been retried already, and retries never nest
     tries: dict[str, int] = {}
 
     def publish(target: str, digest: str) -> None:
         tries[target] = tries.get(target, 0) + 1
-        if tries[target] == 1:
-            raise CommandFailed(["tag"], 1, "PUT /v2/acme/app-ci/manifests/ci-py3.11: 502 Bad Gateway")
+        raise RegistryError("127.0.0.1:5000: PUT manifest answered 502 (9 attempts)", transient=True)
 
     results, _, sleeps, _ = execute(plan, tmp_path, lambda t, n: "ok", publish=publish, retries=2)
-    assert [r.status for r in results] == ["built", "built"]
-    assert tries == {"ci-py311": 2, "ci-py312": 2}
-    assert sleeps == [1.0, 1.0]
+    assert [(r.status, r.failed_step) for r in results] == [("failed", "tagging")] * 2
+    assert all("502" in (r.error or "") for r in results)
+    assert tries == {"ci-py311": 1, "ci-py312": 1}
+    assert sleeps == []
 
 
 def test_an_image_whose_tags_cannot_be_added_is_a_failed_target(plan: Plan, tmp_path: Path) -> None:

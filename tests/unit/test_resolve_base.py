@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from bake import registry, reuse
+from bake import registry, retry, reuse
 from bake.engine import checks, images, process
 from bake.engine.process import CommandFailed
 from bake.pool import parallel
@@ -104,7 +104,7 @@ def world(make_registry: Any, monkeypatch: pytest.MonkeyPatch) -> World:
     monkeypatch.setattr(subprocess, "run", refuse)
     monkeypatch.setattr(subprocess, "Popen", refuse)
     monkeypatch.setattr(registry, "DOCKER_HUB", hub.address)
-    monkeypatch.setattr(reuse, "_client", registry.Client(lambda host: None, retries=0))
+    monkeypatch.setattr(reuse, "_client", registry.Client(lambda host: None, policy=retry.Policy(retries=0)))
     monkeypatch.setattr(reuse, "engine_mirrors", lambda: ([f"http://{mirror.address}/"], None))
     monkeypatch.setattr(images, "registry_descriptor", buildx_descriptor)
     monkeypatch.setattr(images, "local_image_id", lambda ref: world.local.get(ref))

@@ -3,6 +3,7 @@ the registry client's retries against a registry in-process that fails on cue.""
 
 from __future__ import annotations
 
+import email.utils
 import json
 import socket
 import ssl
@@ -15,6 +16,7 @@ from typing import ClassVar
 
 import pytest
 
+from bake import retry
 from bake.execute import is_transient
 from bake.progress import Vertex
 from bake.registry import MAX_RETRY_AFTER, Client, RegistryError, transient_error
@@ -206,7 +208,9 @@ def flaky() -> Iterator[str]:
 
 
 def client(delays: list[float], retries: int = 2) -> Client:
-    return Client(lambda host: None, retries=retries, backoff=0.5, sleep=delays.append)
+    # no jitter: the waits are the schedule's nominal ones (tests/unit/test_retry.py covers the jitter)
+    clock = retry.Clock(sleep=delays.append, random=lambda: 0.0)
+    return Client(lambda host: None, policy=retry.Policy(retries=retries, first=0.5), clock=clock)
 
 
 @pytest.mark.parametrize("fault", ["503", "502", "500", "504", "429", "reset", "eof"])
@@ -225,6 +229,15 @@ def test_retry_after_is_followed_up_to_a_limit(flaky: str) -> None:
     delays: list[float] = []
     assert client(delays).manifest(f"{flaky}:fp-1") is not None
     assert delays == [3.0, MAX_RETRY_AFTER]
+
+
+def test_retry_after_as_an_http_date_is_followed(flaky: str) -> None:
+    now = 1_800_000_000.0
+    Flaky.script = [f"503 retry-after {email.utils.formatdate(now + 20, usegmt=True)}"]
+    delays: list[float] = []
+    clock = retry.Clock(sleep=delays.append, now=lambda: now, random=lambda: 0.0)
+    assert Client(lambda host: None, clock=clock).manifest(f"{flaky}:fp-1") is not None
+    assert delays == [20.0]
 
 
 def test_a_tag_put_is_retried_too(flaky: str) -> None:
@@ -247,6 +260,23 @@ def test_when_retries_run_out_the_client_gives_up_with_a_registry_error(flaky: s
     Flaky.script = ["reset"] * 3
     with pytest.raises(RegistryError, match=r"Connection|Remote"):
         client([]).manifest(f"{flaky}:fp-1")
+
+
+def test_a_registry_that_stayed_down_is_asked_once_more_without_waiting_until_it_answers(flaky: str) -> None:
+    delays: list[float] = []
+    registry = client(delays)
+    Flaky.script = ["503"] * 3
+    with pytest.raises(RegistryError, match="503"):
+        registry.manifest(f"{flaky}:fp-1")
+    assert delays == [0.5, 1.0]
+    Flaky.script, Flaky.requests = ["503", "ok"], []
+    with pytest.raises(RegistryError, match="503"):  # still down: one request, no wait
+        registry.manifest(f"{flaky}:fp-1")
+    assert (delays, len(Flaky.requests)) == ([0.5, 1.0], 1)
+    assert registry.manifest(f"{flaky}:fp-1") is not None  # back: it answers
+    Flaky.script = ["503"]
+    assert registry.manifest(f"{flaky}:fp-1") is not None  # and is retried again
+    assert delays == [0.5, 1.0, 0.5]
 
 
 @pytest.mark.parametrize("status", [400, 403, 404, 501])
