@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from bake import dockerfile, redact
+from bake import dockerfile, dockerfile_check, redact, reference
 from bake.errors import ConfigError
 from bake.naming import PythonVersion, target_id
 
@@ -152,6 +152,13 @@ def _base_image(value: str) -> str:
             "log in with `docker login HOST` (or docker/login-action in GitHub Actions) and name the image "
             'without them, e.g. "registry.example.com/python:{python}-slim"'
         )
+    try:
+        reference.split(value.replace("{python}", "3.12"))
+    except reference.InvalidReference as exc:
+        raise ValueError(
+            f"not an image reference: {exc}; write [HOST[:PORT]/]NAME[:TAG][@sha256:DIGEST], "
+            'e.g. "python:{python}-slim"'
+        ) from None
     return value
 
 
@@ -524,6 +531,7 @@ def load(config_file: Path | None, environ: Mapping[str, str]) -> Project:
                 f"names ({target_id(stage, config.pythons[0])}); rename one of them in {dockerfile_name}."
             )
 
+    _check_dockerfile(text, config, stage_list, _shown(dockerfile_path), root)
     bake_file = root / "docker-bake.hcl"
     has_bake = bake_file.is_file()
     inherits = has_bake and bool(
@@ -539,6 +547,20 @@ def load(config_file: Path | None, environ: Mapping[str, str]) -> Project:
         bake_file=bake_file if has_bake else None,
         inherits_base=inherits,
     )
+
+
+def _check_dockerfile(text: str, config: Config, stages: list[str], shown: str, root: Path) -> None:
+    """What BuildKit would refuse in the Dockerfile, before anything is built (exit 2)."""
+    args = [
+        {**config.args, "BASE_IMAGE": config.base_image.replace("{python}", p), "PYTHON_VERSION": p}
+        for p in config.python
+    ]
+    facts = dockerfile_check.Facts(stages, args, other_args=(root / "docker-bake.hcl").is_file())
+    try:
+        dockerfile_check.check(text, facts, config.python)
+    except dockerfile_check.DockerfileProblem as exc:
+        end = "" if "\n" in exc.message else "."  # a message ending in lines of code ends there
+        raise error(f"{shown}:{exc.line}: {exc.message}{end}") from None
 
 
 # -- keeping messages short and free of secrets -------------------------------------------

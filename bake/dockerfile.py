@@ -53,6 +53,8 @@ class Instruction:
     #: The logical line (continuations joined as BuildKit joins them) and any heredoc bodies.
     text: str
     heredocs: tuple[Heredoc, ...] = ()
+    #: The line it starts on (1-based), for messages.
+    line: int = field(default=0, compare=False)
 
     def flag(self, key: str) -> str | None:
         """The value of the last ``--key=...`` flag (``""`` for a bare ``--key``), else None."""
@@ -286,6 +288,7 @@ def parse(text: str) -> Dockerfile:
     while i < len(lines):
         raw = _trim_newline(lines[i]).lstrip()
         i += 1
+        start = i
         directive(raw)
         if raw.startswith("#"):
             continue
@@ -329,7 +332,7 @@ def parse(text: str) -> Dockerfile:
                         break
                     content += doc_line + "\n"
                 heredocs.append(Heredoc(name, content, chomp))
-        out.append(Instruction(cmd, tuple(flags), tuple(args), is_json, body, tuple(heredocs)))
+        out.append(Instruction(cmd, tuple(flags), tuple(args), is_json, body, tuple(heredocs), start))
     return Dockerfile(directives, escape, tuple(out))
 
 
@@ -346,6 +349,8 @@ class Stage:
     escape: str = field(default="\\", compare=False)
     #: The FROM instruction as written (its flags, e.g. ``--platform``, count).
     from_text: str = field(default="", compare=False)
+    #: The line of the FROM instruction (1-based).
+    line: int = field(default=0, compare=False)
 
     @property
     def key(self) -> str:
@@ -362,7 +367,7 @@ def _stage_of(index: int, from_: Instruction, body: list[Instruction], escape: s
     args = list(from_.args)
     name = args[2].lower() if len(args) >= 3 and args[1].lower() == "as" else None
     base = args[0] if args else ""
-    return Stage(index, name, base, tuple(body), escape, from_.text)
+    return Stage(index, name, base, tuple(body), escape, from_.text, from_.line)
 
 
 def split_stages(parsed: Dockerfile) -> tuple[list[Instruction], list[Stage]]:
@@ -410,6 +415,22 @@ def arg_defaults(preamble: list[Instruction], escape: str = "\\") -> dict[str, s
     return defaults
 
 
+def global_args(preamble: list[Instruction], escape: str, build_args: Mapping[str, str]) -> dict[str, str]:
+    """The args a FROM line sees: the build args, and each global ``ARG`` in order, its
+    default (which may use the ones before it) unless a build arg sets it."""
+    found = dict(build_args)
+    for instruction in preamble:
+        if instruction.cmd != "ARG":
+            continue
+        for word in instruction.args:
+            name, eq, value = word.partition("=")
+            if name in build_args or not eq:
+                continue
+            plain = unquote(value, escape)
+            found[name] = plain if plain is not None else substitute(value.strip("\"'"), found)
+    return found
+
+
 _VAR_RE = re.compile(r"\$(?:\{(?P<braced>\w+)(?::-(?P<default>[^}]*))?\}|(?P<plain>\w+))")
 
 
@@ -452,6 +473,8 @@ class Sources:
     urls: tuple[Url, ...] = ()
     #: What no fingerprint can stand for, with the reason (``ADD`` of a git ref without a commit, ...).
     unknown: tuple[str, ...] = ()
+    #: The context paths read exactly: ``paths`` without the sources that use a variable.
+    exact: tuple[str, ...] = ()
 
 
 def _mounts(instruction: Instruction) -> list[dict[str, str]]:
@@ -538,6 +561,7 @@ def stage_sources(stage: Stage, keys: set[str], args: Mapping[str, str] | None =
     images: list[str] = []
     urls: list[Url] = []
     unknown: list[str] = []
+    exact: list[str] = []
     base = _expand(stage.base, args)
     if base.lower() not in keys and base.lower() != "scratch":
         images.append(base)
@@ -560,8 +584,14 @@ def stage_sources(stage: Stage, keys: set[str], args: Mapping[str, str] | None =
                 continue
             plain = unquote(src, stage.escape)
             paths.append("." if plain is None else plain)
+            if plain is not None:
+                exact.append(plain)
         elif source_from.lower() not in keys:
             images.append(source_from)
     return Sources(
-        tuple(dict.fromkeys(paths)), tuple(dict.fromkeys(images)), tuple(dict.fromkeys(urls)), tuple(unknown)
+        tuple(dict.fromkeys(paths)),
+        tuple(dict.fromkeys(images)),
+        tuple(dict.fromkeys(urls)),
+        tuple(unknown),
+        tuple(dict.fromkeys(exact)),
     )

@@ -126,7 +126,10 @@ def _read(
         images += [i for i in sources.images if i != base]
         urls += sources.urls
         unknown += sources.unknown
-        read = configured[stage.name] if stage.name and stage.name in configured else sources.paths
+        # declared inputs add to what the stage is seen to read, and stand in only for
+        # sources with a variable in them, which cannot be read exactly
+        declared = configured.get(stage.name) if stage.name else None
+        read = sources.paths if declared is None else [*sources.exact, *declared]
         patterns += read
         if stage.key != target.stage.lower() or not _only_copied(stage):
             below += read
@@ -176,9 +179,13 @@ def fingerprints(
     parsed = dockerfile.parse(project.dockerfile_text)
     preamble, stages = dockerfile.split_stages(parsed)
     keys = {s.key for s in stages} | {str(s.index) for s in stages}
-    defaults = dockerfile.arg_defaults(preamble, parsed.escape)
     preamble_text = dockerfile.preamble_text(parsed)
-    reads = {t.id: _read(t, stages, keys, {**defaults, **args[t.id]}, project.inputs, preamble_text) for t in targets}
+    reads = {
+        t.id: _read(
+            t, stages, keys, dockerfile.global_args(preamble, parsed.escape, args[t.id]), project.inputs, preamble_text
+        )
+        for t in targets
+    }
 
     # images and ADD URLs are looked up while the context is read (a configuration error
     # found in the context does not wait for the network)

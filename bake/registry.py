@@ -42,6 +42,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bake import logs, retry
+from bake.reference import DOCKER_IO, InvalidReference, split
+
+__all__ = ["DOCKER_IO", "InvalidReference"]
 
 MANIFEST_TYPES = ", ".join(
     [
@@ -79,33 +82,49 @@ class RegistryError(Exception):
 
 @dataclass(frozen=True)
 class Reference:
-    host: str
+    """An image reference: where its registry is, the repository, and a tag or a digest."""
+
+    host: str  # where requests go: registry-1.docker.io for docker.io
     repository: str
-    reference: str  # a tag or a digest
+    reference: str  # the digest when there is one, else the tag
     scheme: str = ""  # "http" or "https" when known (a mirror's URL); else chosen by host
+    tag: str = ""  # a tag written together with a digest: the digest decides, the tag is a name
+
+    @property
+    def digest(self) -> str:
+        """The digest the reference pins, or ``""`` (a tag never has a ``:``)."""
+        return self.reference if ":" in self.reference else ""
+
+    @property
+    def domain(self) -> str:
+        """The registry as docker names it (``docker.io``, not the host its API is on)."""
+        return DOCKER_IO if self.host == DOCKER_HUB else self.host
+
+    @property
+    def canonical(self) -> str:
+        """The fully qualified reference, as ``docker buildx imagetools inspect`` names it."""
+        name = f"{self.domain}/{self.repository}"
+        if not self.digest:
+            return f"{name}:{self.reference}"
+        return f"{name}:{self.tag}@{self.digest}" if self.tag else f"{name}@{self.digest}"
 
     def __str__(self) -> str:
-        separator = "@" if self.reference.startswith("sha256:") else ":"
-        return f"{self.host}/{self.repository}{separator}{self.reference}"
+        name = f"{self.host}/{self.repository}"
+        if not self.digest:
+            return f"{name}:{self.reference}"
+        return f"{name}:{self.tag}@{self.digest}" if self.tag else f"{name}@{self.digest}"
 
     @classmethod
     def parse(cls, ref: str) -> Reference:
-        """``[host/]repo[:tag|@digest]`` the way docker reads it (Docker Hub by default)."""
-        name, reference = ref, "latest"
-        if "@" in name:
-            name, reference = name.split("@", 1)
-        elif ":" in name.rsplit("/", 1)[-1]:
-            name, reference = name.rsplit(":", 1)
-        first, _, rest = name.partition("/")
-        if rest and ("." in first or ":" in first or first == "localhost"):
-            host, repository = first, rest
-        else:
-            host, repository = DOCKER_HUB, name
-        if host in ("docker.io", "index.docker.io"):
-            host = DOCKER_HUB
-        if host == DOCKER_HUB and "/" not in repository:
-            repository = f"library/{repository}"
-        return cls(host, repository, reference)
+        """``[host[:port]/]path[:tag][@digest]`` the way docker reads it: Docker Hub by
+        default (``python`` is ``docker.io/library/python``), ``latest`` without a tag or
+        digest, and a digest, when there is one, names the image (the tag beside it does
+        not). Raises :class:`InvalidReference` saying what is wrong."""
+        domain, path, tag, digest = split(ref)
+        host = DOCKER_HUB if domain == DOCKER_IO else domain
+        if digest:
+            return cls(host, path, digest, tag=tag)
+        return cls(host, path, tag or "latest")
 
 
 @dataclass(frozen=True)
@@ -276,6 +295,7 @@ class Client:
         headers: dict[str, str],
     ) -> tuple[int, dict[str, str], bytes]:
         key = (ref.host, ref.repository, actions)
+        log.debug("registry request", method=method, url=self._url(ref, what))
         for attempt in (1, 2):
             request = urllib.request.Request(self._url(ref, what), data=body, method=method, headers=dict(headers))
             with self.lock:
@@ -367,6 +387,9 @@ def via_mirror(ref: Reference, mirror: str) -> Reference | None:
     return Reference(parts.netloc, ref.repository, ref.reference, parts.scheme)
 
 
+_NO_SUCH_HOST_RE = re.compile(r"Name or service not known|no such host|nodename nor servname provided", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class Answer:
     """What one place asked for a base image answered: a digest, "not found", or an error."""
@@ -382,6 +405,16 @@ class Resolution:
     ref: str
     digest: str | None
     answers: tuple[Answer, ...]
+
+    @property
+    def missing(self) -> bool:
+        """Whether the image surely does not exist: a registry said "not found", the engine
+        has no such image, and nothing else answered but that or "no such host" (a name
+        no DNS knows, not a failure to ask it). A network error on the way is never this."""
+        said = [a.said for a in self.answers]
+        if self.digest or "not found" not in said:
+            return False
+        return all(s in ("not found", "no such image") or _NO_SUCH_HOST_RE.search(s) for s in said)
 
     def reason(self) -> str:
         """Why there is no digest: each place asked and its answer, and what to do."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from bake import auth, inputs, logs, registry, retry
@@ -116,10 +116,10 @@ def _said(exc: Exception) -> str:
 def resolve_base(ref: str, platform: str | None = None) -> registry.Resolution:
     """A base image's digest the way the engine pulls it, with every answer on the way.
 
-    A docker.io name is asked of the engine's registry mirrors first, then of its own
-    registry (over HTTP, else through buildx), and last the local engine's image ID.
-    With ``platform``, a multi-platform image resolves to that platform's child
-    (:func:`resolve_platform`).
+    A reference with a digest is that digest, asked of no one. A docker.io name is asked
+    of the engine's registry mirrors first, then of its own registry (over HTTP, else
+    through buildx), and last the local engine's image ID. With ``platform``, a
+    multi-platform image resolves to that platform's child (:func:`resolve_platform`).
     """
     answers: list[registry.Answer] = []
 
@@ -135,7 +135,13 @@ def resolve_base(ref: str, platform: str | None = None) -> registry.Resolution:
                 digest = child
         return registry.Resolution(ref, digest, tuple(answers))
 
-    parsed = registry.Reference.parse(ref)
+    try:
+        parsed = registry.Reference.parse(ref)
+    except registry.InvalidReference as exc:
+        return registry.Resolution(ref, None, (registry.Answer(ref, f"not an image reference: {exc}"),))
+    if parsed.digest:  # the reference names its image: nothing to ask, nothing that can change
+        log.debug("pinned by digest, not looked up", image=ref, digest=parsed.digest)
+        return registry.Resolution(ref, parsed.digest, (registry.Answer(ref, "pinned by digest"),))
     if parsed.host == registry.DOCKER_HUB:
         mirrors, problem = engine_mirrors()
         if problem:
@@ -190,6 +196,8 @@ class Fingerprints:
 
     values: dict[str, Fingerprint]
     missing: dict[str, str]
+    #: every image reference that was resolved, and what was found
+    resolutions: dict[str, registry.Resolution] = field(default_factory=dict)
 
 
 def compute(
@@ -205,19 +213,22 @@ def compute(
     ``platforms``, the fingerprints of each platform's images (keyed ``TARGET__OS-ARCH``):
     every image resolved to its child for that platform, and that platform alone hashed."""
 
+    resolutions: dict[str, registry.Resolution] = {}
+
     def resolve(ref: str) -> tuple[str | None, str]:
-        found = resolve_base(ref)
+        found = resolutions[ref] = resolve_base(ref)
         return found.digest, found.reason() if found.digest is None else ""
 
     def resolve_for(ref: str, platform: str) -> tuple[str | None, str]:
         found = resolve_platform(ref, platform)
+        resolutions.setdefault(ref, found)
         return found.digest, found.reason() if found.digest is None else ""
 
     memo = state.blob_memo() if state is not None else None
     values, missing = inputs.fingerprints(
         project, targets, args, resolve=resolve, memo_file=memo, platforms=platforms, resolve_platform=resolve_for
     )
-    return Fingerprints(values, missing)
+    return Fingerprints(values, missing, resolutions)
 
 
 # -- the local record -----------------------------------------------------------------------

@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING
 from bake import cache, ci, config, display, logs, naming, platforms, registry, report, reuse
 from bake.args import Args, Output, fingerprints
 from bake.engine import git, images, process
-from bake.errors import BuildFailed, EnvironmentProblem, Interrupted, StateFolderError, UsageError
+from bake.errors import BuildFailed, ConfigError, EnvironmentProblem, Interrupted, StateFolderError, UsageError
 from bake.files import write_atomic
 from bake.plan import Plan, Selection, Target, build_args, build_plan, matrix, select
 from bake.pool import parallel
+from bake.redact import redact
 from bake.state import State
 
 if TYPE_CHECKING:
@@ -204,13 +205,33 @@ def fingerprint(run: Run) -> None:
         return
     quiet = args.command in ("build", "warm") and run.output == "load"  # recorded for status, not used by this build
     # the engine's mirrors (for docker.io base images) are asked while the context is read
-    if any(registry.Reference.parse(build_args(run.project, t)["BASE_IMAGE"]).host == registry.DOCKER_HUB
-           for t in run.targets):  # fmt: skip
+    bases = [registry.Reference.parse(build_args(run.project, t)["BASE_IMAGE"]) for t in run.targets]
+    if any(b.host == registry.DOCKER_HUB and not b.digest for b in bases):
         threading.Thread(target=reuse.engine_mirrors, name="mirrors", daemon=True).start()
     fps = platforms.fingerprints(run.project, run.targets, run.state, run.platforms)
     for target, why in fps.missing.items():
         (log.debug if quiet else log.warning)("no fingerprint", target=target, reason=why)
     run.fingerprints = fps
+
+
+def check_images(run: Run) -> None:
+    """An image the Dockerfile names that surely does not exist is exit 2 naming its line,
+    before anything is built: BuildKit would fail on it, and no retry could help. (plan
+    and status report such an image as the reason a target has no fingerprint.)"""
+    from bake import dockerfile_check
+
+    project = run.project
+    resolutions = dict(run.fingerprints.resolutions) if run.fingerprints else {}
+    metas = [build_args(project, t) for t in run.targets]
+    stages = sorted({t.stage for t in run.targets})
+    if not resolutions:  # a push without reuse, or cache only: resolved for nothing else
+        refs = sorted(dockerfile_check.image_lines(project.dockerfile_text, metas, stages))
+        resolutions = dict(zip(refs, parallel(reuse.resolve_base, refs), strict=True))
+    missing = {ref: r for ref, r in resolutions.items() if r.missing}
+    problem = dockerfile_check.missing_image(project.dockerfile_text, metas, stages, missing) if missing else None
+    if problem is not None:
+        shown = os.path.relpath(project.root / project.config.dockerfile)
+        raise ConfigError(redact(f"{shown}:{problem.line}: {problem.message}."))
 
 
 def plan(run: Run) -> None:
@@ -579,6 +600,8 @@ def doctor(run: Run) -> None:
             rows.append(["", "", f"fix: {check.fix}"])
     sys.stdout.write(report.align(rows, last_free=True))
     failed = [c for c in found if not c.ok]
+    if any(c.name == "config" for c in failed):  # bad input is exit 2, as from every other command
+        raise ConfigError(f"{len(failed)} of {len(found)} checks failed, the configuration among them.")
     if failed:
         raise EnvironmentProblem(f"{len(failed)} of {len(found)} checks failed.")
 
@@ -619,6 +642,7 @@ BUILD: tuple[Step, ...] = (
     choose_platforms,
     check_outputs,
     fingerprint,
+    check_images,
     plan,
     reuse_images,
     trim_cache,

@@ -152,16 +152,31 @@ class Project:
         return {}  # the default base image, python:{python}-slim, as a user has it
 
     @classmethod
-    def create(cls, root: Path, registry: str, image: str, dockerfile: str, stages: tuple[str, ...]) -> Project:
+    def create(
+        cls,
+        root: Path,
+        registry: str,
+        image: str,
+        dockerfile: str,
+        stages: tuple[str, ...],
+        inputs: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> Project:
+        """``inputs``: declared inputs per stage (the stages then become tables); the
+        ``[tool.bake-ci]`` table comes last, so that a case can append keys to it."""
         (root / "ctx").mkdir(parents=True)
         stage_list = ", ".join(json.dumps(s) for s in stages)
+        tables = ""
+        if inputs is not None:
+            for stage in stages:
+                globs = ", ".join(json.dumps(g) for g in inputs.get(stage, ()))
+                tables += f"[tool.bake-ci.stages.{stage}]\n" + (f"inputs = [{globs}]\n" if stage in inputs else "")
         (root / "pyproject.toml").write_text(
-            "[tool.bake-ci]\n"
+            tables + "[tool.bake-ci]\n"
             f'image = "{image}"\n'
             f'registry = "{registry}"\n'
             f'python = ["{PYTHON}"]\n'
-            f"stages = [{stage_list}]\n"
-            'context = "ctx"\n'
+            + ("" if inputs is not None else f"stages = [{stage_list}]\n")
+            + 'context = "ctx"\n'
             'dockerfile = "ctx/Dockerfile"\n'
         )
         (root / "ctx" / "Dockerfile").write_text(PREAMBLE + dockerfile)

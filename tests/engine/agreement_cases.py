@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tarfile
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .agreement import _ACCEPT as ACCEPT
 from .agreement import FileServer, push_scratch_image
+from .conftest import REGISTRY
 
 APP = "FROM ${BASE_IMAGE} AS app\nWORKDIR /app\n"
 REBUILD, SAME = "rebuild", "same"
@@ -44,6 +48,8 @@ class Case:
     setup: Callable[[CaseEnv], None] | None = None
     stages: tuple[str, ...] = ("app",)
     waste_ok: str = ""
+    #: declared ``inputs`` per stage (``[tool.bake-ci.stages.NAME]``)
+    inputs: dict[str, tuple[str, ...]] | None = None
 
     def render(self, env: CaseEnv) -> str:
         return self.dockerfile.replace("@URL@", env.server.base).replace("@SRC@", env.src_image)
@@ -137,6 +143,63 @@ def src_image(text: str) -> Callable[[CaseEnv], None]:
 
 def nothing(env: CaseEnv) -> None:
     pass
+
+
+def _digest(ref: str) -> str:
+    """The digest the registry gives ``ref`` (``localhost:5000/NAME:TAG``)."""
+    name, _, tag = ref.removeprefix(f"{REGISTRY}/").rpartition(":")
+    request = urllib.request.Request(
+        f"http://{REGISTRY}/v2/{name}/manifests/{tag}", method="HEAD", headers={"Accept": ACCEPT}
+    )
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        return str(resp.headers["Docker-Content-Digest"])
+
+
+def _set_base(env: CaseEnv, pinned: str) -> None:
+    config = env.ctx.parent / "pyproject.toml"
+    lines = [line for line in config.read_text().splitlines() if not line.startswith("base-image =")]
+    config.write_text("\n".join([*lines, f'base-image = "{pinned}"']) + "\n")
+
+
+def pin_base(text: str) -> Callable[[CaseEnv], None]:
+    """Push an image with ``text`` as the case's own image, and pin base-image to its digest
+    (as Renovate writes it: the tag and the digest)."""
+
+    def apply(env: CaseEnv) -> None:
+        src_image(text)(env)
+        _set_base(env, f"{env.src_image}@{_digest(env.src_image)}")
+
+    return apply
+
+
+def base_tag(text: str) -> Callable[[CaseEnv], None]:
+    """Push an image with ``text`` as the case's own image, and make base-image its tag."""
+
+    def apply(env: CaseEnv) -> None:
+        src_image(text)(env)
+        _set_base(env, env.src_image)
+
+    return apply
+
+
+def pin_in_dockerfile(text: str) -> Callable[[CaseEnv], None]:
+    """Push an image with ``text`` as the case's own image, and write its tag@digest where
+    the Dockerfile says @PIN@ (or where the previous pin was)."""
+
+    def apply(env: CaseEnv) -> None:
+        src_image(text)(env)
+        dockerfile = env.ctx / "Dockerfile"
+        pinned = f"{env.src_image}@{_digest(env.src_image)}"
+        dockerfile.write_text(
+            re.sub(r"@PIN@|" + re.escape(env.src_image) + r"@sha256:[0-9a-f]{64}", pinned, dockerfile.read_text())
+        )
+
+    return apply
+
+
+def repush_base(text: str) -> Callable[[CaseEnv], None]:
+    """Push other content under the pinned base's tag; the pin stays."""
+    return src_image(text)
 
 
 # -- the cases ----------------------------------------------------------------------------------
@@ -430,6 +493,127 @@ CASES: list[Case] = [
         setup=src_image("version 1\n"),
     ),
     *_url_cases(),
+    # declared inputs add to what a stage copies
+    Case(
+        "declared-inputs-copied-file-edit",
+        APP + "COPY requirements.txt constraints.txt /app/\n",
+        {"requirements.txt": "idna\n", "constraints.txt": "idna<4\n"},
+        "constraints.txt (copied, left out of inputs = [requirements.txt]) edited",
+        edit("constraints.txt"),
+        REBUILD,
+        inputs={"app": ("requirements.txt",)},
+    ),
+    Case(
+        "declared-inputs-other-edit",
+        APP + "COPY requirements.txt constraints.txt /app/\n",
+        {"requirements.txt": "idna\n", "constraints.txt": "idna<4\n", "notes.md": "n\n"},
+        "notes.md (neither copied nor declared) edited",
+        edit("notes.md"),
+        SAME,
+        inputs={"app": ("requirements.txt",)},
+    ),
+    Case(
+        "declared-inputs-declared-only-edit",
+        APP + "COPY requirements.txt /app/\n",
+        {"requirements.txt": "idna\n", "setup.cfg": "[x]\n"},
+        "setup.cfg (declared in inputs, never copied) edited",
+        edit("setup.cfg"),
+        SAME,
+        inputs={"app": ("requirements.txt", "setup.cfg")},
+        waste_ok="the project declared setup.cfg an input: bake-ci takes its word",
+    ),
+    Case(
+        "declared-inputs-variable-source-edit",
+        APP + "ARG REQS=requirements.txt\nCOPY ${REQS} /app/\n",
+        {"requirements.txt": "idna\n", "notes.md": "n\n"},
+        "requirements.txt (what ${REQS} names, declared in inputs) edited",
+        edit("requirements.txt"),
+        REBUILD,
+        inputs={"app": ("requirements.txt",)},
+    ),
+    Case(
+        "declared-inputs-variable-source-other-edit",
+        APP + "ARG REQS=requirements.txt\nCOPY ${REQS} /app/\n",
+        {"requirements.txt": "idna\n", "notes.md": "n\n"},
+        "notes.md (neither what ${REQS} names nor declared) edited",
+        edit("notes.md"),
+        SAME,
+        inputs={"app": ("requirements.txt",)},
+    ),
+    Case(
+        "declared-inputs-from-stage-edit",
+        "FROM ${BASE_IMAGE} AS lib\nCOPY lib.txt /lib/\n" + APP + "COPY --from=lib /lib/lib.txt .\nCOPY a.txt .\n",
+        {"lib.txt": "l\n", "a.txt": "a\n"},
+        "lib.txt (copied by stage lib, which app copies from; app declares inputs = [a.txt]) edited",
+        edit("lib.txt"),
+        REBUILD,
+        stages=("lib", "app"),
+        inputs={"app": ("a.txt",)},
+    ),
+    # base images pinned by digest
+    Case(
+        "base-pinned-by-digest-bumped",
+        APP + "COPY a.txt .\n",
+        {"a.txt": "a\n"},
+        "base-image's digest pin moved to another image (tag@digest, as Renovate writes it)",
+        pin_base("base version 2\n"),
+        REBUILD,
+        setup=pin_base("base version 1\n"),
+    ),
+    Case(
+        "base-tag-re-pushed-while-pinned-by-digest",
+        APP + "COPY a.txt .\n",
+        {"a.txt": "a\n"},
+        "the pinned base's tag re-pushed with other content (the pin names the old digest)",
+        repush_base("base version 2\n"),
+        SAME,
+        setup=pin_base("base version 1\n"),
+    ),
+    Case(
+        "base-pinned-by-digest-file-edit",
+        APP + "COPY a.txt .\n",
+        {"a.txt": "a\n"},
+        "a.txt edited (base pinned by digest)",
+        edit("a.txt"),
+        REBUILD,
+        setup=pin_base("base version 1\n"),
+    ),
+    Case(
+        "copy-from-image-pinned-tag-re-pushed",
+        APP + "COPY --from=@PIN@ /data.txt .\n",
+        {},
+        "the image COPY --from pins by tag@digest re-pushed under its tag (the pin stays)",
+        src_image("version 2\n"),
+        SAME,
+        setup=pin_in_dockerfile("version 1\n"),
+    ),
+    Case(
+        "copy-from-image-pinned-bumped",
+        APP + "COPY --from=@PIN@ /data.txt .\n",
+        {},
+        "the digest COPY --from pins moved to other content",
+        pin_in_dockerfile("version 2\n"),
+        REBUILD,
+        setup=pin_in_dockerfile("version 1\n"),
+    ),
+    # a FROM reached through a global ARG whose default uses BASE_IMAGE
+    Case(
+        "from-arg-default-of-base-image-edit",
+        "ARG IMG=${BASE_IMAGE}\nFROM ${IMG} AS app\nWORKDIR /app\nCOPY a.txt .\n",
+        {"a.txt": "a\n"},
+        "a.txt edited (FROM ${IMG}, ARG IMG=${BASE_IMAGE})",
+        edit("a.txt"),
+        REBUILD,
+    ),
+    Case(
+        "from-arg-default-of-base-image-repushed",
+        "ARG IMG=${BASE_IMAGE}\nFROM ${IMG} AS app\nWORKDIR /app\nCOPY a.txt .\n",
+        {"a.txt": "a\n"},
+        "the base's tag re-pushed (FROM ${IMG}, ARG IMG=${BASE_IMAGE}, base-image a tag)",
+        src_image("base version 2\n"),
+        REBUILD,
+        setup=base_tag("base version 1\n"),
+    ),
 ]
 
 assert len({c.name for c in CASES}) == len(CASES), "case names must be unique"

@@ -49,7 +49,7 @@ def summary() -> Iterator[Summary]:
 def run_case(case: Case, registry: str, server: FileServer, tmp: Path) -> Verdict:
     """Build the case's project, apply its change, and judge bake-ci's verdict on it."""
     env = CaseEnv(tmp / "p" / "ctx", server, f"{registry}/agreement/src-{case.name}:1", tmp / "work")
-    project = Project.create(tmp / "p", registry, f"agreement/{case.name}", case.render(env), case.stages)
+    project = Project.create(tmp / "p", registry, f"agreement/{case.name}", case.render(env), case.stages, case.inputs)
     for path, text in case.files.items():
         (project.ctx / path).parent.mkdir(parents=True, exist_ok=True)
         (project.ctx / path).write_text(text)

@@ -98,7 +98,7 @@ def test_config_option(tmp_path, monkeypatch: pytest.MonkeyPatch, cli) -> None:
     sub = tmp_path / "app"
     sub.mkdir()
     (sub / "pyproject.toml").write_text(TOML, encoding="utf-8")
-    (sub / "Dockerfile").write_text("FROM python AS deps\nFROM deps AS ci\n", encoding="utf-8")
+    (sub / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE} AS deps\nFROM deps AS ci\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     run = cli("matrix", "--config", "app/pyproject.toml")
     assert run.rc == 0, run.err

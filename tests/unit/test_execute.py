@@ -118,7 +118,7 @@ class FakeBake:
 
 @pytest.fixture
 def plan(project: MakeProject) -> Plan:
-    root = project(TOML, dockerfile="FROM python:3.11-slim AS ci\nRUN make\n")
+    root = project(TOML, dockerfile="ARG BASE_IMAGE\nFROM ${BASE_IMAGE} AS ci\nRUN make\n")
     proj = config.load(root / "pyproject.toml", {})
     return build_plan(proj, matrix(proj), branch="main", sha=None, output="push")
 

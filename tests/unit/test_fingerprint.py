@@ -458,26 +458,77 @@ inputs = ["requirements*.txt"]
 
 
 @pytest.mark.parametrize("configured", [True, False])
-def test_configured_inputs_restrict_a_stages_files(
+def test_configured_inputs_never_narrow_what_a_stage_copies(
     project: MakeProject, resolver: FakeResolver, configured: bool
 ) -> None:
+    # deps copies the whole context: inputs = ["requirements*.txt"] cannot take files away,
+    # BuildKit rebuilds deps when any of them changes
     toml = CONFIGURED if configured else CONFIGURED.replace('inputs = ["requirements*.txt"]', "")
     root = project(toml, dockerfile=DEPS_COPIES_ALL, files={**FILES_OF_PROJECT, "requirements-dev.txt": "pytest\n"})
     before = fingerprints(root)
     deps_files = sorted(p for p in before.values["deps-py312"].parts if p.startswith("file:"))
-    if configured:
-        assert deps_files == ["file:requirements-dev.txt", "file:requirements.txt"]
-    else:  # without inputs, deps reads what it COPYs: the whole context
-        assert "file:src/app/main.py" in deps_files
+    assert "file:src/app/main.py" in deps_files
+    assert "file:requirements-dev.txt" in deps_files
 
     (root / "src" / "app" / "main.py").write_text("print('changed')\n", encoding="utf-8")
     after_code = fingerprints(root)
     code = ["src/app/main.py"]
-    assert changed(before, after_code) == ({"ci-py312": code} if configured else {"ci-py312": code, "deps-py312": code})
+    assert changed(before, after_code) == {"ci-py312": code, "deps-py312": code}
 
     (root / "requirements-dev.txt").write_text("pytest==8\n", encoding="utf-8")
     dev = ["requirements-dev.txt"]
     assert changed(after_code, fingerprints(root)) == {"ci-py312": dev, "deps-py312": dev}
+
+
+DEPS_COPIES_TWO = """\
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE} AS deps
+COPY requirements.txt constraints.txt /app/
+RUN pip install -r /app/requirements.txt -c /app/constraints.txt
+"""
+
+DEPS_COPIES_A_VARIABLE = """\
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE} AS deps
+ARG REQS=requirements.txt
+COPY ${REQS} constraints.txt /app/
+"""
+
+DECLARED = """\
+[tool.bake-ci]
+image = "acme/app-ci"
+python = ["3.12"]
+
+[tool.bake-ci.stages.deps]
+inputs = ["requirements.txt", "tests/*.py"]
+"""
+
+
+def test_a_copied_file_counts_though_declared_inputs_leave_it_out(project: MakeProject, resolver: FakeResolver) -> None:
+    files = {**FILES_OF_PROJECT, "constraints.txt": "idna<4\n"}
+    root = project(DECLARED, dockerfile=DEPS_COPIES_TWO, files=files)
+    before = fingerprints(root)
+    deps_files = sorted(p for p in before.values["deps-py312"].parts if p.startswith("file:"))
+    # what COPY names, plus what inputs adds (tests/*.py), nothing else
+    assert deps_files == ["file:constraints.txt", "file:requirements.txt", "file:tests/test_app.py"]
+    (root / "constraints.txt").write_text("idna<3\n", encoding="utf-8")
+    assert changed(before, fingerprints(root)) == {"deps-py312": ["constraints.txt"]}
+
+
+def test_declared_inputs_stand_in_only_for_a_source_with_a_variable(
+    project: MakeProject, resolver: FakeResolver
+) -> None:
+    files = {**FILES_OF_PROJECT, "constraints.txt": "idna<4\n"}
+    root = project(DECLARED, dockerfile=DEPS_COPIES_A_VARIABLE, files=files)
+    deps_files = sorted(p for p in fingerprints(root).values["deps-py312"].parts if p.startswith("file:"))
+    assert deps_files == ["file:constraints.txt", "file:requirements.txt", "file:tests/test_app.py"]
+    # without inputs, the source with a variable stands for the whole context
+    root = project(
+        DECLARED.replace('inputs = ["requirements.txt", "tests/*.py"]', ""),
+        dockerfile=DEPS_COPIES_A_VARIABLE,
+        files=files,
+    )
+    assert "file:src/app/main.py" in fingerprints(root).values["deps-py312"].parts
 
 
 def test_another_base_image_digest_changes_every_target(project: MakeProject, resolver: FakeResolver) -> None:

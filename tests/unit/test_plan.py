@@ -262,7 +262,10 @@ def test_dockerfile_is_relative_to_the_context(project, cli) -> None:
     case = Case(
         LOCAL + 'context = "app"\ndockerfile = "docker/ci.Dockerfile"\n',
         ("--load", "--branch", "main"),
-        files={"app/main.py": "", "docker/ci.Dockerfile": "FROM python AS deps\nFROM deps AS ci\n"},
+        files={
+            "app/main.py": "",
+            "docker/ci.Dockerfile": "ARG BASE_IMAGE\nFROM ${BASE_IMAGE} AS deps\nFROM deps AS ci\n",
+        },
     )
     target = json.loads(_plan(project, cli, case))["target"]["ci-py312"]
     assert (target["context"], target["dockerfile"]) == ("app", "../docker/ci.Dockerfile")
@@ -280,7 +283,7 @@ def test_every_tag_is_valid_for_long_branch_names(project, cli) -> None:
 @pytest.mark.parametrize("length", [60, 116, 125])
 def test_long_stage_names_give_valid_tags_or_a_config_error(project, cli, length: int) -> None:
     stage = "s" * length
-    project(REGISTRY + f'stages = ["{stage}"]\n', dockerfile=f"FROM python AS {stage}\n")
+    project(REGISTRY + f'stages = ["{stage}"]\n', dockerfile=f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}} AS {stage}\n")
     run = cli("plan", "--push", "--no-reuse", "--branch", "main", env=ENV)  # must not raise
     if run.rc == 2:
         assert "tool.bake-ci.stages" in run.err

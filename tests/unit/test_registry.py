@@ -109,7 +109,7 @@ def test_an_unreachable_registry_is_an_error() -> None:
         ("python:3.12-slim", Reference("registry-1.docker.io", "library/python", "3.12-slim")),
         ("docker.io/acme/app", Reference("registry-1.docker.io", "acme/app", "latest")),
         ("localhost:5000/a/b:t", Reference("localhost:5000", "a/b", "t")),
-        ("ghcr.io/acme/app-ci@sha256:ab", Reference("ghcr.io", "acme/app-ci", "sha256:ab")),
+        ("ghcr.io/acme/app-ci@sha256:" + "ab" * 32, Reference("ghcr.io", "acme/app-ci", "sha256:" + "ab" * 32)),
         ("acme/app:1", Reference("registry-1.docker.io", "acme/app", "1")),
     ],
 )

@@ -138,6 +138,17 @@ def test_what_the_mirror_lacks_comes_from_docker_io(world: World) -> None:
     assert world.mirror.asked == ["/v2/library/python/manifests/3.13-slim"]
 
 
+@pytest.mark.parametrize("name", ["python:3.11-slim@{d}", "python@{d}", "localhost:5000/library/python:3.11-slim@{d}"])
+def test_a_reference_with_a_digest_is_that_digest_and_nothing_is_asked(world: World, name: str) -> None:
+    pinned = digest(manifest("pinned"))
+    world.mirror.manifests["library/python:3.11-slim"] = manifest("the tag moved on")
+    world.local[name.format(d=pinned)] = "sha256:" + "e" * 64
+    resolution = reuse.resolve_base(name.format(d=pinned))
+    assert resolution.digest == pinned
+    assert world.mirror.asked == []
+    assert world.hub.asked == []
+
+
 def test_an_image_no_registry_has_falls_back_to_the_local_engine(world: World) -> None:
     world.local["python:3.13-slim"] = "sha256:" + "e" * 64
     assert reuse.resolve_base("python:3.13-slim").digest == "sha256:" + "e" * 64

@@ -126,7 +126,7 @@ def test_a_fingerprint_record_that_does_not_fit_is_a_state_folder_error_and_no_h
 def plan(project: MakeProject) -> Plan:
     root = project(
         '[tool.bake-ci]\nimage = "acme/app-ci"\nregistry = "registry.example/acme"\npython = ["3.11", "3.12"]\n',
-        dockerfile="FROM python:3.11-slim AS ci\nRUN make\n",
+        dockerfile="ARG BASE_IMAGE\nFROM ${BASE_IMAGE} AS ci\nRUN make\n",
     )
     proj = config.load(root / "pyproject.toml", {})
     return build_plan(proj, matrix(proj), branch="main", sha=None, output="push")
