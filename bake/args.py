@@ -42,6 +42,15 @@ class Args:
     pull: bool = False
     json: bool = False
     state_dir: Path | None = None
+    # gc
+    apply: bool = False
+    grace: str | None = None
+    branch_days: float | None = None
+    pr_days: float | None = None
+    commit_days: float | None = None
+    keep_fingerprints: int | None = None
+    branches_file: Path | None = None
+    remote: str | None = None
 
     @property
     def warm(self) -> bool:

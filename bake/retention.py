@@ -88,6 +88,8 @@ class Facts:
     commits: Mapping[str, float] = field(default_factory=dict)
     #: 7-character prefixes of the live branches' head commits.
     heads: frozenset[str] = frozenset()
+    #: 7-character prefixes of every commit reachable from a live branch (None: unknown).
+    reachable: frozenset[str] | None = None
     #: cache fingerprint tag -> the image fingerprint tag it was written for.
     cache_of: Mapping[str, str] = field(default_factory=dict)
 
@@ -276,6 +278,8 @@ def _commit(ref: Ref, sha: str, facts: Facts, settings: Settings) -> Verdict:
     if sha in facts.heads:
         return Verdict(ref, "commit", True, f"commit {sha} is the head of a live branch")
     when, source = facts.commits.get(sha), "committed"
+    if when is not None and facts.reachable is not None and sha not in facts.reachable:
+        return _graced(ref, "commit", f"commit {sha} is on no live branch", facts, settings)
     if when is None:
         when, source = ref.written, "built"
     if when is None:

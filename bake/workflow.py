@@ -478,6 +478,13 @@ def doctor(run: Run) -> None:
         raise EnvironmentProblem(f"{len(failed)} of {len(found)} checks failed.")
 
 
+def collect(run: Run) -> None:
+    """Judge every ref of the image and cache repositories; delete what goes with --apply."""
+    from bake.gc import run_gc
+
+    run_gc(run.project, run.args, run.context)
+
+
 BUILD: tuple[Step, ...] = (
     load,
     select_targets,
@@ -520,6 +527,7 @@ COMMANDS: dict[str, tuple[Step, ...]] = {
         pull,
     ),
     "doctor": (doctor,),
+    "gc": (load, collect),
 }
 
 

@@ -92,3 +92,17 @@ def commit_times(names: Sequence[str], cwd: Path) -> dict[str, float]:
         if when.strip().isdigit():
             times[sha] = float(when)
     return {name: times[sha] for name, sha in full.items() if sha in times}
+
+
+def reachable(heads: Sequence[str], cwd: Path) -> set[str] | None:
+    """Every commit reachable from ``heads`` (full hashes; heads git does not have are
+    skipped), or None when git knows none of them."""
+    known = commit_times(list(heads), cwd)
+    if not known:
+        return None
+    full = process.run(["git", "cat-file", "--batch-check=%(objectname)"], cwd=cwd, input="\n".join(known) + "\n")
+    try:
+        out = process.run(["git", "rev-list", *full.split()], cwd=cwd)
+    except process.CommandFailed:
+        return None
+    return set(out.split())
