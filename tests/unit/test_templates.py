@@ -233,6 +233,18 @@ def test_github_nightly_warms() -> None:
     assert "warm" in {c.args.command for c in commands(name)}
 
 
+@pytest.mark.parametrize("name", ["github-nightly.yml", "gitlab-ci.yml"])
+def test_nightly_runs_gc_apply_after_warm(name: str) -> None:
+    found = commands(name)
+    warm = [i for i, c in enumerate(found) if c.args.command == "warm"]
+    gcs = [i for i, c in enumerate(found) if c.args.command == "gc"]
+    assert warm, f"{name}: no warm"
+    assert gcs, f"{name}: no gc"
+    assert all(found[i].args.apply for i in gcs), [found[i].line for i in gcs]
+    assert found[gcs[0]].job == found[warm[0]].job, f"{name}: gc and warm in different jobs"
+    assert gcs[0] > warm[0], f"{name}: gc must follow warm"
+
+
 def test_gitlab_build_and_warm_jobs() -> None:
     name = "gitlab-ci.yml"
     document = load(name)
