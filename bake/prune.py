@@ -265,16 +265,23 @@ def survey(reg: Registry, repos: Mapping[Repo, registry.Reference], prefixes: Se
                     if first_image is None and reference != "attestation-manifest":
                         first_image = digest
             for child in sorted(children):
-                sub = reg.manifest(repo, child)
-                if sub is None:
-                    continue
-                child_written, child_label, _ = walk(kind, sub)
-                blobs.update(out.blobs.get(child, {}))
+                with lock:
+                    known = facts.get(child)
+                if known is None:
+                    sub = reg.manifest(repo, child)
+                    if sub is None:
+                        continue
+                    known = walk(kind, sub)
+                    with lock:
+                        facts[child] = known
+                child_written, child_label, _ = known
+                with lock:
+                    blobs.update(out.blobs.get(child, {}))
                 if child == first_image:
                     written, label = child_written, child_label
-            known = [s for s in stamps if s is not None]
-            if known and written is None:
-                written = max(known)  # a cache manifest: its newest layer's creation
+            dated = [s for s in stamps if s is not None]
+            if dated and written is None:
+                written = max(dated)  # a cache manifest: its newest layer's creation
         else:
             config = data.get("config") or {}
             blobs[str(config.get("digest", ""))] = int(config.get("size") or 0)

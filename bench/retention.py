@@ -59,6 +59,14 @@ ACCEPT = ", ".join(
 )
 
 
+def wait_for_engine(timeout: float = 900) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
+            return
+        time.sleep(10)
+
+
 def free_port() -> int:
     import socket
 
@@ -255,11 +263,14 @@ class Sim:
         full.update(env or {})
         if docker:
             full["DOCKER_HOST"] = docker
-        out = subprocess.run(
-            [sys.executable, "-m", "bake", *args, "--progress", "plain"] if args[0] in ("build", "warm")
-            else [sys.executable, "-m", "bake", *args],
-            cwd=self.repo, env=full, capture_output=True, text=True,
-        )  # fmt: skip
+        command = [sys.executable, "-m", "bake", *args]
+        if args[0] in ("build", "warm"):
+            command += ["--progress", "plain"]
+        for _ in range(3):  # the shared engine may be restarted under us: wait for it, then again
+            out = subprocess.run(command, cwd=self.repo, env=full, capture_output=True, text=True)
+            if out.returncode == 0 or "Cannot connect to the Docker daemon" not in out.stderr + out.stdout:
+                break
+            wait_for_engine()
         if out.returncode != 0:
             raise RuntimeError(f"bake-ci {' '.join(args)} failed: {out.stderr[-1500:]}")
         return out.stdout
