@@ -57,6 +57,12 @@ def settings(cfg: config.RetentionConfig, args: Args) -> retention.Settings:
         grace_seconds = config.seconds(grace)
     except ValueError as exc:
         raise UsageError(f"--grace {grace}: {exc}.") from None
+    for option, value in (("--branch-days", args.branch_days), ("--pr-days", args.pr_days),
+                          ("--commit-days", args.commit_days)):  # fmt: skip
+        if value is not None and not value > 0:
+            raise UsageError(f"{option} {value:g}: give a number of days above 0, e.g. {option} 14.")
+    if args.keep_fingerprints is not None and args.keep_fingerprints < 0:
+        raise UsageError(f"--keep-fingerprints {args.keep_fingerprints}: give 0 or more, e.g. --keep-fingerprints 5.")
     return retention.Settings(
         branch_days=args.branch_days if args.branch_days is not None else cfg.branch_days,
         pr_days=args.pr_days if args.pr_days is not None else cfg.pr_days,

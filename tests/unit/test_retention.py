@@ -244,6 +244,10 @@ def test_command_line_overrides_the_configuration() -> None:
     assert (chosen.grace, chosen.branch_days, chosen.keep_fingerprints) == (0, 7, 1)
     with pytest.raises(UsageError, match="--grace soon"):
         gc.settings(cfg, Args("gc", grace="soon"))
+    with pytest.raises(UsageError, match="--branch-days -1: give a number of days above 0"):
+        gc.settings(cfg, Args("gc", branch_days=-1))
+    with pytest.raises(UsageError, match="--keep-fingerprints -2"):
+        gc.settings(cfg, Args("gc", keep_fingerprints=-2))
 
 
 @pytest.mark.parametrize(("text", "value"), [("0", 0), ("1h", 3600), ("30m", 1800), ("1h30m", 5400), ("2d", 172800)])
@@ -255,3 +259,26 @@ def test_durations(text: str, value: float) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration"):
         seconds(text)
+
+
+@pytest.mark.parametrize(
+    ("table", "words"),
+    [
+        ("branch-days = 0", "tool.bake-ci.retention.branch-days = 0: must be a number of days above 0"),
+        ('grace = "1 hour"', "tool.bake-ci.retention.grace = '1 hour': '1 hour' is not a duration"),
+        ("keep-fingerprint = 3", "Did you mean 'keep-fingerprints'?"),
+        ("keep-fingerprints = -1", "must be 0 or more"),
+        ('pr-days = "7"', "tool.bake-ci.retention.pr-days = '7'"),
+    ],
+)
+def test_retention_config_errors_name_the_key(tmp_path: Path, table: str, words: str) -> None:
+    from bake.config import load
+    from bake.errors import ConfigError
+
+    (tmp_path / "Dockerfile").write_text("FROM python:3.12-slim AS ci\n", encoding="utf-8")
+    path = tmp_path / "pyproject.toml"
+    path.write_text(f'[tool.bake-ci]\nimage = "a/b"\npython = ["3.12"]\n[tool.bake-ci.retention]\n{table}\n')
+    with pytest.raises(ConfigError) as caught:
+        load(path, {})
+    assert words in str(caught.value)
+    assert caught.value.exit_code == 2
