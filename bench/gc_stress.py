@@ -98,12 +98,15 @@ class Project:
             data = json.loads(body)
             data.setdefault("annotations", {})["bench.copy"] = uuid.uuid4().hex
             # one group in three names main's own manifest: those tags are untagged, not deleted
-            copy = body if len(tags) % 3 == 0 else json.dumps(data).encode()
-            for kind in ("branch", "commit", "fp", "branch2")[:per_manifest]:
+            shared = len(tags) % 3 == 0
+            copy = body if shared else json.dumps(data).encode()
+            # a fingerprint tag of a kept image is kept by design: none on main's own manifest
+            for kind in ("branch", "commit", "branch2", "branch3" if shared else "fp")[:per_manifest]:
                 hexa = uuid.uuid4().hex
                 tag = {
                     "branch": f"ci-py3.11-gone-{hexa[:10]}",
                     "branch2": f"deps-py3.11-old-{hexa[:10]}",
+                    "branch3": f"ci-py3.13-stale-{hexa[:10]}",
                     "commit": f"ci-py3.11-{hexa[:7]}",
                     "fp": f"ci-py3.11-fp-{hexa[:12]}",
                 }[kind]
@@ -214,6 +217,7 @@ def main() -> int:
     parser.add_argument("--tags", default="1000,5000")
     parser.add_argument("--kills", type=int, default=6)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the registries on the way out
     if args.mode == "speed":
         speed([int(n) for n in args.tags.split(",")])
     else:
