@@ -217,12 +217,13 @@ def render(
     *,
     apply: bool,
 ) -> str:
-    rows = [["REPOSITORY", "TAG", "DIGEST", "VERDICT", "REASON"]]
+    rows = [["REPOSITORY", "TAG", "DIGEST", "VERDICT", "HOW", "REASON"]]
+    how = {"keep": "-", "delete": "manifest", "untag": "tag only"}
     for v in verdicts:
         done = outcomes.get((v.ref.repo, v.ref.tag))
-        verdict = "keep" if v.keep else ("untag" if v.action == "untag" else "delete")
         reason = v.reason + (f" [{done.done}]" if done else "")
-        rows.append([names[v.ref.repo], v.ref.tag, v.ref.digest[7:19], verdict, reason])
+        verdict = "keep" if v.keep else "delete"
+        rows.append([names[v.ref.repo], v.ref.tag, v.ref.digest[7:19], verdict, how[v.action], reason])
     going = [v for v in verdicts if not v.keep]
     manifests = len({(v.ref.repo, v.ref.digest) for v in going if v.action == "delete"})
     untags = sum(v.action == "untag" for v in going)
