@@ -57,11 +57,15 @@ class Args:
         return self.command == "warm"
 
 
-def fingerprints(command: str, output: Output, no_reuse: bool) -> bool:
-    """Whether a run of ``command`` with ``output`` fingerprints its targets: status and
-    pull always, a push to reuse an image, a ``--load`` build for status's record."""
-    if command in ("status", "pull"):
+def fingerprints(command: str, output: Output, no_reuse: bool = False) -> bool:
+    """Whether a run of ``command`` with ``output`` fingerprints its targets: the one rule.
+
+    status and pull always (they compare by fingerprint); build and warm always: a push
+    tags its images by fingerprint (``--no-reuse`` too: it only skips reusing, so that a
+    later run can reuse what this one pushed), a ``--load`` build records it for status,
+    and a run exporting registry cache skips an export whose cache is there already. plan
+    when it prints a push, unless ``--no-reuse`` asks for the definition without the look-ups
+    (then without the fingerprint label). Never matrix or doctor."""
+    if command in ("status", "pull", "build", "warm"):
         return True
-    if command not in ("plan", "build", "warm"):
-        return False  # matrix, doctor
-    return (output == "push" and not no_reuse) or (command != "plan" and output == "load")
+    return command == "plan" and output == "push" and not no_reuse

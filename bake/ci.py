@@ -8,10 +8,8 @@ not touch ``main``'s cache. So:
   :func:`read_event`) into a :class:`Context`: provider, event, branch, commit, pull
   request number, whether the code comes from a fork. Pure; bad values are
   :class:`UsageError`.
-- :func:`identity` names what a run's tags and cache ref are made of: the branch, or
-  ``pr-N`` for a pull/merge request.
-- :func:`policy` says what the run may write (:class:`Writes`): image tags, the default
-  branch's bare tags, fingerprint tags, which cache ref it writes and which it reads.
+- :func:`identity` and :func:`policy` (in :mod:`bake.policy`, re-exported here) name
+  what a run's refs are made of and say what it may write (:class:`Writes`).
 - GitHub's workflow commands (``::group::`` and friends) are written here and nowhere else.
 
 Nothing here runs a process: git fallbacks (branch and commit when the CI says nothing)
@@ -22,14 +20,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from bake.args import Output
+from bake.args import Output as Output
 from bake.errors import UsageError
-from bake.naming import slug
+from bake.policy import Command as Command
+from bake.policy import Writes as Writes
+from bake.policy import identity as identity
+from bake.policy import policy as policy
 from bake.redact import redact
 
 Provider = Literal["github", "gitlab", "other-ci", "local"]
@@ -39,8 +40,6 @@ Event = Literal["push", "pull_request", "merge_request", "schedule", "manual", "
 SHA_RE = re.compile(r"[0-9a-fA-F]{7,64}")
 _PR_REF_RE = re.compile(r"refs/pull/(\d+)/(?:merge|head)")
 _NUMBER_RE = re.compile(r"[1-9][0-9]{0,9}")
-#: Identities only pull requests may have: a branch that would map to one is renamed.
-_RESERVED_RE = re.compile(r"pr-(?:[0-9]+|unknown)")
 #: The largest event payload read (GitHub's are a few kB; a pull request with a huge body stays far below).
 _MAX_EVENT_BYTES = 25 * 1024 * 1024
 
@@ -260,7 +259,10 @@ def _gitlab(environ: Mapping[str, str], ci: bool) -> Context:
     }
     iid = _get(environ, "CI_MERGE_REQUEST_IID")
     if iid or source == "merge_request_event":
-        source_project, project = _get(environ, "CI_MERGE_REQUEST_SOURCE_PROJECT_ID"), _get(environ, "CI_PROJECT_ID")
+        # The request's source project against its target project (CI_PROJECT_ID is the project
+        # the pipeline runs in: a fork's own, when the fork runs it). Either unknown: least trust.
+        source_project = _get(environ, "CI_MERGE_REQUEST_SOURCE_PROJECT_ID")
+        project = _get(environ, "CI_MERGE_REQUEST_PROJECT_ID")
         return Context(
             event="merge_request",
             branch=_get(environ, "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME") or _get(environ, "CI_COMMIT_REF_NAME"),
@@ -337,242 +339,6 @@ def read_event(environ: Mapping[str, str]) -> dict[str, Any] | None:
 def from_environ(environ: Mapping[str, str]) -> Context:
     """:func:`detect` with GitHub's event payload read from ``GITHUB_EVENT_PATH``."""
     return detect(environ, read_event(environ))
-
-
-# -- trust ----------------------------------------------------------------------------------
-
-
-def _same_ref(a: str, b: str) -> bool:
-    """Two names that give the same tags and cache refs (tags are lowercased and reduced)."""
-    return slug(a, 128) == slug(b, 128)
-
-
-def identity(context: Context, branch: str) -> str:
-    """What this run's tags and cache ref are named after.
-
-    A pull/merge request is ``pr-N`` whatever its head branch is called (``pr-unknown``
-    when the number cannot be told; such a run writes nothing). A branch is itself, except
-    one that would be taken for a pull request's identity (``pr-12``), which becomes
-    ``branch-pr-12``.
-    """
-    if context.pull_request:
-        return "pr-unknown" if context.pr_number is None else f"pr-{context.pr_number}"
-    if _RESERVED_RE.fullmatch(slug(branch, 128)):
-        return f"branch-{branch}"
-    return branch
-
-
-@dataclass(frozen=True)
-class Writes:
-    """What a run may write to the registry, and which cache it reads.
-
-    ``output`` is the output to build with; it differs from the requested one when the
-    request was not allowed (a fork's ``--push`` runs as ``--cache-only``): log
-    ``warnings``. Reusing an image for the current fingerprint adds this run's tags to it:
-    allowed only when ``branch_tags`` is.
-    """
-
-    #: Names the branch tag and cache ref: ``STAGE-pyX.Y-IDENTITY``.
-    identity: str
-    output: Output
-    #: ``IMAGE:STAGE-pyX.Y-IDENTITY`` and ``IMAGE:STAGE-pyX.Y-SHA7``.
-    branch_tags: bool
-    #: The default branch's bare ``IMAGE:STAGE-pyX.Y`` (also read by others as inline cache).
-    default_tags: bool
-    #: ``IMAGE:STAGE-pyX.Y-fp-HASH``, which every branch may reuse.
-    fingerprint_tags: bool
-    #: The identity whose cache ref ``IMAGE-cache:STAGE-pyX.Y-IDENTITY`` is written, or None.
-    cache_to: str | None
-    #: Identities whose cache refs are read, in order (then the default branch's image, inline).
-    cache_from: tuple[str, ...]
-    #: Why: the event and the rule that applied.
-    reason: str
-    warnings: tuple[str, ...] = field(default=())
-
-    @property
-    def registry_writes(self) -> bool:
-        return self.branch_tags or self.default_tags or self.fingerprint_tags or self.cache_to is not None
-
-    def lines(self, image: str = "IMAGE", sha: str | None = None) -> list[str]:
-        """``this run writes: ...``, why, what it reads, and the warnings; ``image`` is ``REGISTRY/IMAGE``."""
-        written: list[str] = []
-        if self.branch_tags:
-            tags = [f"{image}:STAGE-pyX.Y-{slug(self.identity, 100)}", f"{image}:STAGE-pyX.Y-{(sha or 'SHA')[:7]}"]
-            if self.default_tags:
-                tags.append(f"{image}:STAGE-pyX.Y")
-            if self.fingerprint_tags:
-                tags.append(f"{image}:STAGE-pyX.Y-fp-HASH")
-            written.append("images " + ", ".join(tags))
-        if self.cache_to is not None:
-            written.append(f"cache {image}-cache:STAGE-pyX.Y-{slug(self.cache_to, 100)}")
-        where = {"push": "", "load": " (images go to the local engine)", "cache-only": " (no image is kept)"}[
-            self.output
-        ]
-        if self.output == "cache-only" and self.cache_to is None:
-            where = " (the build is only checked)"
-        head = "this run writes: " + "; ".join(written) if written else "this run writes nothing to the registry"
-        reads = ", ".join(f"{image}-cache:STAGE-pyX.Y-{slug(b, 100)}" for b in self.cache_from)
-        return [
-            head + where,
-            f"  because: {self.reason}",
-            f"  it reads cache from: {reads}, then {image}:STAGE-pyX.Y (inline)",
-            *(f"  warning: {w}" for w in self.warnings),
-        ]
-
-    def __str__(self) -> str:
-        return "\n".join(self.lines())
-
-
-def _refused_warm(context: Context, default_branch: str) -> UsageError:
-    return UsageError(
-        f"warm publishes the default branch's ({default_branch}) images and cache, and this run is "
-        f"{context.describe()}: a pull request never writes them. Run warm from a push to "
-        f"{default_branch}, a schedule or by hand on {default_branch} (see ci/templates/github-nightly.yml "
-        "and gitlab-ci.yml)."
-    )
-
-
-def policy(
-    context: Context,
-    *,
-    branch: str,
-    default_branch: str,
-    output: Output,
-    warm: bool = False,
-    cache_to: bool = False,
-    fallback_branches: Sequence[str] = (),
-) -> Writes:
-    """What this run may write, for the requested ``output`` (pure).
-
-    ``branch`` is the resolved branch (``--branch``, else ``context.branch``, else git);
-    ``default_branch`` the configured one; ``cache_to`` is ``--cache-to`` (with ``--load``).
-
-    - A push, schedule or manual run writes its own branch's refs and the fingerprint tags;
-      on the default branch its refs are the default branch's, with the bare tags.
-    - ``warm`` writes the default branch's refs, whatever the branch; refused in a pull request.
-    - A pull/merge request from this repository writes ``pr-N`` images and cache, never the
-      default branch's refs, the bare tags or fingerprint tags; it reads the default branch's cache.
-    - A fork's pull request, ``pull_request_target``, or one whose origin is unknown, writes
-      only its own ``pr-N`` cache: ``--push`` runs as ``--cache-only`` (the build is still
-      checked, and the warning says so), ``--load`` keeps the images local.
-    - Any other event (``workflow_run``, ``issue_comment``, ...) never writes the default
-      branch's refs nor fingerprint tags: those events run on the default branch while often
-      building code from elsewhere.
-    """
-    warnings: list[str] = []
-    fallbacks = [b for b in fallback_branches if b]
-    if context.default_branch and context.default_branch != default_branch:
-        warnings.append(
-            f"the CI says the default branch is {context.default_branch}, and bake-ci's default-branch is "
-            f"{default_branch}: only {default_branch} writes the bare STAGE-pyX.Y tags and the shared cache. Set "
-            f'default-branch = "{context.default_branch}" in [tool.bake-ci] if that is the default branch.'
-        )
-
-    if warm:
-        if context.pull_request:
-            raise _refused_warm(context, default_branch)
-        return Writes(
-            identity=default_branch,
-            output="push",
-            branch_tags=True,
-            default_tags=True,
-            fingerprint_tags=True,
-            cache_to=default_branch,
-            cache_from=tuple(dict.fromkeys([default_branch, *fallbacks])),
-            reason=f"warm builds every target as the default branch {default_branch}",
-            warnings=tuple(warnings),
-        )
-
-    own = identity(context, branch)
-    who = context.describe(branch)
-    reads = [own] if own != "pr-unknown" else []
-    if context.pull_request:
-        if context.branch and not context.fork:
-            reads.append(context.branch)  # the head branch's own builds: same repository, same trust
-        if context.base_branch:
-            reads.append(context.base_branch)
-    reads += [*fallbacks, default_branch]
-    cache_from = tuple(dict.fromkeys(reads))
-
-    if context.pull_request and branch and context.branch and branch != context.branch:
-        warnings.append(f"--branch {branch} is ignored in a pull request: its tags and cache are named {own}.")
-
-    # The rules: may this run write its own refs, images under them, fingerprint tags?
-    trusted_event = context.event in ("push", "schedule", "manual")
-    on_default = not context.tag and branch == default_branch
-    own_is_default = _same_ref(own, default_branch)
-    own_images = True
-    fingerprints = False
-    own_cache = True
-    if context.pull_request:
-        if own_is_default:  # a default-branch setting such as "pr-12": never let a request write it
-            own_cache = own_images = False
-            reason = f"{who}: its refs ({own}) would be the default branch's"
-            warnings.append(f"pull request refs {own} are the default branch's: writing nothing to the registry.")
-        elif context.pr_number is None:
-            own_cache = own_images = False
-            reason = f"{who}: its number is unknown, so it has no refs of its own to write"
-            warnings.append(
-                "cannot tell this pull request's number (GitHub: refs/pull/N/merge in GITHUB_REF, or the event "
-                "payload in GITHUB_EVENT_PATH; GitLab: CI_MERGE_REQUEST_IID): writing nothing to the registry."
-            )
-        elif context.fork:
-            own_images = False
-            reason = (
-                f"{who}: code from outside this repository writes only its own cache ({own}), "
-                "never images, the default branch's refs or fingerprint tags"
-            )
-        else:
-            reason = (
-                f"{who}: a pull request writes only its own {own} images and cache, never the "
-                "default branch's refs, the bare tags or fingerprint tags"
-            )
-    elif own_is_default and not (trusted_event and on_default):
-        own_cache = own_images = False
-        if context.tag or branch != default_branch:
-            why = (
-                f"{'tag' if context.tag else 'branch'} {branch} would write the same tags and cache as {default_branch}"
-            )
-            warnings.append(f"{why}: writing nothing to the registry. Rename it.")
-        else:
-            why = "only a push, a schedule or a manual run writes the default branch's refs"
-            warnings.append(
-                f"{who} runs on the default branch {default_branch}, and {why}: writing nothing to the registry."
-            )
-        reason = f"{who}: {why}"
-    elif trusted_event:
-        fingerprints = True
-        if own_is_default:
-            reason = f"{who}: the default branch writes its refs, the bare tags and fingerprint tags"
-        else:
-            reason = f"{who}: a branch writes its own refs and fingerprint tags, never {default_branch}'s"
-    else:
-        reason = (
-            f"{who}: an event other than push, schedule or manual writes its own branch's refs, "
-            "never the default branch's or fingerprint tags"
-        )
-
-    effective: Output = output
-    if output == "push" and not own_images:
-        effective = "cache-only"
-        if own_cache:
-            warnings.append(
-                f"pushing images is not allowed for {who}: building as with --cache-only, which writes "
-                f"only the {own} cache and keeps no image. Use --load to get the images in the local engine."
-            )
-    writes_cache = own_cache and (effective != "load" or cache_to)
-    pushes = effective == "push"
-    return Writes(
-        identity=own,
-        output=effective,
-        branch_tags=pushes,
-        default_tags=pushes and own_is_default and not context.pull_request,
-        fingerprint_tags=pushes and fingerprints,
-        cache_to=own if writes_cache else None,
-        cache_from=cache_from,
-        reason=reason,
-        warnings=tuple(warnings),
-    )
 
 
 # -- GitHub workflow commands ---------------------------------------------------------------

@@ -17,9 +17,8 @@ if TYPE_CHECKING:
     from bake.args import Args
 
 # Everything else is imported once the arguments are parsed (--version and usage errors
-# need none of it) and the context is being read (bake.survey), and command-specific
-# modules (execute, local, the engine checks) where they are used: the reuse path is
-# measured in tenths of a second.
+# need none of it), and command-specific modules (execute, local, the engine checks)
+# where they are used: the reuse path is measured in tenths of a second.
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--pull", action="store_true", help="always pull newer base images")
     sub.add_parser(
         "warm", parents=[common, select_, run],
-        help="nightly: build every target as the default branch with fresh bases; push images and cache; keep going",
+        help="nightly: build every target with fresh bases, push images and cache, keep going (push, schedule or "
+        "manual runs only)",
     )  # fmt: skip
     sub.add_parser("matrix", parents=[common, select_], help='print {"include": [...]} for a CI matrix')
     status = sub.add_parser(
@@ -133,21 +133,6 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} is negative")
     return value
-
-
-def _reads_context(ns: argparse.Namespace, environ: Mapping[str, str]) -> bool:
-    """Whether the command will fingerprint the build context, by the rule the workflow
-    follows (:func:`bake.args.fingerprints`), with the output guessed where the command
-    line leaves it to the configuration: a wrong guess costs time, never a result."""
-    from bake.args import fingerprints
-
-    output = getattr(ns, "output", None)
-    if output is None and ns.command not in ("status", "pull"):
-        from bake import ci
-
-        # as workflow.destination decides it, but for the registry, which is not read yet
-        output = "push" if ns.command == "warm" or ci.running_in_ci(environ) else "load"
-    return fingerprints(ns.command, output or "load", getattr(ns, "no_reuse", False))
 
 
 def _args(ns: argparse.Namespace, log_format: Literal["console", "json"]) -> Args:
@@ -209,10 +194,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
     env = os.environ if environ is None else environ
     ns = _parser().parse_args(argv)
-    from bake import survey
-
-    if _reads_context(ns, env) and survey.worthwhile() and (request := survey.guess(ns.config, env, ns.state_dir)):
-        survey.start(request)  # the context is read while the rest of bake-ci is imported
     from bake import ci, logs
 
     fmt = logs.resolve(ns.log_format, in_ci=ci.running_in_ci(env))
@@ -244,5 +225,3 @@ def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
             file=sys.stderr,
         )
         return 1
-    finally:
-        survey.discard()

@@ -363,7 +363,7 @@ def hash_files(context: Path, paths: Sequence[str], workers: int = WORKERS) -> d
     # a small one, so each task hashes a slice of the files
     size = max(16, min(512, len(paths) // (4 * workers)))
     chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
-    from concurrent.futures import ThreadPoolExecutor  # here: bake.survey forks before it is needed
+    from concurrent.futures import ThreadPoolExecutor  # here: only runs that read files need it
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         hashes = [h for part in pool.map(some, chunks) for h in part]
@@ -561,21 +561,18 @@ class Memo:
 
     HEADER = "bake-ci-blobs/1"
 
-    def __init__(self, path: Path, context: Path, started: int | None = None, *, read: bool = True) -> None:
+    def __init__(self, path: Path, context: Path, started: int | None = None) -> None:
         self.path = path
         self.origin = f"{self.HEADER} {os.fspath(context.resolve())}"
         #: path -> (lstat key, blob), as read
         self.found: dict[str, tuple[str, str]] = {}
         #: how many files the memo holds
         self.size = 0
-        #: the remembered blobs of every file of the context, where another process matched them
-        self.matched: dict[str, str] | None = None
         self.learned: dict[str, tuple[str, str]] = {}
         self.hits = 0
         #: when this run began reading the context (ns since the epoch)
         self.started = time.time_ns() if started is None else started
-        if read:
-            self._read()
+        self._read()
 
     def _read(self) -> None:
         try:
@@ -587,16 +584,6 @@ class Memo:
         self.found = {fields[i]: (fields[i + 1], fields[i + 2]) for i in range(1, len(fields) - 1, 3)}
         self.size = len(self.found)
 
-    @classmethod
-    def matched_elsewhere(cls, path: Path, context: Path, started: int, blobs: dict[str, str], size: int) -> Memo:
-        """The memo as another process read it and matched it against every file of the
-        context (:mod:`bake.survey`): ``blobs``, the remembered blobs of the files whose
-        lstat is what it was, of the ``size`` files it held. The file itself is read
-        again only if it is rewritten."""
-        memo = cls(path, context, started, read=False)
-        memo.matched, memo.size, memo.hits = blobs, size, len(blobs)
-        return memo
-
     @staticmethod
     def key(entry: Entry) -> str:
         mtime_ns, ctime_ns, ino = entry.identity
@@ -604,9 +591,6 @@ class Memo:
 
     def blobs(self, entries: Mapping[str, Entry], files: Iterable[str]) -> dict[str, str]:
         """The remembered blobs of ``files`` whose lstat is what it was."""
-        if self.matched is not None:
-            matched = self.matched
-            return {p: matched[p] for p in files if p in matched}
         get, key = self.found.get, self.key
         out = {}
         for p in files:
@@ -629,8 +613,6 @@ class Memo:
         still there with the same lstat); nothing when that is what the file holds."""
         if not self.learned and self.hits == self.size:
             return  # every file remembered was found as it was
-        if self.matched is not None:
-            self._read()  # what the file holds now: it is rewritten from that
         key = self.key
         kept = {
             p: hit

@@ -3,8 +3,8 @@
 A dry run by default: every tag of the image and cache repositories gets a row (verdict
 and reason, from :mod:`bake.retention`) and the bytes deleting would free are added up.
 ``--apply`` removes what goes (:class:`bake.prune.Remover`). gc deletes, so it follows
-the trust policy: only a push, schedule or manual run of the default branch, or a
-developer's own command, may run it (:func:`check_trust`). See docs/retention.md.
+the trust policy: only a push, schedule or manual run (a developer's own command
+included) of the default branch may run it (:func:`check_trust`). See docs/retention.md.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bake import auth, backoff, ci, config, logs, prune, registry, retention
+from bake import auth, backoff, ci, config, logs, policy, prune, registry, retention
 from bake.args import Args
 from bake.cache import fingerprint_ref
 from bake.engine import git
@@ -73,18 +73,9 @@ def settings(cfg: config.RetentionConfig, args: Args) -> retention.Settings:
 
 
 def check_trust(context: ci.Context, branch: str, default_branch: str) -> None:
-    """gc deletes other branches' refs: only runs trusted to write the default branch's refs
-    (a push, schedule or manual run of it) may, or a developer's own command."""
-    if context.provider == "local":
-        return
-    writes = ci.policy(context, branch=branch, default_branch=default_branch, output="push")
-    if writes.default_tags:
-        return
-    raise UsageError(
-        f"gc deletes refs of every branch, and this run is {context.describe(branch)}: only a push, a schedule "
-        f"or a manual run of the default branch {default_branch} may run it ({writes.reason}). Run it from a "
-        "scheduled pipeline of the default branch (see ci/templates/github-nightly.yml and gitlab-ci.yml)."
-    )
+    """gc deletes other branches' refs: only where ``warm`` of the default branch may run
+    (:func:`bake.policy.policy`, command ``gc``); elsewhere a UsageError (exit 2)."""
+    policy.policy(context, branch=branch, default_branch=default_branch, output="push", command="gc")
 
 
 @dataclass(frozen=True)
@@ -169,7 +160,7 @@ def facts(project: config.Project, live: Live, found: prune.Survey, now: float) 
     pushed = ci.Context(provider="local", ci=False, event="push")
     branches: dict[str, float | None] = {}
     for name, when in live.branches.items():
-        branches[ci.identity(pushed, name)] = when
+        branches[policy.identity(pushed, name)] = when
     plan = build_plan(project, matrix(project), branch=cfg.default_branch, sha=None, output="push")
     by_prefix = {tag_prefix(t.target.stage, t.target.python): t for t in plan.targets}
     cache_of: dict[str, str] = {}

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bake import dockerfile, fingerprint, survey
+from bake import dockerfile, fingerprint
 from bake.config import TABLE, Project
 from bake.errors import ConfigError
 from bake.fingerprint import Entry, Fingerprint
@@ -165,10 +165,7 @@ def fingerprints(
         ),
         name="lookups",
     )
-    surveyed = survey.take(context, dockerfile_path, memo_file) or fingerprint.survey(
-        context, dockerfile_path, memo_file
-    )
-    entries, memo = surveyed
+    entries, memo = fingerprint.survey(context, dockerfile_path, memo_file)
     check_inputs(project, entries)
     resolved, states = lookups.result()
     digests = {ref: digest for ref, (digest, _) in resolved.items()}

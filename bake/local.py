@@ -14,7 +14,7 @@ from bake.engine.docker import docker_cli
 from bake.engine.process import CommandFailed
 from bake.errors import BakeError
 from bake.fingerprint import Fingerprint
-from bake.plan import FINGERPRINT_LABEL, Plan, TargetPlan, build_args, fingerprint_tag, matrix
+from bake.plan import FINGERPRINT_LABEL, Plan, TargetPlan, build_args, matrix
 from bake.pool import background, parallel
 from bake.redact import redact
 from bake.report import align
@@ -106,9 +106,8 @@ def status(
             return Status(target.id, None, None, False, "build", f"cannot fingerprint: {why}")
         in_registry: bool | None = None
         if registry:
-            ref = f"{t.repository}:{fingerprint_tag(target, fp.value)}"
             try:
-                in_registry = reuse.lookup(ref) is not None
+                in_registry = reuse.find(t, fp) is not None
             except CommandFailed as exc:
                 error = redact(exc.output.strip().splitlines()[-1] if exc.output.strip() else str(exc))
                 return Status(target.id, fp.short, False, False, "build", f"registry not reachable: {error}")
@@ -154,7 +153,7 @@ def pull(plan: Plan, state: State, fps: reuse.Fingerprints) -> list[str]:
         fp = fps.values.get(t.id)
         if fp is None:
             return t.id
-        manifest = reuse.lookup(f"{t.repository}:{fingerprint_tag(t.target, fp.value)}")
+        manifest = reuse.find(t, fp)
         if manifest is None:
             return t.id
         digest = manifest.digest

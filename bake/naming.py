@@ -2,6 +2,20 @@
 
 Everything here is pure string work, shared by planning, selection and reporting, so
 that one identifier means the same thing everywhere.
+
+Every tag bake-ci writes is ``STAGE-pyX.Y`` (the default branch's bare tag) or
+``STAGE-pyX.Y-SUFFIX``, and each kind of ref owns a form of ``SUFFIX`` that no other
+kind can produce (docs/tags.md has the whole table):
+
+- ``fp-...``: fingerprint tags (images and cache);
+- ``plat-...``: per-platform refs (``plat-OS-ARCH[-VARIANT]``, then what the ref would
+  be without a platform: :func:`platform_fragment`);
+- 7 or more hexadecimal characters: commit tags;
+- ``pr-N`` and ``pr-unknown``: pull and merge requests;
+- anything else: a branch or tag of the repository, slugged (:func:`slug`).
+
+A branch whose slug would take one of the reserved forms is named ``branch-NAME``
+instead (:func:`branch_name`), as ``pr-12`` always was.
 """
 
 from __future__ import annotations
@@ -68,6 +82,32 @@ def slug(text: str, max_len: int) -> str:
         return digest[:max_len]
     head = cleaned[: max_len - len(digest) - 1].rstrip("-.")
     return f"{head}-{digest}" if head else digest
+
+
+#: Suffixes only bake-ci's own kinds of ref may have: fingerprints, per-platform refs,
+#: commits, pull requests. Matched against a slug (lowercase, ``[a-z0-9_.-]``).
+RESERVED_RE = re.compile(r"(?:fp|plat)(?:[-_.].*)?|pr-(?:[0-9]+|unknown)|[0-9a-f]{7,}", re.DOTALL)
+
+
+def reserved(fragment: str) -> bool:
+    """Whether a tag suffix has a form reserved for another kind of ref than a branch."""
+    return RESERVED_RE.fullmatch(fragment) is not None
+
+
+def branch_name(branch: str) -> str:
+    """What a branch's (or a git tag's) refs are named after: the branch itself, or
+    ``branch-BRANCH`` when its slug would take a reserved form (``fp-...``, a commit,
+    ``pr-N``, ``plat-...``). Whatever the length the slug is cut to, the result's slug
+    is never reserved: reserved forms are prefixes, or whole names shorter than a cut."""
+    return f"branch-{branch}" if reserved(slug(branch, MAX_TAG)) else branch
+
+
+def platform_fragment(platform: str) -> str:
+    """The reserved suffix part of a per-platform ref: ``linux/arm64/v8`` -> ``plat-linux-arm64-v8``.
+
+    A per-platform ref is ``STAGE-pyX.Y-plat-OS-ARCH[-VARIANT]`` followed by what the
+    ref would be without a platform (``-BRANCH``, ``-fp-HASH``, ...), or by nothing."""
+    return "plat-" + slug(platform.replace("/", "-"), MAX_TAG)
 
 
 def branch_tag(stage: str, python: PythonVersion, branch: str) -> str:

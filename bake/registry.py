@@ -272,6 +272,16 @@ class Client:
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         return Manifest(media_type, digest, body)
 
+    def blob(self, ref: str | Reference, digest: str) -> bytes:
+        """The blob ``digest`` of ``ref``'s repository (an image's config), checked against its digest."""
+        parsed = ref if isinstance(ref, Reference) else Reference.parse(ref)
+        status, _, body = self._send("GET", parsed, f"blobs/{digest}", actions="pull", headers={})
+        if status != 200:
+            raise RegistryError(f"{parsed.host}: GET blob answered {status}")
+        if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
+            raise RegistryError(f"{parsed.host}: the blob {digest[:19]} has other content than its digest")
+        return body
+
     def tag(self, manifest: Manifest, ref: str) -> None:
         """Put ``manifest`` under the tag of ``ref`` (same repository: blobs are already there)."""
         parsed = Reference.parse(ref)

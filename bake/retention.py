@@ -1,10 +1,11 @@
 """Retention: which of the refs bake-ci wrote to a registry are kept, which go, and why (pure).
 
-bake-ci writes, per target ``STAGE-pyX.Y`` (see :mod:`bake.naming`, :func:`bake.ci.identity`):
+bake-ci writes, per target ``STAGE-pyX.Y`` (see :mod:`bake.naming`, :func:`bake.policy.identity`):
 
 - in the image repository ``IMAGE``: the bare tag ``STAGE-pyX.Y`` (default branch), the
-  branch tag ``STAGE-pyX.Y-IDENTITY`` (a branch, or ``pr-N``), the commit tag
-  ``STAGE-pyX.Y-<7 hex>`` and the fingerprint tag ``STAGE-pyX.Y-fp-<12 hex>``;
+  branch tag ``STAGE-pyX.Y-IDENTITY`` (a branch, ``branch-NAME`` for one whose name takes a
+  reserved form, or ``pr-N``), the commit tag ``STAGE-pyX.Y-<7 hex>`` and the fingerprint
+  tag ``STAGE-pyX.Y-fp-<12 hex>``; per-platform refs ``…-plat-…`` are reserved (docs/tags.md);
 - in the cache repository ``IMAGE-cache``: the cache ref ``STAGE-pyX.Y-IDENTITY`` and the
   cache fingerprint ref ``STAGE-pyX.Y-fp-<12 hex>`` (:func:`bake.cache.fingerprint_ref`).
 
@@ -23,8 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from bake.config import PLATFORM_ARCH, PLATFORM_OS
-from bake.naming import MAX_TAG, slug
+from bake.naming import MAX_TAG, reserved, slug
 
 DAY = 86400.0
 Repo = Literal["image", "cache"]
@@ -32,13 +32,11 @@ Kind = Literal["bare", "branch", "commit", "fingerprint", "pr", "placeholder", "
 Action = Literal["keep", "delete", "untag"]
 
 _FP_RE = re.compile(r"fp-[0-9a-f]{12}")
-_COMMIT_RE = re.compile(r"[0-9a-f]{7}")
+_COMMIT_RE = re.compile(r"[0-9a-f]{7,64}")
 _PR_RE = re.compile(r"pr-([1-9][0-9]{0,9})")
 _SLUG_RE = re.compile(r"[a-z0-9_][a-z0-9_.-]*")
-_OS = "|".join(re.escape(o) for o in PLATFORM_OS)
-_ARCH = "|".join(re.escape(a) for a in sorted(PLATFORM_ARCH, key=len, reverse=True))
-#: os-arch[-variant] anywhere in a suffix: the shape a per-platform ref would have (kept, unread).
-_PLATFORM_RE = re.compile(rf"(?:^|[-_.])(?:{_OS})[-_.](?:{_ARCH})(?:[-_.]v[0-9.]+)?(?:$|[-_.])")
+#: per-platform refs (reserved, docs/tags.md): ``plat-OS-ARCH[-VARIANT][-REST]``
+_PLAT_RE = re.compile(r"plat(?:[-_.].*)?", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -135,10 +133,12 @@ def kind_of(repo: Repo, suffix: str) -> tuple[Kind, str]:
         return "fingerprint", ""
     if _PR_RE.fullmatch(suffix):
         return "pr", ""
-    if _PLATFORM_RE.search(suffix):
-        return "unknown", "it looks like a per-platform ref, which this version of bake-ci does not read"
     if repo == "image" and _COMMIT_RE.fullmatch(suffix):
         return "commit", ""
+    if _PLAT_RE.fullmatch(suffix):
+        return "unknown", "a per-platform ref, which this version of bake-ci does not read"
+    if reserved(suffix):
+        return "unknown", "a form reserved for a kind of ref this version of bake-ci does not write"
     if _SLUG_RE.fullmatch(suffix) and not suffix.endswith((".", "-")):
         return "branch", ""
     return "unknown", "not a form bake-ci writes"

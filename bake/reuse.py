@@ -25,7 +25,7 @@ from bake.engine.process import CommandFailed
 from bake.errors import EnvironmentProblem
 from bake.files import write_atomic
 from bake.fingerprint import Fingerprint
-from bake.plan import Plan, Target, TargetPlan, fingerprint_tag
+from bake.plan import FINGERPRINT_LABEL, Plan, Target, TargetPlan, fingerprint_tag
 from bake.pool import parallel
 from bake.redact import redact
 from bake.report import Result
@@ -196,6 +196,74 @@ def recorded_parts(state: State, target: str, record: Mapping[str, object]) -> d
     return {str(k): str(v) for k, v in parts.items()} if isinstance(parts, dict) else None
 
 
+_ATTESTATION = "attestation-manifest"
+
+
+def _config_labels(config: object) -> dict[str, object]:
+    inner = config.get("config") if isinstance(config, dict) else None
+    labels = inner.get("Labels") if isinstance(inner, dict) else None
+    return labels if isinstance(labels, dict) else {}
+
+
+def fingerprint_labels(repository: str, manifest: registry.Manifest) -> set[str | None]:
+    """The fingerprint label (``dev.bake-ci.fingerprint``) of every image ``manifest`` holds:
+    itself, or each platform's image of an index (attestations left out). None for an image
+    without one. Raises CommandFailed when they cannot be read."""
+    try:
+        return _labels_over_http(repository, manifest)
+    except (registry.RegistryError, ValueError, KeyError, TypeError) as exc:
+        log.debug("registry API unavailable, asking buildx", image=repository, reason=redact(str(exc)))
+    configs = images.registry_image_configs(f"{repository}@{manifest.digest}")
+    if not configs:
+        raise CommandFailed(["imagetools", "inspect", f"{repository}@{manifest.digest}"], 1, "no image config")
+    return {_label(_config_labels(c)) for c in configs}
+
+
+def _label(labels: Mapping[str, object]) -> str | None:
+    value = labels.get(FINGERPRINT_LABEL)
+    return value if isinstance(value, str) else None
+
+
+def _labels_over_http(repository: str, manifest: registry.Manifest) -> set[str | None]:
+    if not manifest.body:
+        raise registry.RegistryError("no manifest body")
+    document = json.loads(manifest.body)
+    manifests = [document]
+    if manifest.is_index:
+        children = [
+            m["digest"]
+            for m in document["manifests"]
+            if (m.get("annotations") or {}).get("vnd.docker.reference.type") != _ATTESTATION
+            and (m.get("platform") or {}).get("os") != "unknown"
+        ]
+        found = parallel(lambda digest: client().manifest(f"{repository}@{digest}"), children)
+        manifests = [json.loads(m.body) for m in found if m is not None]
+    if not manifests:
+        raise registry.RegistryError("no image in the index")
+    configs = parallel(lambda m: client().blob(repository, m["config"]["digest"]), manifests)
+    return {_label(_config_labels(json.loads(c))) for c in configs}
+
+
+def find(t: TargetPlan, fp: Fingerprint) -> registry.Manifest | None:
+    """The image in the registry for ``t``'s fingerprint ``fp``: under its fingerprint tag,
+    and labelled with that very fingerprint. An image whose label says otherwise (the tag
+    was written by something else than the build of these inputs) is not it: warned about,
+    and None, so the target is built."""
+    fp_tag = fingerprint_tag(t.target, fp.value)
+    manifest = lookup(f"{t.repository}:{fp_tag}")
+    if manifest is None:
+        return None
+    labels = fingerprint_labels(t.repository, manifest)
+    if labels != {fp.value}:
+        shown = sorted((label or "none")[:12] for label in labels)
+        log.warning(
+            "not reused: the image under the fingerprint tag has another fingerprint label; building instead",
+            target=t.id, tag=fp_tag, digest=manifest.digest, label=shown, expected=fp.short,
+        )  # fmt: skip
+        return None
+    return manifest
+
+
 def add_tags(image: str, manifest: registry.Manifest, tags: Sequence[str]) -> None:
     """Tag an existing manifest: its bytes over HTTP (same digest), else buildx imagetools."""
     if not tags:
@@ -232,7 +300,7 @@ def reuse(plan: Plan, fps: Fingerprints) -> dict[str, Result]:
         started = time.monotonic()
         fp_tag = fingerprint_tag(t.target, fp.value)
         try:
-            manifest = lookup(f"{t.repository}:{fp_tag}")
+            manifest = find(t, fp)
         except CommandFailed as exc:
             log.warning("cannot look up the fingerprint image", target=t.id, error=redact(exc.output[-300:]))
             return None

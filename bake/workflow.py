@@ -56,6 +56,8 @@ class Run:
     executor: Executor | None = None
     shown: display.Display | None = None
     cache_after: cache.After = field(default_factory=lambda: cache.After({}))
+    #: Targets whose image was published (their cache tags were written then).
+    published: set[str] = field(default_factory=set)
     local_images: Callable[[str], images.LocalImage | None] | None = None
 
     def __post_init__(self) -> None:
@@ -113,7 +115,7 @@ def destination(run: Run) -> None:
         branch=branch,
         default_branch=cfg.default_branch,
         output=output,
-        warm=args.warm,
+        command="warm" if args.warm else "build",
         cache_to=args.cache_to,
         fallback_branches=cfg.fallback_branches,
     )
@@ -195,7 +197,7 @@ def fingerprint(run: Run) -> None:
 
 def plan(run: Run) -> None:
     """The typed plan of this run (pushed images carry their fingerprint tag and label)."""
-    fps = run.fingerprints if run.output == "push" and not run.args.no_reuse else None
+    fps = run.fingerprints if run.output == "push" else None  # --no-reuse too: a later run reuses it
     run.plan = build_plan(
         run.project,
         run.targets,
@@ -247,11 +249,7 @@ def trim_cache(run: Run) -> None:
     todo = [t for t in run.plan.targets if t.id not in run.results]
     if not run.project.config.registry or not todo:
         return
-    fps = run.fingerprints
-    if fps is None and any(cache.fingerprint_ref(t, "") for t in todo):  # --no-reuse still skips needless exports
-        fps = reuse.compute(
-            run.project, run.targets, {t.id: build_args(run.project, t) for t in run.targets}, run.state
-        )
+    fps = run.fingerprints  # computed by the fingerprint step (args.fingerprints says when)
     fingerprints = {t: fp.value for t, fp in fps.values.items()} if fps else {}
     wanted = {t.id: fingerprints[t.id] for t in todo if t.id in fingerprints}
     found = cache.look_up(reuse.client(), cache.refs_to_ask(dataclasses.replace(run.plan, targets=tuple(todo)), wanted))
@@ -297,6 +295,7 @@ def _executor(run: Run, shown: display.Display) -> Executor:
     def publish(target: str, digest: str) -> None:
         reuse.publish(plan_[target], digest)
         cache.finish(reuse.client(), run.cache_after, target)
+        run.published.add(target)
 
     log.info(
         "build", targets=plan_.ids, branch=run.branch, output=run.output, keep_going=options.keep_going,
@@ -311,6 +310,15 @@ def _executor(run: Run, shown: display.Display) -> Executor:
         display=shown,
         publish=publish,
     )
+
+
+def finish_cache(run: Run) -> None:
+    """Built targets that published no image (``--cache-only``, ``--load --cache-to``) get
+    their cache tags now: a skipped export's branch ref is pointed at the cache that is
+    there, so the run writes the cache ref its plan says it writes."""
+    done = [t for t, r in run.results.items() if r.status == "built" and t not in run.published]
+    if run.cache_after.tags and done:
+        parallel(lambda t: cache.finish(reuse.client(), run.cache_after, t), done)
 
 
 def record(run: Run) -> None:
@@ -495,6 +503,7 @@ BUILD: tuple[Step, ...] = (
     reuse_images,
     trim_cache,
     build,
+    finish_cache,
     record,
     summarise,
 )

@@ -9,14 +9,21 @@ median and quartiles of each, and its ratio to sha256sum's median in the same ru
 
 - ``sha256sum``: every file of the context (``.git`` aside), warm page cache;
 - ``plan --push`` and ``status``: nothing changed since the last run;
-- the same on one CPU (``taskset -c 0``): the context is read in-process (bake.survey);
+- the same on one CPU (``taskset -c 0``);
 - ``plan --push``, first run: no memo of earlier runs, git's index stands in;
+- ``plan --push`` in a fresh ``git clone`` of the checkout, with a state folder of its own:
+  what every CI job sees (the clone is made before the clock starts);
 - without git (``.git`` moved out of the checkout): ``plan --push``, ``status``, and a
   first run, which reads every file.
 
+``--baseline BAKE_CI`` adds the same contenders run by another bake-ci (a console script,
+e.g. ``.venv/bin/bake-ci`` of another checkout, installed there by ``ci/venv``),
+marked ``(baseline)``: before and after a change, in the same run.
+
 Usage:
 
-    .venv/bin/python bench/context.py [--files 20000] [--reps 15] [--out FILE]
+    .venv/bin/python bench/context.py [--files 20000] [--reps 15] [--baseline BAKE_CI]
+                                      [--settle-timeout 30] [--out FILE]
 """
 
 from __future__ import annotations
@@ -82,7 +89,11 @@ def table(groups: Sequence[tuple[str, dict[str, list[float]]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def measure(contenders: dict[str, Callable[[], None]], reps: int, settle: Settler) -> dict[str, list[float]]:
+#: What is timed, or (what is done first, untimed; what is timed).
+Contender = Callable[[], None] | tuple[Callable[[], None], Callable[[], None]]
+
+
+def measure(contenders: dict[str, Contender], reps: int, settle: Settler) -> dict[str, list[float]]:
     """Each contender ``reps`` times, in a shuffled order each round, after the machine settles."""
     times: dict[str, list[float]] = {name: [] for name in contenders}
     shuffle = random.Random(2)
@@ -90,9 +101,13 @@ def measure(contenders: dict[str, Callable[[], None]], reps: int, settle: Settle
         order = list(contenders)
         shuffle.shuffle(order)
         for name in order:
+            contender = contenders[name]
+            prepare, timed = contender if isinstance(contender, tuple) else (None, contender)
+            if prepare is not None:
+                prepare()
             settle()
             started = time.perf_counter()
-            contenders[name]()
+            timed()
             times[name].append(time.perf_counter() - started)
     return times
 
@@ -101,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=20_000)
     parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--baseline", help="another bake-ci console script to run the same contenders with")
+    parser.add_argument("--settle-timeout", type=float, default=30.0, help="give up waiting for an idle machine (s)")
     parser.add_argument("--out", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
 
@@ -132,31 +149,50 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return go
 
+        clone = Path(tmp) / "clone"
+
+        def fresh_clone(*command: str) -> Contender:
+            """``command`` in a new clone with an empty state folder; the clone is not timed."""
+            clone_env = {**env, "BAKE_CI_STATE_DIR": str(Path(tmp) / "clone-state")}
+
+            def prepare() -> None:
+                shutil.rmtree(clone, ignore_errors=True)
+                shutil.rmtree(clone_env["BAKE_CI_STATE_DIR"], ignore_errors=True)
+                sh("git", "clone", "-q", str(root), str(clone))
+
+            def go() -> None:
+                done = subprocess.run(command, cwd=clone, env=clone_env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE)  # fmt: skip
+                if done.returncode != 0:
+                    raise BenchError(f"{command} failed ({done.returncode}):\n{done.stderr[-3000:]!r}")
+
+            return prepare, go
+
         sha256sum = run("sha256sum", *files)
         one_cpu = ["taskset", "-c", "0"] if shutil.which("taskset") else []
-        with_git = {
-            "sha256sum": sha256sum,
-            "plan --push": run(*bake_ci, "plan", "--push"),
-            "status": run(*bake_ci, "status"),
-            "plan --push, first run (git's index)": first(*bake_ci, "plan", "--push"),
-        }
-        if one_cpu:
-            with_git["plan --push, one CPU"] = run(*one_cpu, *bake_ci, "plan", "--push")
-            with_git["status, one CPU"] = run(*one_cpu, *bake_ci, "status")
+        runners = [("", bake_ci)] + ([(" (baseline)", [args.baseline])] if args.baseline else [])
+        with_git: dict[str, Contender] = {"sha256sum": sha256sum}
+        for mark, command in runners:
+            with_git[f"plan --push{mark}"] = run(*command, "plan", "--push")
+            with_git[f"status{mark}"] = run(*command, "status")
+            with_git[f"plan --push, first run (git's index){mark}"] = first(*command, "plan", "--push")
+            with_git[f"plan --push, fresh git clone{mark}"] = fresh_clone(*command, "plan", "--push")
+            if one_cpu:
+                with_git[f"plan --push, one CPU{mark}"] = run(*one_cpu, *command, "plan", "--push")
+                with_git[f"status, one CPU{mark}"] = run(*one_cpu, *command, "status")
         sha256sum()  # the page cache holds every file
-        settle = Settler()
+        settle = Settler(timeout=args.settle_timeout)
         say(f"with git: {len(with_git)} contenders × {args.reps}")
         groups = [("in a git checkout, nothing modified", measure(with_git, args.reps, settle))]
 
         aside = Path(tmp) / "git-aside"
         (root / ".git").rename(aside)
         try:
-            without_git = {
-                "sha256sum": sha256sum,
-                "plan --push": run(*bake_ci, "plan", "--push"),
-                "status": run(*bake_ci, "status"),
-                "plan --push, first run (every file read)": first(*bake_ci, "plan", "--push"),
-            }
+            without_git: dict[str, Contender] = {"sha256sum": sha256sum}
+            for mark, command in runners:
+                without_git[f"plan --push{mark}"] = run(*command, "plan", "--push")
+                without_git[f"status{mark}"] = run(*command, "status")
+                without_git[f"plan --push, first run (every file read){mark}"] = first(*command, "plan", "--push")
             say(f"without git: {len(without_git)} contenders × {args.reps}")
             groups.append(("without git", measure(without_git, args.reps, settle)))
         finally:
@@ -164,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     text = (
         f"{args.files} files of {FILE_SIZE} bytes, {os.cpu_count()} CPUs, {args.reps} runs each "
-        f"(`python bench/context.py --files {args.files} --reps {args.reps}`):\n\n" + table(groups)
+        f"(`python bench/context.py {' '.join(sys.argv[1:] if argv is None else argv)}`):\n\n" + table(groups)
     )
     sys.stdout.write(text)
     if args.out:

@@ -435,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--small-contenders", help="only these on the small fixture (default: --contenders)")
     parser.add_argument("--small-scenarios", help="only these on the small fixture (default: --scenarios)")
     parser.add_argument("--out", type=Path, help="splice the results into this file (e.g. bench/results.md)")
-    parser.add_argument("--readme", action="store_true", help="also into README.md's definitions block")
+    parser.add_argument("--readme", action="store_true", help="also into bench/README.md (definitions block)")
     args = parser.parse_args(argv)
     fixtures = [f for f in args.fixture.split(",") if f]
     contenders = [c for c in args.contenders.split(",") if c]
@@ -469,7 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.out:
                 args.out.write_text(results.with_definitions(args.out.read_text() if args.out.is_file() else "", text))
             if args.readme:
-                readme = BENCH.parent / "README.md"
+                readme = BENCH / "README.md"
                 block = results.splice(readme.read_text(), text, results.DEFINITIONS_START, results.DEFINITIONS_END)
                 readme.write_text(block)
     print(text)

@@ -681,7 +681,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     add("--smoke", action="store_true", help="one repetition of hot for bake-ci and raw bake (the test suite's mode)")
     add("--out", type=Path, default=BENCH / "results.md", help="the Markdown results file (default bench/results.md)")
-    add("--readme", action="store_true", help="also put the results into README.md's Benchmarks section")
+    add("--readme", action="store_true", help="also put the results into bench/README.md")
     add("--budget-minutes", type=float, default=17.0, help="start no repetition that would end after this (17)")
     add("--plan-runs", type=int, default=10, help="runs of `bake-ci plan` for 6 stages x 5 Pythons (10)")
     add("--settle-timeout", type=float, default=30.0, help="give up waiting for an idle machine after this (30 s)")
@@ -798,9 +798,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out.write_text(results.keep_definitions(args.out.read_text() if args.out.is_file() else "", text))
         print(text)
         if args.readme:
-            readme = ROOT / "README.md"
+            readme = BENCH / "README.md"
             readme.write_text(results.splice(readme.read_text(), text))
-        say(f"results in {args.out}" + (" and README.md" if args.readme else ""))
+        say(f"results in {args.out}" + (" and bench/README.md" if args.readme else ""))
         ok = True
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)

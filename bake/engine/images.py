@@ -94,6 +94,23 @@ def registry_descriptor(ref: str) -> dict[str, Any] | None:
     return descriptor if isinstance(descriptor, dict) and descriptor.get("digest") else None
 
 
+def registry_image_configs(ref: str) -> list[dict[str, Any]]:
+    """The image configs of ``ref`` in its registry: one, or one per platform of an index
+    (attestations left out); empty when absent."""
+    try:
+        out = docker("buildx", "imagetools", "inspect", ref, "--format", "{{json .Image}}")
+    except CommandFailed as exc:
+        if is_not_found(exc.output):
+            return []
+        raise
+    found = json.loads(out or "null")
+    if not isinstance(found, dict):
+        return []
+    if "config" in found or "rootfs" in found:
+        return [found]
+    return [c for c in found.values() if isinstance(c, dict)]  # per platform
+
+
 def parse_buildx_version(text: str) -> tuple[int, int, int] | None:
     """``github.com/docker/buildx 0.13.1+ds1 ...`` or ``... v0.20.0 ...`` -> (0, 13, 1)."""
     match = re.search(r"\bv?(\d+)\.(\d+)\.(\d+)", text)

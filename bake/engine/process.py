@@ -4,8 +4,7 @@ Every child gets the environment the runner was given (the CLI hands it the one 
 was called with), and every command is logged, redacted, before it runs. Short
 commands are captured (:func:`run`); the long-running build is streamed
 (:func:`stream`) in a process group of its own, so that :func:`stop_all` can stop it
-together with the buildx plugin it runs. :func:`fork_call` runs a function of bake-ci's
-own in a copy of this process (:mod:`bake.survey`).
+together with the buildx plugin it runs.
 """
 
 from __future__ import annotations
@@ -15,10 +14,9 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -43,7 +41,7 @@ def environment() -> Mapping[str, str]:
 
 def shell(args: Sequence[str | Path]) -> str:
     """A command line as a user would type it, with credentials redacted."""
-    from bake.redact import redact  # here: bake.survey forks before anything is shown
+    from bake.redact import redact  # here: a run that starts no process does not import it
 
     return redact(shlex.join(str(a) for a in args))
 
@@ -91,56 +89,6 @@ def run(
     if proc.returncode != 0 and check:
         raise CommandFailed(args, proc.returncode, (proc.stderr or proc.stdout).strip())
     return proc.stdout
-
-
-class Forked:
-    """A function running in a forked copy of this process (:func:`fork_call`)."""
-
-    def __init__(self, pid: int, answer: int) -> None:
-        self.pid, self.answer = pid, answer
-
-    def result(self) -> bytes | None:
-        """What the function returned, once it has; None if it failed."""
-        with os.fdopen(self.answer, "rb") as pipe:
-            data = pipe.read()
-        _, status = os.waitpid(self.pid, 0)
-        return data if os.waitstatus_to_exitcode(status) == 0 else None
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        os.close(self.answer)
-        os.waitpid(self.pid, 0)
-
-
-def fork_call(fn: Callable[[], bytes]) -> Forked | None:
-    """Run ``fn`` in a forked copy of this process, which hands back what it returns
-    through a pipe; None where a fork is not safe (another thread running, whose locks
-    the copy would inherit held) or not cheap (not Linux)."""
-    if sys.platform != "linux" or threading.active_count() > 1:
-        return None
-    try:
-        read, write = os.pipe()  # neither is inherited by commands started later
-    except OSError:
-        return None
-    try:
-        pid = os.fork()
-    except OSError:  # no memory or no process left for it: the caller does the work itself
-        os.close(read)
-        os.close(write)
-        return None
-    if pid == 0:  # the copy: it never returns into the caller's code
-        code = 1
-        try:
-            os.close(read)
-            data = fn()
-            with os.fdopen(write, "wb") as pipe:
-                pipe.write(data)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write)  # not logged here: the caller may fork before logging is set up
-    return Forked(pid, read)
 
 
 @contextlib.contextmanager

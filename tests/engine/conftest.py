@@ -150,15 +150,16 @@ def clear_builder(host: str) -> None:
     on_engine(host, "image", "prune", "--all", "--force")
 
 
-def _second_engine_problem() -> str | None:
-    if on_engine(SECOND_ENGINE, "version", check=False).returncode == 0:
+def _second_engine_up() -> bool:
+    return on_engine(SECOND_ENGINE, "version", check=False).returncode == 0
+
+
+def _engine_up(*args: str) -> str | None:
+    """Run ``ci/engine-up ARGS``; the tail of its output when it fails."""
+    proc = subprocess.run([str(ENGINE_UP), *args], capture_output=True, text=True, timeout=1800, check=False)
+    if proc.returncode == 0:
         return None
-    if os.geteuid() != 0:
-        return f"no engine answers at {SECOND_ENGINE}, and starting one needs root: run ci/engine-up --second"
-    proc = subprocess.run([str(ENGINE_UP), "--second"], capture_output=True, text=True, timeout=1800, check=False)
-    if proc.returncode != 0:
-        return "ci/engine-up --second failed:\n" + "\n".join((proc.stderr or proc.stdout).splitlines()[-15:])
-    return None
+    return f"ci/engine-up {' '.join(args)} failed:\n" + "\n".join((proc.stderr or proc.stdout).splitlines()[-15:])
 
 
 @pytest.fixture(scope="session")
@@ -166,13 +167,27 @@ def second_engine(engine: None) -> Iterator[str]:
     """DOCKER_HOST of a second engine (started with ``ci/engine-up --second`` if needed).
 
     It shares containerd and the registry with the first engine and nothing else; its
-    builder is emptied before and after the session (never the first engine's).
+    builder is emptied before and after the session (never the first engine's). An engine
+    this fixture started is stopped again at the end of the session
+    (``ci/engine-up --second-down``): the suite leaves no daemon behind.
     """
-    problem = _second_engine_problem()
+    started = False
+    problem = None
+    if not _second_engine_up():
+        if os.geteuid() != 0:
+            problem = f"no engine answers at {SECOND_ENGINE}, and starting one needs root: run ci/engine-up --second"
+        else:
+            problem = _engine_up("--second")
+            started = problem is None
     if problem is not None:
         if os.environ.get("BAKE_CI_REQUIRE_ENGINE"):
             pytest.fail(problem, pytrace=False)
         pytest.skip(problem)
-    clear_builder(SECOND_ENGINE)
-    yield SECOND_ENGINE
-    clear_builder(SECOND_ENGINE)
+    try:
+        clear_builder(SECOND_ENGINE)
+        yield SECOND_ENGINE
+        clear_builder(SECOND_ENGINE)
+    finally:
+        if started:
+            stopped = _engine_up("--second-down")
+            assert stopped is None, stopped

@@ -28,6 +28,15 @@ COPY . .
 """
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_engine() -> Iterator[None]:
+    """Unit tests need no Docker: any docker command they run reaches no engine, and fails."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DOCKER_HOST", "unix:///nonexistent/unit-tests-use-no-engine.sock")
+        patch.delenv("DOCKER_CONTEXT", raising=False)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated() -> Iterator[None]:
     """What one test's CLI run configures (the log stream, the runner's environment)

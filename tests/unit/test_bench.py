@@ -1,17 +1,14 @@
-"""The benchmark harness (bench/run.py): its table and ratio code, and a smoke run on the engine.
+"""The benchmark harness (bench/run.py): its table and ratio code, without Docker.
 
-Not a timing test: the smoke run (one repetition of the hot scenario, bake-ci and raw
-bake) only checks that the harness still works end to end and writes its table.
+Its runs on the engine (the smoke run, the raw bake files) are in
+tests/engine/test_bench_harness.py.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -206,11 +203,14 @@ def test_splice_replaces_only_the_marked_block() -> None:
         results.splice("# x\n", "table")
 
 
-def test_readme_has_the_benchmark_block() -> None:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert text.count(results.START) == 1
-    assert text.count(results.END) == 1
+def test_bench_readme_has_the_benchmark_blocks_and_the_readme_links_it() -> None:
+    text = (ROOT / "bench" / "README.md").read_text(encoding="utf-8")
+    for marker in (results.START, results.END, results.DEFINITIONS_START, results.DEFINITIONS_END):
+        assert text.count(marker) == 1, marker
     assert "python bench/run.py" in text
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "(bench/README.md)" in readme
+    assert results.START not in readme
 
 
 def test_busy_fraction_from_proc_stat_deltas() -> None:
@@ -244,68 +244,3 @@ def test_sequential_builds_each_stage_per_python_one_after_another(tmp_path: Pat
     assert first[first.index("--cache-to") + 1] == (
         "type=registry,ref=localhost:5000/bench-test/bench/app-ci-cache:deps-py3.11-main,mode=max,ignore-error=true"
     )
-
-
-# -- on the engine --------------------------------------------------------------------------------
-
-
-def _need_engine() -> None:
-    problem = bench_run.engine_problem()
-    if problem is None:
-        return
-    if os.environ.get("BAKE_CI_REQUIRE_ENGINE"):
-        pytest.fail(f"{problem}; start the engine with ci/engine-up", pytrace=False)
-    pytest.skip(problem)
-
-
-@pytest.mark.engine
-def test_raw_bake_file_matches_what_bake_ci_plans(tmp_path: Path) -> None:
-    """The contenders are equivalent: same targets, args, cache-from/to, outputs, branch tag."""
-    _need_engine()
-    project = bench_run.Project.create(tmp_path / "p", "bench-test")
-    for branch in ("main", "feature-1"):
-        if branch != "main":
-            project.new_branch()
-        cmds, env = bench_run.commands("raw-bake", project, tmp_path / "r.json")
-        raw = subprocess.run([*cmds[0], "--print"], cwd=project.path, env=env, capture_output=True, text=True)
-        assert raw.returncode == 0, raw.stderr
-        raw_targets = json.loads(raw.stdout)["target"]
-        env = bench_run.clean_env(BAKE_CI_REGISTRY=project.registry, BAKE_CI_BASE_IMAGE=bench_run.BASE_IMAGE)
-        plan = subprocess.run(
-            [*bench_run.bake_ci_command(), "plan", "--push", "--no-reuse"],
-            cwd=project.path, env=env, capture_output=True, text=True,
-        )  # fmt: skip
-        assert plan.returncode == 0, plan.stderr
-        planned = json.loads(plan.stdout)["target"]
-        assert sorted(raw_targets) == sorted(planned)
-        for name, target in planned.items():
-            mine = raw_targets[name]
-            for key in ("target", "args", "cache-from", "cache-to"):
-                assert mine[key] == target[key], (branch, name, key)
-            # buildx pushes the branch tag; bake-ci adds the others through the registry API
-            assert target["tags"] == mine["tags"][:1], (branch, name)
-            assert mine["output"] == ["type=registry"] == target["output"]
-
-
-@pytest.mark.engine
-def test_smoke_run_writes_the_results_table(tmp_path: Path) -> None:
-    _need_engine()
-    if shutil.which("git") is None:
-        pytest.skip("no git")
-    out = tmp_path / "results.md"
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "run.py"), "--smoke", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    text = out.read_text(encoding="utf-8")
-    assert text.startswith("Measured ")
-    assert "; bake-ci at commit " in text.splitlines()[0]
-    assert "| scenario | n | bake-ci | bake-ci ÷ raw bake | raw bake | bake-ci did |" in text
-    hot = next(line for line in text.splitlines() if line.startswith("| 3. hot"))
-    cells = [c.strip() for c in hot.strip("|").split("|")]
-    assert cells[1] == "1"
-    assert cells[2].endswith(" s")
-    assert cells[4].endswith(" s")
-    assert cells[3].endswith("×")
-    assert "- PASS: hot: bake-ci" in text or "- FAIL: hot: bake-ci" in text

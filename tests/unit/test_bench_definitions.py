@@ -2,17 +2,14 @@
 
 The variants and the proposed rules are pure edits of bake-ci's definition: tested here
 without Docker, the rules' registry look-ups answered by a table. The large fixture's raw
-bake file and the bench's own engine are checked on the real engine.
+bake file and the bench's own engine are checked on the real engine, in
+tests/engine/test_bench_harness.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -191,56 +188,6 @@ def test_intervals_from_a_rawjson_stream_keep_each_vertex_once() -> None:
     assert found["cache import"] == (pytest.approx(1.5), 2)
     assert found["image export and push"] == (pytest.approx(2.0), 2)
     assert found["span"][0] == pytest.approx(4.0)
-
-
-# -- on the engine ------------------------------------------------------------------------------
-
-
-@pytest.mark.engine
-def test_large_raw_bake_file_builds_the_plans_targets_with_one_tag_and_one_cache_ref(tmp_path: Path) -> None:
-    if (
-        shutil.which("docker") is None
-        or subprocess.run(["docker", "buildx", "version"], capture_output=True).returncode
-    ):
-        pytest.skip("no docker buildx")
-    project = definitions.Project.create(BENCH / "fixture-large", tmp_path / "p")
-    env = {**os.environ, "REGISTRY": "localhost:5000/ns", "BRANCH": "feature"}
-    raw = subprocess.run(
-        ["docker", "buildx", "bake", "-f", str(BENCH / "raw" / "docker-bake-large.hcl"), "--print"],
-        cwd=project.path, env=env, capture_output=True, text=True,
-    )  # fmt: skip
-    assert raw.returncode == 0, raw.stderr
-    targets = json.loads(raw.stdout)["target"]
-    planned = definitions.variant(json.loads(subprocess.run(
-        [*definitions.bake_ci_command(), "plan", "--push", "--no-reuse", "--branch", "feature"],
-        cwd=project.path, capture_output=True, text=True, check=True,
-        env=definitions.clean_env(BAKE_CI_REGISTRY="localhost:5000/ns", BAKE_CI_BASE_IMAGE=definitions.BASE_IMAGE),
-    ).stdout), project.sha, "raw")["target"]  # fmt: skip
-    assert len(targets) == 16
-    assert sorted(targets) == sorted(planned)
-    for name, target in planned.items():
-        assert targets[name]["tags"] == target["tags"]
-        assert targets[name]["cache-from"] == target["cache-from"]
-        assert targets[name]["cache-to"] == target["cache-to"]
-        assert targets[name]["args"] == target["args"]
-
-
-@pytest.mark.engine
-def test_the_benchs_own_engine_starts_empty_and_leaves_nothing_behind() -> None:
-    why = dedicated.problem()
-    if why:
-        pytest.skip(why)
-    with dedicated.Engine.start() as engine:
-        info = subprocess.run(["docker", "info", "--format", "{{.DockerRootDir}}"], env=engine.env(),
-                              capture_output=True, text=True, check=True)  # fmt: skip
-        assert Path(info.stdout.strip()).is_relative_to(engine.root)
-        assert engine.images() == []
-        rules = subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True).stdout
-        assert engine.bridge in rules
-    assert not engine.root.exists()
-    assert engine.bridge not in subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True).stdout
-    links = subprocess.run(["ip", "link"], capture_output=True, text=True).stdout
-    assert engine.bridge not in links
 
 
 def test_run_py_keeps_the_definitions_block_of_the_results_file() -> None:

@@ -66,6 +66,7 @@ GL_MR = {
     **GITLAB,
     "CI_PIPELINE_SOURCE": "merge_request_event",
     "CI_MERGE_REQUEST_IID": "7",
+    "CI_MERGE_REQUEST_PROJECT_ID": "100",
     "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main",
 }
 GL_MR_SAME = {
@@ -347,11 +348,13 @@ def test_names_that_only_look_like_the_default_branch_write_nothing(environ: dic
     assert "Rename it" in w.warnings[0]
 
 
-def test_warm_writes_main_from_any_branch_but_never_from_a_pull_request() -> None:
-    w = writes(GH_PUSH_FEATURE, warm=True)
+def test_warm_writes_main_from_main_its_own_refs_elsewhere_and_never_from_a_pull_request() -> None:
+    w = writes(GH_PUSH_MAIN, command="warm")
     assert (w.identity, w.output, w.cache_to, w.default_tags) == ("main", "push", "main", True)
-    with pytest.raises(UsageError, match="a pull request never writes them"):
-        writes(GH_PR_SAME, SAME_PAYLOAD, warm=True)
+    w = writes(GH_PUSH_FEATURE, command="warm")
+    assert (w.identity, w.output, w.cache_to, w.default_tags) == ("feature/login", "push", "feature/login", False)
+    with pytest.raises(UsageError, match="a pull or merge request never writes them"):
+        writes(GH_PR_SAME, SAME_PAYLOAD, command="warm")
 
 
 def test_load_writes_nothing_unless_cache_to() -> None:

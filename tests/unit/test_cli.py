@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bake import __version__, report
-from bake import cli as cli_module
+from bake.args import Output, fingerprints
 from bake.cli import main
 
 from .conftest import results
@@ -195,23 +195,21 @@ def test_unreadable_metadata_is_empty(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("argv", "in_ci", "reads"),
+    ("command", "output", "no_reuse", "reads"),
     [
-        (["plan"], False, False),  # on a laptop a plan is a --load plan: no fingerprints
-        (["plan"], True, True),
-        (["plan", "--push"], False, True),
-        (["plan", "--push", "--no-reuse"], False, False),
-        (["plan", "--load"], True, False),
-        (["status"], False, True),
-        (["pull"], False, True),
-        (["build"], False, True),
-        (["build", "--load"], False, True),  # recorded for status
-        (["build", "--push", "--no-reuse"], False, False),
-        (["build", "--cache-only"], False, False),
-        (["matrix"], True, False),
-        (["doctor"], False, False),
+        ("plan", "load", False, False),  # on a laptop a plan is a --load plan: no fingerprints
+        ("plan", "push", False, True),
+        ("plan", "push", True, False),
+        ("plan", "cache-only", False, False),
+        ("status", "load", False, True),
+        ("pull", "load", False, True),
+        ("build", "push", False, True),
+        ("build", "load", False, True),  # recorded for status
+        ("build", "push", True, True),  # its pushed images carry their fingerprint tag
+        ("build", "cache-only", False, True),  # an export whose cache is there is skipped
+        ("matrix", "push", False, False),
+        ("doctor", "load", False, False),
     ],
 )
-def test_the_context_is_read_ahead_for_commands_that_fingerprint(argv: list[str], in_ci: bool, reads: bool) -> None:
-    ns = cli_module._parser().parse_args(argv)
-    assert cli_module._reads_context(ns, {"CI": "true"} if in_ci else {}) is reads
+def test_one_rule_says_which_runs_fingerprint(command: str, output: Output, no_reuse: bool, reads: bool) -> None:
+    assert fingerprints(command, output, no_reuse) is reads

@@ -34,6 +34,8 @@ class World:
 
     def __init__(self) -> None:
         self.registry: set[str] = set()
+        #: the fingerprint label of the image under a tag, where it is not that tag's fingerprint
+        self.labels: dict[str, str | None] = {}
         self.local: dict[str, images.LocalImage] = {}
         self.unreachable = False
 
@@ -45,9 +47,16 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
     def lookup(ref: str) -> registry.Manifest | None:
         if w.unreachable:
             raise CommandFailed(["imagetools"], 1, "dial tcp: connect: connection refused")
-        return MANIFEST if ref.rsplit(":", 1)[-1] in w.registry else None
+        tag = ref.rsplit(":", 1)[-1]
+        return registry.Manifest(tag, MANIFEST.digest, MANIFEST.body) if tag in w.registry else None
+
+    def labels(repository: str, manifest: registry.Manifest) -> set[str | None]:
+        tag = manifest.media_type  # the fake manifest names its tag there
+        own = next(fp.value for fp in (OLD, NEW) if tag.endswith(fp.short))
+        return {w.labels.get(tag, own)}
 
     monkeypatch.setattr(reuse, "lookup", lookup)
+    monkeypatch.setattr(reuse, "fingerprint_labels", labels)
     monkeypatch.setattr(images, "local_image", lambda ref: w.local.get(ref))
     return w
 
@@ -76,6 +85,16 @@ def test_the_registry_has_it_so_build_would_reuse(world: World, setup: tuple[Pla
     world.registry.add(f"ci-py3.12-fp-{NEW.short}")
     assert verdict(setup, NEW).action == "reuse"
     assert verdict(setup, NEW, output="load").action == "pull"
+
+
+def test_an_image_labelled_with_another_fingerprint_is_not_reused(world: World, setup: tuple[Plan, State]) -> None:
+    """A fingerprint tag that something else than the build of these inputs wrote."""
+    tag = f"ci-py3.12-fp-{NEW.short}"
+    world.registry.add(tag)
+    for label in (OLD.value, None, NEW.value[:12] + "0" * 52):
+        world.labels[tag] = label
+        assert verdict(setup, NEW).action == "build"
+        assert verdict(setup, NEW, output="load").action == "build"
 
 
 def test_a_local_image_with_the_fingerprint_label_is_current(world: World, setup: tuple[Plan, State]) -> None:

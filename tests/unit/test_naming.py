@@ -9,7 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bake.naming import PythonVersion, branch_tag, slug, tag_prefix, target_id
+from bake.naming import (
+    PythonVersion,
+    branch_name,
+    branch_tag,
+    platform_fragment,
+    reserved,
+    slug,
+    tag_prefix,
+    target_id,
+)
 
 #: What docker accepts as a tag.
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -130,3 +139,69 @@ def test_target_ids_and_tag_prefixes() -> None:
 @given(stage=stages, python=pythons)
 def test_target_ids_are_valid_bake_target_names(stage: str, python: PythonVersion) -> None:
     assert TARGET.match(target_id(stage, python))
+
+
+# -- the reserved forms: no branch takes another kind of ref's tag ---------------------------
+
+#: What each kind of ref other than a branch puts after ``STAGE-pyX.Y-`` (docs/tags.md).
+OTHER_KINDS = re.compile(r"fp-[0-9a-f]{12}|[0-9a-f]{7,64}|pr-(?:[0-9]+|unknown)|plat-.*", re.DOTALL)
+
+
+@pytest.mark.parametrize(
+    ("branch", "named"),
+    [
+        ("fp-0123456789ab", "branch-fp-0123456789ab"),
+        ("FP-0123456789AB", "branch-FP-0123456789AB"),
+        ("fp_0123456789ab", "branch-fp_0123456789ab"),
+        ("9E9AB8D", "branch-9E9AB8D"),
+        ("9e9ab8d0c0ffee", "branch-9e9ab8d0c0ffee"),
+        ("../fp-x", "branch-../fp-x"),
+        ("pr-12", "branch-pr-12"),
+        ("PR/12", "branch-PR/12"),
+        ("plat-linux-arm64", "branch-plat-linux-arm64"),
+        ("feature/../fp-x", "feature/../fp-x"),  # feature-..-fp-x: a branch like any other
+        ("main", "main"),
+        ("cafe", "cafe"),  # too short for a commit tag
+        ("fpx", "fpx"),
+        ("prod-12", "prod-12"),
+    ],
+)
+def test_branches_in_a_reserved_form_are_renamed(branch: str, named: str) -> None:
+    assert branch_name(branch) == named
+    assert not reserved(slug(branch_name(branch), 100))
+
+
+@given(stage=stages, python=pythons, branch=st.text())
+def test_no_branch_name_ever_gives_a_reserved_tag(stage: str, python: PythonVersion, branch: str) -> None:
+    tag = branch_tag(stage, python, branch_name(branch))
+    suffix = tag[len(tag_prefix(stage, python)) + 1 :]
+    assert not reserved(suffix), (branch, tag)
+    assert not OTHER_KINDS.fullmatch(suffix), (branch, tag)
+
+
+@given(
+    stage=stages,
+    python=pythons,
+    branch=st.one_of(
+        st.from_regex(r"\A(?:[Ff][Pp]|[Pp][Ll][Aa][Tt]|[Pp][Rr])[-_./ ]?[0-9A-Za-z/._-]{0,200}\Z"),
+        st.from_regex(r"\A[./-]{0,3}[0-9a-fA-F]{5,80}[./-]{0,3}\Z"),
+        st.from_regex(r"\A[a-z]{0,10}/(?:\.\./)+[Ff][Pp]-[0-9a-f]{12}\Z"),
+    ),
+)
+def test_names_close_to_the_reserved_forms_never_give_one(stage: str, python: PythonVersion, branch: str) -> None:
+    tag = branch_tag(stage, python, branch_name(branch))
+    suffix = tag[len(tag_prefix(stage, python)) + 1 :]
+    assert not OTHER_KINDS.fullmatch(suffix), (branch, tag)
+
+
+def test_the_reserved_forms_are_reserved() -> None:
+    for fragment in ("fp-0123456789ab", "0123456", "9e9ab8d", "a" * 64, "pr-1", "pr-unknown", "plat-linux-arm64"):
+        assert reserved(fragment), fragment
+    for fragment in ("main", "branch-fp-0123456789ab", "012345", "feature-login", "pr-x", "prefix"):
+        assert not reserved(fragment), fragment
+
+
+def test_platform_fragments() -> None:
+    assert platform_fragment("linux/arm64") == "plat-linux-arm64"
+    assert platform_fragment("linux/arm/v7") == "plat-linux-arm-v7"
+    assert reserved(platform_fragment("windows/amd64") + "-main")

@@ -44,20 +44,22 @@ def verdict(r: Ref, facts: Facts = FACTS, settings: Settings = SETTINGS, others:
         ("cache", "", "unknown"),
         ("image", "fp-0123456789ab", "fingerprint"),
         ("cache", "fp-0123456789ab", "fingerprint"),
-        ("image", "fp-0123456789", "branch"),  # too short for a fingerprint: a branch
+        ("image", "fp-0123456789", "unknown"),  # fp-... is reserved: not a branch, not a fingerprint either
         ("image", "abcdef0", "commit"),
-        ("cache", "abcdef0", "branch"),  # the cache repository has no commit refs
-        ("image", "abcdef01", "branch"),
+        ("image", "abcdef01", "commit"),  # 7 or more hex characters
+        ("cache", "abcdef0", "unknown"),  # the cache repository has no commit refs; reserved for branches
         ("image", "pr-12", "pr"),
-        ("image", "pr-012", "branch"),
-        ("image", "branch-pr-12", "branch"),  # a branch named pr-12, as bake.ci.identity renames it
+        ("image", "pr-012", "unknown"),  # reserved for requests, and not a number bake-ci writes
+        ("image", "branch-pr-12", "branch"),  # a branch named pr-12, as bake.policy.identity renames it
         ("image", "branch-fp-0123456789ab", "branch"),
+        ("image", "branch-9e9ab8d", "branch"),
         ("image", "feature-login", "branch"),
         ("image", "release_1.2", "branch"),
-        ("image", "linux-arm64", "unknown"),  # per-platform refs: kept, not read
-        ("image", "main-linux-arm64", "unknown"),
-        ("image", "fp-0123456789ab-linux-amd64", "unknown"),
-        ("cache", "main-linux-arm-v7", "unknown"),
+        ("image", "feature-linux-arm64", "branch"),
+        ("image", "plat-linux-arm64", "unknown"),  # per-platform refs (reserved): kept, not read
+        ("image", "plat-linux-arm64-main", "unknown"),
+        ("cache", "plat-linux-arm-v7-fp-0123456789ab", "unknown"),
+        ("image", "fp-0123456789ab-x", "unknown"),
         ("image", "Main", "unknown"),
         ("image", "-x", "unknown"),
     ],
@@ -95,7 +97,7 @@ def test_the_longest_configured_prefix_wins() -> None:
         ("ci-py3.11-pr-3", NOW - DAY, True, "pull request 3 built"),
         ("ci-py3.11-pr-3", None, True, "cannot be told"),
         ("other-py3.11-main", NOW - 99 * DAY, True, "not a tag of a configured target"),
-        ("ci-py3.11-main-linux-arm64", NOW - 99 * DAY, True, "per-platform"),
+        ("ci-py3.11-plat-linux-arm64-main", NOW - 99 * DAY, True, "per-platform"),
     ],
 )
 def test_image_tag_verdicts(tag: str, written: float | None, keep: bool, words: str) -> None:
@@ -196,7 +198,8 @@ def test_bytes_freed_count_only_blobs_no_staying_manifest_uses() -> None:
 @pytest.mark.parametrize(
     ("environ", "branch", "allowed"),
     [
-        ({}, "feature", True),  # a developer's own command
+        ({}, "main", True),  # a developer's own command, on the default branch
+        ({}, "feature", False),  # only the default branch collects garbage (--branch main)
         ({"GITHUB_EVENT_NAME": "schedule", "GITHUB_REF_NAME": "main"}, "main", True),
         ({"GITHUB_EVENT_NAME": "push", "GITHUB_REF_NAME": "main"}, "main", True),
         ({"GITHUB_EVENT_NAME": "workflow_dispatch", "GITHUB_REF_NAME": "main"}, "main", True),
@@ -220,7 +223,7 @@ def test_gc_follows_the_trust_policy(environ: dict[str, str], branch: str, allow
     if allowed:
         gc.check_trust(context, branch, "main")
     else:
-        with pytest.raises(UsageError, match="only a push, a schedule or a manual run of the default branch"):
+        with pytest.raises(UsageError, match="gc deletes refs from the registry"):
             gc.check_trust(context, branch, "main")
 
 
