@@ -50,6 +50,8 @@ from bake.engine import process  # noqa: E402
 
 DAY = 86400
 SECOND_ENGINE = "unix:///run/bake-ci/docker2.sock"
+#: what a build says when the shared engine was restarted under it (the run waits, then tries again)
+ENGINE_GONE = ("Cannot connect to the Docker daemon", "does not answer at the default socket")
 ACCEPT = ", ".join(
     [
         "application/vnd.oci.image.index.v1+json",
@@ -269,7 +271,7 @@ class Sim:
             command += ["--progress", "plain"]
         for _ in range(3):  # the shared engine may be restarted under us: wait for it, then again
             out = subprocess.run(command, cwd=self.repo, env=full, capture_output=True, text=True)
-            if out.returncode == 0 or "Cannot connect to the Docker daemon" not in out.stderr + out.stdout:
+            if out.returncode == 0 or not any(w in out.stderr + out.stdout for w in ENGINE_GONE):
                 break
             wait_for_engine()
         if out.returncode != 0:
