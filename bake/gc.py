@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bake import auth, backoff, ci, config, logs, policy, prune, registry, retention
+from bake import auth, backoff, ci, config, inventory, logs, policy, prune, registry, retention
 from bake.args import Args
 from bake.cache import fingerprint_ref
 from bake.engine import git
@@ -114,7 +114,7 @@ def read_branches(path: Path) -> Live:
 
 
 def _when(text: str, path: Path, line: int) -> float:
-    when = float(text) if text.replace(".", "", 1).isdigit() else prune.parse_time(text)
+    when = float(text) if text.replace(".", "", 1).isdigit() else inventory.parse_time(text)
     if when is None:
         raise UsageError(
             f"--branches {path}, line {line}: {text!r} is not a time; write unix seconds or an ISO 8601 time "
@@ -155,7 +155,7 @@ def live_branches(root: Path, args: Args) -> Live:
     return Live(live, "the checkout's local branches", None, frozenset(s[:7] for s in shas), shas)
 
 
-def facts(project: config.Project, live: Live, found: prune.Survey, now: float) -> retention.Facts:
+def facts(project: config.Project, live: Live, found: inventory.Survey, now: float) -> retention.Facts:
     cfg = project.config
     pushed = ci.Context(provider="local", ci=False, event="push")
     branches: dict[str, float | None] = {}
@@ -247,7 +247,7 @@ def run_gc(project: config.Project, args: Args, context: ci.Context, now: float 
     reg = prune.Registry(registry.Client(auth.credentials, retries=0))
     prefixes = [tag_prefix(s, p) for s in project.stages for p in cfg.pythons]
     try:
-        found = prune.survey(reg, repos, prefixes)
+        found = inventory.survey(reg, repos, prefixes)
     except (backoff.Again, registry.RegistryError) as exc:
         raise RegistryUnreachable(
             f"the registry {cfg.registry} could not be read ({redact(str(exc))}); nothing was deleted. Check that "
