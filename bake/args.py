@@ -54,6 +54,15 @@ class Args:
     test_command: str | None = None
     #: what ``matrix`` lists one entry per: target, platform, or target-platform
     per: str = "target"
+    # gc
+    apply: bool = False
+    grace: str | None = None
+    branch_days: float | None = None
+    pr_days: float | None = None
+    commit_days: float | None = None
+    keep_fingerprints: int | None = None
+    branches_file: Path | None = None
+    remote: str | None = None
 
     @property
     def warm(self) -> bool:

@@ -143,6 +143,18 @@ def _parser() -> argparse.ArgumentParser:
         help="run a command in a target's CI image: bake-ci run ci-py312 -- pytest",
     )  # fmt: skip
     run_.add_argument("run_command", nargs="*", metavar="-- COMMAND", help="the command and its arguments")
+    gc_ = sub.add_parser(
+        "gc", parents=[common], help="delete the registry refs no live branch, request or reuse needs (dry run)"
+    )
+    add = gc_.add_argument
+    add("--apply", action="store_true", help="delete (without it: only say what would be deleted, and why)")
+    add("--json", action="store_true", help="print JSON instead of a table")
+    add("--grace", metavar="DURATION", help="nothing written this recently is deleted (1h, 30m, 0)")
+    add("--branches", dest="branches_file", type=Path, metavar="FILE", help="live branches, one a line")
+    add("--remote", metavar="NAME", help="the remote whose branches are live (default: origin)")
+    add("--branch", help="the branch this run is on (default: from CI variables or git)")
+    for key, kind in (("branch-days", float), ("pr-days", float), ("commit-days", float), ("keep-fingerprints", int)):
+        add(f"--{key}", type=kind, metavar="N", help=f"override retention.{key}")
     doctor = sub.add_parser(
         "doctor", parents=[common], help="check docker, buildx, the engine, builder, registry, Dockerfile"
     )

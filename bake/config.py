@@ -281,6 +281,45 @@ class CacheConfig(StrictModel):
     ignore_error: bool = True
 
 
+_DURATION_RE = re.compile(r"(?:([0-9]+(?:\.[0-9]+)?)([smhd]))+|0")
+_DURATION_PART_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd])")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def seconds(text: str) -> float:
+    """A duration such as ``1h``, ``30m``, ``1h30m``, ``2d`` or ``0``, in seconds (ValueError if not one)."""
+    if not _DURATION_RE.fullmatch(text.strip()):
+        raise ValueError(f"{_cut(text, 20)!r} is not a duration: write a number and a unit, e.g. 1h, 30m, 2d, or 0")
+    return sum(float(n) * _UNIT[u] for n, u in _DURATION_PART_RE.findall(text))
+
+
+def _duration(value: str) -> str:
+    seconds(value)
+    return value
+
+
+def _days(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be a number of days above 0, e.g. 14")
+    return value
+
+
+def _count(value: int) -> int:
+    if value < 0:
+        raise ValueError("must be 0 or more, e.g. 5")
+    return value
+
+
+class RetentionConfig(StrictModel):
+    """``[tool.bake-ci.retention]``: what ``bake-ci gc`` keeps (see docs/retention.md)."""
+
+    branch_days: Annotated[float, AfterValidator(_days)] = 14
+    pr_days: Annotated[float, AfterValidator(_days)] = 14
+    commit_days: Annotated[float, AfterValidator(_days)] = 30
+    keep_fingerprints: Annotated[int, AfterValidator(_count)] = 5
+    grace: Annotated[str, AfterValidator(_duration)] = "1h"
+
+
 class Config(StrictModel):
     """``[tool.bake-ci]``."""
 
@@ -298,6 +337,7 @@ class Config(StrictModel):
     base_image: BaseImage = "python:{python}-slim"
     default_branch: Branch = "main"
     cache: CacheConfig = CacheConfig()
+    retention: RetentionConfig = RetentionConfig()
 
     @property
     def pythons(self) -> list[PythonVersion]:

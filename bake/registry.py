@@ -80,6 +80,10 @@ class RegistryError(Exception):
         self.transient = transient
 
 
+class RegistryUnavailable(RegistryError):
+    """The registry could not be reached, for a reason another attempt later may not meet."""
+
+
 @dataclass(frozen=True)
 class Reference:
     """An image reference: where its registry is, the repository, and a tag or a digest."""
@@ -236,7 +240,8 @@ class Client:
                     reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
                     tried = f" ({retries.failures} attempts)" if retries.failures > 1 else ""
                     message = f"{host}: {type(reason).__name__}: {reason}{tried}"
-                    raise RegistryError(message, transient=transient) from None
+                    kind = RegistryUnavailable if transient else RegistryError
+                    raise kind(message, transient=transient) from None
                 reason = type(exc).__name__
             else:
                 headers = {k.lower(): v for k, v in headers.items()}
@@ -252,7 +257,11 @@ class Client:
             retries.wait(delay)
 
     def _url(self, ref: Reference, what: str) -> str:
+        if what.startswith(("http://", "https://")):  # a Location the registry answered with
+            return what
         scheme = ref.scheme or ("http" if plain_http(ref.host) else "https")
+        if what.startswith("/"):
+            return f"{scheme}://{ref.host}{what}"
         return f"{scheme}://{ref.host}/v2/{ref.repository}/{what}"
 
     def _authorization(self, ref: Reference, challenge: str, actions: str) -> str:
@@ -349,6 +358,37 @@ class Client:
         )
         if status not in (200, 201, 202):
             raise RegistryError(f"{parsed.host}: PUT manifest answered {status}", transient=status in RETRY_STATUSES)
+
+    # -- what gc needs: listing, blobs, deleting ------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        ref: Reference,
+        what: str,
+        *,
+        actions: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One request about ``ref``'s repository (``what``: a path under ``/v2/REPO/``, an
+        absolute path, or a URL the registry gave), authenticated for ``actions``: its status,
+        headers and body, whatever the status."""
+        return self._send(method, ref, what, actions=actions, body=body, headers=headers or {})
+
+    def tag_page(self, ref: Reference, url: str | None = None, size: int = 1000) -> tuple[list[str], str | None]:
+        """One page of ``ref``'s repository's tags, and the URL of the next page (``Link``)."""
+        status, headers, body = self.request("GET", ref, url or f"tags/list?n={size}", actions="pull")
+        if status == 404:
+            return [], None
+        if status != 200:
+            raise RegistryError(f"{ref.host}: GET tags/list answered {status}")
+        try:
+            tags = json.loads(body).get("tags") or []
+        except (ValueError, AttributeError):
+            raise RegistryError(f"{ref.host}: tags/list answered something that is not JSON") from None
+        match = re.match(r"\s*<([^>]+)>", headers.get("link", ""))
+        return [str(t) for t in tags], (match[1] if match else None)
 
 
 # -- resolving base images the way the engine pulls them ------------------------------------

@@ -635,6 +635,13 @@ def enter_environment(run: Run) -> None:
     )  # fmt: skip
 
 
+def collect(run: Run) -> None:
+    """Judge every ref of the image and cache repositories; delete what goes with --apply."""
+    from bake.gc import run_gc
+
+    run_gc(run.project, run.args, run.context)
+
+
 BUILD: tuple[Step, ...] = (
     load,
     select_targets,
@@ -697,6 +704,7 @@ COMMANDS: dict[str, tuple[Step, ...]] = {
     "doctor": (doctor,),
     "shell": (load, select_targets, one_target, destination, local_plan, enter_environment),
     "run": (load, select_targets, one_target, destination, local_plan, enter_environment),
+    "gc": (load, collect),
 }
 
 

@@ -28,3 +28,81 @@ def head(cwd: Path) -> tuple[str, str | None]:
 def output(args: Sequence[str], *, cwd: Path) -> str:
     """``git ARGS`` in ``cwd``: its stdout, or CommandFailed."""
     return process.run(["git", *args], cwd=cwd)
+
+
+# -- what gc asks: live branches and commit dates ------------------------------------------------
+
+
+def remotes(cwd: Path) -> list[str]:
+    """The checkout's remotes (none outside git)."""
+    said = _git("remote", cwd=cwd)
+    return said.split() if said else []
+
+
+def remote_heads(remote: str, cwd: Path, timeout: float = 60) -> dict[str, str]:
+    """``git ls-remote --heads REMOTE``: each branch of the remote and its head commit
+    (CommandFailed when the remote cannot be asked)."""
+    out = process.run(["git", "ls-remote", "--heads", remote], cwd=cwd, timeout=timeout)
+    heads = {}
+    for line in out.splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref.startswith("refs/heads/"):
+            heads[ref.removeprefix("refs/heads/")] = sha.strip()
+    return heads
+
+
+def local_heads(cwd: Path) -> dict[str, tuple[str, float]]:
+    """The checkout's own branches: head commit and its committer time."""
+    out = _git(
+        "for-each-ref", "--format=%(refname:short)%09%(objectname)%09%(committerdate:unix)", "refs/heads", cwd=cwd
+    )
+    heads = {}
+    for line in (out or "").splitlines():
+        name, sha, when = [*line.split("\t"), "", ""][:3]
+        if name and sha and when.isdigit():
+            heads[name] = (sha, float(when))
+    return heads
+
+
+def commit_times(names: Sequence[str], cwd: Path) -> dict[str, float]:
+    """Committer time of each commit git knows among ``names`` (full or abbreviated hashes),
+    by the name asked; names git does not know (or finds ambiguous) are left out."""
+    if not names:
+        return {}
+    try:
+        checked = process.run(
+            ["git", "cat-file", "--batch-check=%(objectname) %(objecttype)"], cwd=cwd, input="\n".join(names) + "\n"
+        )
+    except process.CommandFailed:
+        return {}
+    full: dict[str, str] = {}
+    for name, line in zip(names, checked.splitlines(), strict=False):
+        parts = line.split()
+        if len(parts) == 2 and parts[1] == "commit":
+            full[name] = parts[0]
+    if not full:
+        return {}
+    try:
+        out = process.run(["git", "log", "--no-walk=unsorted", "--format=%H %ct", *set(full.values())], cwd=cwd)
+    except process.CommandFailed:
+        return {}
+    times = {}
+    for line in out.splitlines():
+        sha, _, when = line.partition(" ")
+        if when.strip().isdigit():
+            times[sha] = float(when)
+    return {name: times[sha] for name, sha in full.items() if sha in times}
+
+
+def reachable(heads: Sequence[str], cwd: Path) -> set[str] | None:
+    """Every commit reachable from ``heads`` (full hashes; heads git does not have are
+    skipped), or None when git knows none of them."""
+    known = commit_times(list(heads), cwd)
+    if not known:
+        return None
+    full = process.run(["git", "cat-file", "--batch-check=%(objectname)"], cwd=cwd, input="\n".join(known) + "\n")
+    try:
+        out = process.run(["git", "rev-list", *full.split()], cwd=cwd)
+    except process.CommandFailed:
+        return None
+    return set(out.split())

@@ -275,6 +275,31 @@ def test_github_nightly_warms() -> None:
     assert [s["with"]["command"] for s in job["steps"] if action_steps(s)] == ["warm"]
 
 
+def test_github_nightly_runs_gc_apply_after_warm() -> None:
+    name = "github-nightly.yml"
+    (job,) = github_jobs(name).values()
+    steps = job["steps"]
+    warm = [i for i, s in enumerate(steps) if action_steps(s) and s["with"]["command"] == "warm"]
+    gcs = [i for i, s in enumerate(steps) for c in step_commands(name, s) if c.args.command == "gc"]
+    assert warm, f"{name}: no warm"
+    assert gcs, f"{name}: no gc"
+    assert all(c.args.apply for s in steps for c in step_commands(name, s) if c.args.command == "gc")
+    assert gcs[0] > warm[0], f"{name}: gc must follow warm"
+    assert steps[gcs[0]]["if"] == "${{ !cancelled() }}", "gc runs even when warm failed"
+
+
+def test_gitlab_nightly_runs_gc_apply_after_warm() -> None:
+    name = "gitlab-ci.yml"
+    found = commands(name)
+    warm = [i for i, c in enumerate(found) if c.args.command == "warm"]
+    gcs = [i for i, c in enumerate(found) if c.args.command == "gc"]
+    assert warm, f"{name}: no warm"
+    assert gcs, f"{name}: no gc"
+    assert all(found[i].args.apply for i in gcs), [found[i].line for i in gcs]
+    assert found[gcs[0]].job == found[warm[0]].job, f"{name}: gc and warm in different jobs"
+    assert gcs[0] > warm[0], f"{name}: gc must follow warm"
+
+
 def test_gitlab_generates_its_matrix_and_warms() -> None:
     name = "gitlab-ci.yml"
     document = load(name)

@@ -1,0 +1,182 @@
+"""``bake-ci gc`` against a registry of the tests' own (behind the fault proxy), never the shared one.
+
+The 2x2 fixture is pushed once per module from ``main``, then from a branch that is deleted
+afterwards; each test works on refs of its own (copies of main's index under tags of gone
+branches), so the tests do not depend on each other's order.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .conftest import bake_ci, docker, make_project
+from .faultproxy import FaultProxy, Registry
+
+IMAGE = "fixture/app-ci"
+ACCEPT = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json"
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+
+
+@dataclass
+class Pushed:
+    path: Path
+    env: dict[str, str]
+    proxy: FaultProxy
+    registry: Registry
+    namespace: str
+
+    def url(self, what: str) -> str:
+        return f"http://127.0.0.1:{self.registry.port}/v2/{self.namespace}/{what}"
+
+    def tags(self, repo: str = IMAGE) -> set[str]:
+        return self.registry.tags(f"{self.namespace}/{repo}")
+
+    def manifest(self, tag: str, repo: str = IMAGE) -> tuple[str, bytes]:
+        request = urllib.request.Request(self.url(f"{repo}/manifests/{tag}"), headers={"Accept": ACCEPT})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.headers["Content-Type"], resp.read()
+
+    def gone_copies(self, count: int) -> list[str]:
+        """``count`` tags of gone branches, each naming a copy of main's index (its own digest)."""
+        media, body = self.manifest("ci-py3.11-main")
+        tags = []
+        for _ in range(count):
+            data = json.loads(body)
+            data.setdefault("annotations", {})["test.copy"] = uuid.uuid4().hex
+            tag = f"ci-py3.11-gone-{uuid.uuid4().hex[:8]}"
+            request = urllib.request.Request(
+                self.url(f"{IMAGE}/manifests/{tag}"), data=json.dumps(data).encode(), method="PUT"
+            )
+            request.add_header("Content-Type", media)
+            urllib.request.urlopen(request, timeout=10).close()
+            tags.append(tag)
+        return tags
+
+    def gc(self, *args: str) -> tuple[int, str, str]:
+        result = bake_ci("gc", "--grace", "0", *args, cwd=self.path, env=self.env)
+        return result.code, result.out, result.err
+
+    def kept_intact(self, before: dict[str, str]) -> None:
+        """Every tag of ``before`` still names its manifest, and every child of it is there."""
+        for tag, digest in before.items():
+            _, body = self.manifest(tag)
+            assert "sha256:" in digest
+            for child in json.loads(body).get("manifests") or []:
+                request = urllib.request.Request(
+                    self.url(f"{IMAGE}/manifests/{child['digest']}"), method="HEAD", headers={"Accept": ACCEPT}
+                )
+                urllib.request.urlopen(request, timeout=10).close()
+
+    def digests(self, tags: set[str]) -> dict[str, str]:
+        out = {}
+        for tag in tags:
+            request = urllib.request.Request(
+                self.url(f"{IMAGE}/manifests/{tag}"), method="HEAD", headers={"Accept": ACCEPT}
+            )
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                out[tag] = resp.headers["Docker-Content-Digest"]
+        return out
+
+
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pushed]:
+    registry = Registry()
+    proxy = FaultProxy(registry.address)
+    try:
+        project = make_project(tmp_path_factory.mktemp("gc"))
+        namespace = f"gc-{uuid.uuid4().hex[:8]}"
+        env = {**project.env, "BAKE_CI_REGISTRY": f"{proxy.address}/{namespace}"}
+        assert bake_ci("build", "--push", "--progress", "plain", cwd=project.path, env=env).code == 0
+        subprocess.run([*GIT, "checkout", "-q", "-b", "feature"], cwd=project.path, check=True)
+        (project.path / "app.py").write_text((project.path / "app.py").read_text() + "\n# feature\n")
+        subprocess.run([*GIT, "commit", "-qam", "feature"], cwd=project.path, check=True)
+        assert bake_ci("build", "--push", "--progress", "plain", cwd=project.path, env=env).code == 0
+        subprocess.run([*GIT, "checkout", "-q", "main"], cwd=project.path, check=True)
+        subprocess.run(["git", "branch", "-q", "-D", "feature"], cwd=project.path, check=True)
+        yield Pushed(project.path, env, proxy, registry, namespace)
+    finally:
+        proxy.close()
+        registry.close()
+
+
+def test_a_deleted_branch_is_listed_by_the_dry_run_then_removed(pushed: Pushed) -> None:
+    image, cache = pushed.tags(), pushed.tags(f"{IMAGE}-cache")
+    code, out, err = pushed.gc("--json")
+    assert code == 0, err
+    going = {(r["repository"].rsplit("/", 1)[1], r["tag"]) for r in json.loads(out)["refs"] if r["verdict"] == "delete"}
+    feature = {t for t in image | cache if t.endswith("-feature")}
+    assert feature, "the fixture pushed no branch tags"
+    branch_refs = {(repo, t) for repo, t in going if t.endswith("-feature")}
+    assert branch_refs == {("app-ci", t) for t in image if t.endswith("-feature")} | {
+        ("app-ci-cache", t) for t in cache if t.endswith("-feature")
+    }
+    reasons = {r["reason"] for r in json.loads(out)["refs"] if r["tag"].endswith("-feature")}
+    assert reasons == {"no live branch is named feature (per the checkout's local branches)"}
+    assert (pushed.tags(), pushed.tags(f"{IMAGE}-cache")) == (image, cache), "the dry run deleted something"
+
+    kept = pushed.digests({t for t in image if not t.endswith("-feature") and (("app-ci", t) not in going)})
+    code, out, err = pushed.gc("--apply")
+    assert code == 0, err + out
+    assert not {t for t in pushed.tags() | pushed.tags(f"{IMAGE}-cache") if t.endswith("-feature")}
+    assert pushed.digests(set(kept)) == kept
+    pushed.kept_intact(kept)
+    pulled = docker("pull", "-q", f"{pushed.proxy.address}/{pushed.namespace}/{IMAGE}:ci-py3.11", check=False)
+    assert pulled.returncode == 0, pulled.stderr
+
+
+def test_a_429_storm_is_waited_out(pushed: Pushed) -> None:
+    tags = pushed.gone_copies(2)
+    kept = pushed.digests({"ci-py3.11", "ci-py3.11-main"})
+    pushed.proxy.fail(429, times=4, methods="DELETE,HEAD")
+    code, out, err = pushed.gc("--apply")
+    pushed.proxy.clear()
+    assert code == 0, err + out
+    assert pushed.proxy.injected() >= 4
+    assert not set(tags) & pushed.tags()
+    assert pushed.digests(set(kept)) == kept
+
+
+def test_a_registry_refusing_deletes_stops_gc_with_the_hosted_ways(pushed: Pushed) -> None:
+    tags = pushed.gone_copies(2)
+    kept = pushed.digests({"ci-py3.11", "ci-py3.11-main"})
+    pushed.proxy.fail(405, times=None, methods="DELETE")
+    try:
+        code, out, err = pushed.gc("--apply")
+    finally:
+        pushed.proxy.clear()
+    assert code == 1, err
+    assert "Traceback" not in err + out
+    for word in ("refused to delete", "GHCR", "Docker Hub", "GitLab", "ECR"):
+        assert word in err
+    assert "not attempted" in out or "HTTP 405" in out
+    assert set(tags) <= pushed.tags()
+    assert pushed.digests(set(kept)) == kept
+    assert pushed.gc("--apply")[0] == 0  # the registry lets it now: the rerun finishes
+    assert not set(tags) & pushed.tags()
+
+
+def test_the_registry_going_down_mid_gc(pushed: Pushed) -> None:
+    tags = pushed.gone_copies(3)
+    kept = pushed.digests({"ci-py3.11", "ci-py3.11-main", "deps-py3.11"})
+    pushed.proxy.down_on(methods="DELETE")
+    try:
+        code, out, err = pushed.gc("--apply")
+    finally:
+        pushed.proxy.clear()
+        pushed.proxy.up()
+    assert code == 3, err
+    assert "went away during gc" in err
+    assert "Traceback" not in err + out
+    assert pushed.digests(set(kept)) == kept
+    code, out, err = pushed.gc("--apply")
+    assert code == 0, err
+    assert not set(tags) & pushed.tags()
+    pushed.kept_intact(kept)
