@@ -316,18 +316,12 @@ def _labels_over_http(repository: str, manifest: registry.Manifest) -> set[str |
     return {_label(_config_labels(json.loads(c))) for c in configs}
 
 
-def _fingerprint_tag(t: TargetPlan, fp: Fingerprint) -> str:
-    """The tag ``t``'s image is found under: one platform's image in a registry, or the
-    image a ``--load`` of the engine's own platform is tagged with."""
-    return fingerprint_tag(t.target, fp.value, t.platform if t.output != "load" else None)
-
-
-def find(t: TargetPlan, fp: Fingerprint) -> registry.Manifest | None:
+def find(t: TargetPlan, fp: Fingerprint, *, loading: bool = False) -> registry.Manifest | None:
     """The image in the registry for ``t``'s fingerprint ``fp``: under its fingerprint tag,
     and labelled with that very fingerprint. An image whose label says otherwise (the tag
     was written by something else than the build of these inputs) is not it: warned about,
     and None, so the target is built."""
-    fp_tag = _fingerprint_tag(t, fp)
+    fp_tag = fingerprint_tag(t.target, fp.value, None if loading else t.platform)
     manifest = lookup(f"{t.repository}:{fp_tag}")
     if manifest is None:
         return None
@@ -381,9 +375,11 @@ def reuse(plan: Plan, fps: Fingerprints) -> dict[str, Result]:
         if fp is None:
             return None
         started = time.monotonic()
-        fp_tag = _fingerprint_tag(t, fp)
+        # a --load of the engine's own platform is found under the tag without a platform
+        loading = t.output == "load"
+        fp_tag = fingerprint_tag(t.target, fp.value, None if loading else t.platform)
         try:
-            manifest = find(t, fp)
+            manifest = find(t, fp, loading=loading)
         except (CommandFailed, registry.RegistryError) as exc:
             log.warning("cannot look up the fingerprint image", target=t.id, error=_said(exc)[-300:])
             return None
