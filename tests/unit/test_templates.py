@@ -354,6 +354,7 @@ def test_gitlab_platforms_builds_each_platform_on_its_runner_then_merges() -> No
         "linux/arm64": "saas-linux-small-arm64",
     }
     assert jobs["build"]["tags"] == ["$RUNNER"]
+    assert [c.args.command for c in commands(name) if c.job == "build"] == ["build", "run"], "build, then test in it"
     assert [c.args.command for c in commands(name) if c.job == "merge"] == ["merge"]
     assert jobs["merge"]["needs"] == ["build"]
     assert load(name)["stages"] == ["build", "merge"]
