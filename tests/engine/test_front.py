@@ -16,8 +16,11 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import REGISTRY, Project, bake_ci, docker
+from .conftest import REGISTRY, Project, bake_ci, docker, make_project
 from .runner import Runner, flatten, gitlab_variables
+from .test_platforms import FIXTURE as PLATFORMS_FIXTURE
+from .test_platforms import IMAGE as PLATFORMS_IMAGE
+from .test_platforms import platforms_of
 
 pytestmark = pytest.mark.engine
 
@@ -190,6 +193,32 @@ def test_the_action_outputs_each_targets_image_and_digest(project: Project, tmp_
     assert proc.returncode == 0, proc.stderr
     assert "OK" in proc.stderr.splitlines()[-1]
     assert f"ci-py3.11-{project.sha[:7]}" in choice_line(proc.stderr)
+
+
+def test_the_action_merges_the_images_of_the_platform_jobs(tmp_path: Path) -> None:
+    """command: merge after one build --platform per platform (what github-platforms.yml's
+    jobs do): the index of both, in the report and the outputs like a build's."""
+    project = make_project(tmp_path, PLATFORMS_FIXTURE)
+    for platform in ("linux/amd64", "linux/arm64"):  # arm64 under emulation: a tiny fixture
+        built = bake_ci("build", "ci-py311", "--platform", platform, "--push", cwd=project.path, env=project.env)
+        assert built.code == 0, built.err[-4000:]
+    runner = Runner(project.path, tmp_path / "runner", github_env(project, tmp_path))
+    code, outputs = runner.action(ROOT, {"command": "merge", "targets": "ci-py311"})
+    assert code == 0, "\n".join(runner.logs)
+    assert outputs["result"] == "success"
+    (row,) = [t for t in json.loads(outputs["report"])["targets"] if t["target"] == "ci-py311"]
+    assert row["status"] == "merged", row
+    repository = f"{project.namespace}/{PLATFORMS_IMAGE}"
+    assert json.loads(outputs["images"])["ci-py311"] == f"{project.registry}/{PLATFORMS_IMAGE}:ci-py3.11-main"
+    assert json.loads(outputs["digests"])["ci-py311"] == manifest_digest(repository, "ci-py3.11-main")
+    assert sorted(platforms_of(repository, "ci-py3.11-main")) == ["linux/amd64", "linux/arm64"]
+    (upload,) = runner.used
+    assert json.loads((Path(upload["with"]["path"]) / "report.json").read_text())["command"] == "merge"
+
+    # an input of another command is refused before anything runs
+    code, _ = runner.action(ROOT, {"command": "merge", "platform": "linux/arm64"})
+    assert code == 2
+    assert "platform is an input of command build, not of merge" in runner.logs[-1]
 
 
 # -- the templates ------------------------------------------------------------------------------
