@@ -269,6 +269,57 @@ def test_github_templates_run_as_a_runner_would(project: Project, tmp_path: Path
     assert not errorish(build_log), errorish(build_log)
 
 
+def test_github_platforms_template_runs_as_runners_would(tmp_path: Path) -> None:
+    """github-platforms.yml's jobs in order: the matrix, one image job per platform of
+    ci-py311 (arm64 under emulation here, natively on GitHub) with the tests in its image,
+    then merge."""
+    project = make_project(tmp_path, PLATFORMS_FIXTURE)
+    workflow = yaml.safe_load((TEMPLATES / "github-platforms.yml").read_text())
+    env = {**github_env(project, tmp_path), "BAKE_CI_REGISTRY": project.registry, "TEST_COMMAND": "uname -m"}
+    expressions = {
+        "github.repository_owner": "acme",
+        "github.event.pull_request.head.repo.fork && 'load' || 'push'": "push",
+        "env.TEST_COMMAND": "uname -m",
+    }
+
+    def job(name: str, matrix: dict[str, str], want: int = 0) -> tuple[dict[str, str], Runner]:
+        temp = tmp_path / f"runner-{name}-{matrix.get('suffix', '')}"
+        scope = {**expressions, **{f"matrix.{k}": v for k, v in matrix.items()}}
+        runner = Runner(project.path, temp, {**env, "GITHUB_JOB": name}, scope)
+        found: dict[str, str] = {}
+        for step in workflow["jobs"][name]["steps"]:
+            if str(step.get("uses", "")).endswith("/bake-ci@v0.1.0"):
+                code, found = runner.action(ROOT, {k: runner.value(str(v), {}) for k, v in step["with"].items()})
+                assert code == want, "\n".join(runner.logs)
+            elif "run" in step:
+                code, _, said = runner.bash(runner.value(step["run"], {}), {})
+                assert code == 0, said
+        return found, runner
+
+    entries = json.loads(job("matrix", {})[0]["matrix"])["include"]
+    assert {(e["target"], e["platform"]) for e in entries} == {
+        (t, p) for t in ("deps-py311", "deps-py313", "ci-py311", "ci-py313") for p in ("linux/amd64", "linux/arm64")
+    }
+    for entry in [e for e in entries if e["target"] == "ci-py311"]:
+        outputs, runner = job("image", entry)
+        assert set(json.loads(outputs["images"])) == {"ci-py311__" + entry["suffix"]}
+        machines = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
+        printed = runner.logs[-1].splitlines()  # the tests' output, in this platform's image
+        assert [m for m in machines.values() if m in printed] == [machines[entry["platform"]]], printed
+        (upload,) = runner.used
+        assert upload["with"]["name"] == f"bake-ci-image-ci-py311-linux-{entry['suffix'][6:]}"
+    merged, merging = job("merge", {}, want=1)  # only ci-py311's platform jobs ran: the others fail, naming them
+    assert [u["with"]["name"] for u in merging.used] == ["bake-ci-merge-all"]  # a failed run uploads its report too
+    statuses = {t["target"]: (t["status"], t["error"]) for t in json.loads(merged["report"])["targets"]}
+    assert statuses.pop("ci-py311") == ("merged", None)
+    for target, (status, error) in statuses.items():
+        assert status == "failed", (target, error)
+        assert f"bake-ci build {target} --platform linux/amd64" in error, (target, error)
+    repository = f"{project.namespace}/{PLATFORMS_IMAGE}"
+    assert json.loads(merged["digests"])["ci-py311"] == manifest_digest(repository, "ci-py3.11-main")
+    assert sorted(platforms_of(repository, "ci-py3.11-main")) == ["linux/amd64", "linux/arm64"]
+
+
 def test_gitlab_template_generates_its_jobs_and_they_run(project: Project, tmp_path: Path) -> None:
     document = yaml.safe_load((TEMPLATES / "gitlab-ci.yml").read_text())
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("BAKE_CI_", "GITHUB_", "CI"))}
