@@ -625,6 +625,7 @@ def enter_environment(run: Run) -> None:
         build_args_ = Args(
             command="build", config=args.config, log_format=args.log_format, verbose=args.verbose,
             targets=(target.id,), branch=args.branch, output="load", state_dir=args.state_dir,
+            platform=args.platform,  # the platform it runs as (else the engine's)
         )  # fmt: skip
         with contextlib.redirect_stdout(sys.stderr):  # stdout is the command's
             execute(BUILD, Run(build_args_, run.environ))

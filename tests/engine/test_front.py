@@ -16,8 +16,11 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import REGISTRY, Project, bake_ci, docker
+from .conftest import REGISTRY, Project, bake_ci, docker, make_project
 from .runner import Runner, flatten, gitlab_variables
+from .test_platforms import FIXTURE as PLATFORMS_FIXTURE
+from .test_platforms import IMAGE as PLATFORMS_IMAGE
+from .test_platforms import platforms_of
 
 pytestmark = pytest.mark.engine
 
@@ -192,6 +195,32 @@ def test_the_action_outputs_each_targets_image_and_digest(project: Project, tmp_
     assert f"ci-py3.11-{project.sha[:7]}" in choice_line(proc.stderr)
 
 
+def test_the_action_merges_the_images_of_the_platform_jobs(tmp_path: Path) -> None:
+    """command: merge after one build --platform per platform (what github-platforms.yml's
+    jobs do): the index of both, in the report and the outputs like a build's."""
+    project = make_project(tmp_path, PLATFORMS_FIXTURE)
+    for platform in ("linux/amd64", "linux/arm64"):  # arm64 under emulation: a tiny fixture
+        built = bake_ci("build", "ci-py311", "--platform", platform, "--push", cwd=project.path, env=project.env)
+        assert built.code == 0, built.err[-4000:]
+    runner = Runner(project.path, tmp_path / "runner", github_env(project, tmp_path))
+    code, outputs = runner.action(ROOT, {"command": "merge", "targets": "ci-py311"})
+    assert code == 0, "\n".join(runner.logs)
+    assert outputs["result"] == "success"
+    (row,) = [t for t in json.loads(outputs["report"])["targets"] if t["target"] == "ci-py311"]
+    assert row["status"] == "merged", row
+    repository = f"{project.namespace}/{PLATFORMS_IMAGE}"
+    assert json.loads(outputs["images"])["ci-py311"] == f"{project.registry}/{PLATFORMS_IMAGE}:ci-py3.11-main"
+    assert json.loads(outputs["digests"])["ci-py311"] == manifest_digest(repository, "ci-py3.11-main")
+    assert sorted(platforms_of(repository, "ci-py3.11-main")) == ["linux/amd64", "linux/arm64"]
+    (upload,) = runner.used
+    assert json.loads((Path(upload["with"]["path"]) / "report.json").read_text())["command"] == "merge"
+
+    # an input of another command is refused before anything runs
+    code, _ = runner.action(ROOT, {"command": "merge", "platform": "linux/arm64"})
+    assert code == 2
+    assert "platform is an input of command build, not of merge" in runner.logs[-1]
+
+
 # -- the templates ------------------------------------------------------------------------------
 
 
@@ -238,6 +267,57 @@ def test_github_templates_run_as_a_runner_would(project: Project, tmp_path: Path
     build_log = runner.logs[-2]
     assert f"reproduce ci-py311 locally: bake-ci run ci-py311 --commit {project.sha[:7]} -- {TEST_COMMAND}" in build_log
     assert not errorish(build_log), errorish(build_log)
+
+
+def test_github_platforms_template_runs_as_runners_would(tmp_path: Path) -> None:
+    """github-platforms.yml's jobs in order: the matrix, one image job per platform of
+    ci-py311 (arm64 under emulation here, natively on GitHub) with the tests in its image,
+    then merge."""
+    project = make_project(tmp_path, PLATFORMS_FIXTURE)
+    workflow = yaml.safe_load((TEMPLATES / "github-platforms.yml").read_text())
+    env = {**github_env(project, tmp_path), "BAKE_CI_REGISTRY": project.registry, "TEST_COMMAND": "uname -m"}
+    expressions = {
+        "github.repository_owner": "acme",
+        "github.event.pull_request.head.repo.fork && 'load' || 'push'": "push",
+        "env.TEST_COMMAND": "uname -m",
+    }
+
+    def job(name: str, matrix: dict[str, str], want: int = 0) -> tuple[dict[str, str], Runner]:
+        temp = tmp_path / f"runner-{name}-{matrix.get('suffix', '')}"
+        scope = {**expressions, **{f"matrix.{k}": v for k, v in matrix.items()}}
+        runner = Runner(project.path, temp, {**env, "GITHUB_JOB": name}, scope)
+        found: dict[str, str] = {}
+        for step in workflow["jobs"][name]["steps"]:
+            if str(step.get("uses", "")).endswith("/bake-ci@v0.1.0"):
+                code, found = runner.action(ROOT, {k: runner.value(str(v), {}) for k, v in step["with"].items()})
+                assert code == want, "\n".join(runner.logs)
+            elif "run" in step:
+                code, _, said = runner.bash(runner.value(step["run"], {}), {})
+                assert code == 0, said
+        return found, runner
+
+    entries = json.loads(job("matrix", {})[0]["matrix"])["include"]
+    assert {(e["target"], e["platform"]) for e in entries} == {
+        (t, p) for t in ("deps-py311", "deps-py313", "ci-py311", "ci-py313") for p in ("linux/amd64", "linux/arm64")
+    }
+    for entry in [e for e in entries if e["target"] == "ci-py311"]:
+        outputs, runner = job("image", entry)
+        assert set(json.loads(outputs["images"])) == {"ci-py311__" + entry["suffix"]}
+        machines = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
+        printed = runner.logs[-1].splitlines()  # the tests' output, in this platform's image
+        assert [m for m in machines.values() if m in printed] == [machines[entry["platform"]]], printed
+        (upload,) = runner.used
+        assert upload["with"]["name"] == f"bake-ci-image-ci-py311-linux-{entry['suffix'][6:]}"
+    merged, merging = job("merge", {}, want=1)  # only ci-py311's platform jobs ran: the others fail, naming them
+    assert [u["with"]["name"] for u in merging.used] == ["bake-ci-merge-all"]  # a failed run uploads its report too
+    statuses = {t["target"]: (t["status"], t["error"]) for t in json.loads(merged["report"])["targets"]}
+    assert statuses.pop("ci-py311") == ("merged", None)
+    for target, (status, error) in statuses.items():
+        assert status == "failed", (target, error)
+        assert f"bake-ci build {target} --platform linux/amd64" in error, (target, error)
+    repository = f"{project.namespace}/{PLATFORMS_IMAGE}"
+    assert json.loads(merged["digests"])["ci-py311"] == manifest_digest(repository, "ci-py3.11-main")
+    assert sorted(platforms_of(repository, "ci-py3.11-main")) == ["linux/amd64", "linux/arm64"]
 
 
 def test_gitlab_template_generates_its_jobs_and_they_run(project: Project, tmp_path: Path) -> None:
