@@ -28,13 +28,12 @@ COPY . .
 """
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _no_engine() -> Iterator[None]:
-    """Unit tests need no Docker: any docker command they run reaches no engine, and fails."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DOCKER_HOST", "unix:///nonexistent/unit-tests-use-no-engine.sock")
-        patch.delenv("DOCKER_CONTEXT", raising=False)
-        yield
+@pytest.fixture(autouse=True)
+def _no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests need no Docker: any docker command they run reaches no engine, and fails.
+    Per test, not per session: the engine tests of the same pytest run keep their engine."""
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/unit-tests-use-no-engine.sock")
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
 
 
 @pytest.fixture(autouse=True)
