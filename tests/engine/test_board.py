@@ -116,4 +116,8 @@ def test_the_board_holds_one_line_per_target_in_a_real_terminal(
         assert line.split()[:2] == [target, "built"], line
     rows = [line.split()[:2] for line in final[header + 1 : header + 5]]
     assert rows == [[target, "built"] for target in TARGETS]
-    assert all(len(line) <= width for line in final[header : header + 5]), "\n".join(final)  # the table fits too
+    # the table fits too, but for the image, which is never cut (it is what a user copies):
+    # a narrow terminal drops the digest column instead
+    for line in final[header : header + 5]:
+        image = line.split()[-1]
+        assert len(line) <= width or (len(line) - len(image) < width and "sha256:" not in line), "\n".join(final)

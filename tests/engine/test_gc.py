@@ -86,12 +86,14 @@ class Pushed:
         return out
 
 
-@pytest.fixture(scope="module")
-def pushed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pushed]:
+@pytest.fixture
+def pushed(tmp_path: Path) -> Iterator[Pushed]:
+    """main and a deleted branch feature pushed to a registry of the test's own: each test's,
+    since every test but the dry run deletes, and tests run in any order."""
     registry = Registry()
     proxy = FaultProxy(registry.address)
     try:
-        project = make_project(tmp_path_factory.mktemp("gc"))
+        project = make_project(tmp_path)
         namespace = f"gc-{uuid.uuid4().hex[:8]}"
         env = {**project.env, "BAKE_CI_REGISTRY": f"{proxy.address}/{namespace}"}
         assert bake_ci("build", "--push", "--progress", "plain", cwd=project.path, env=env).code == 0
