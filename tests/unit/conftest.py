@@ -13,6 +13,8 @@ from bake import logs, report
 from bake.cli import main
 from bake.engine import process
 
+from .fake_registry import FakeRegistry
+
 #: A Dockerfile with three named stages; the last one (``ci``) is the default stage.
 DOCKERFILE = """\
 ARG BASE_IMAGE
@@ -56,6 +58,21 @@ class Run:
 
 MakeProject = Callable[..., Path]
 RunCli = Callable[..., Run]
+MakeRegistry = Callable[..., FakeRegistry]
+
+
+@pytest.fixture
+def fake_registry() -> Iterator[MakeRegistry]:
+    """``fake_registry(**options)`` starts a :class:`FakeRegistry`; all stop when the test ends."""
+    made: list[FakeRegistry] = []
+
+    def make(**options: object) -> FakeRegistry:
+        made.append(FakeRegistry(**options))  # type: ignore[arg-type]
+        return made[-1]
+
+    yield make
+    for fake in made:
+        fake.stop()
 
 
 @pytest.fixture

@@ -1,100 +1,47 @@
-"""The registry HTTP client against a small registry served in-process (no Docker)."""
+"""The registry HTTP client against the fake registry served in-process (no Docker)."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
 
 import pytest
 
 from bake import retry
 from bake.registry import Client, Reference, RegistryError, parse_challenge, plain_http
 
+from .conftest import MakeRegistry
+from .fake_registry import FakeRegistry
+
 MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json"}).encode()
 INDEX = "application/vnd.oci.image.index.v1+json"
 
 
-class Registry(BaseHTTPRequestHandler):
-    """Manifests behind Bearer tokens that a token endpoint hands out for user:secret."""
-
-    manifests: ClassVar[dict[str, tuple[str, bytes]]] = {}
-    token_requests: ClassVar[list[str]] = []
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _authorized(self) -> bool:
-        if self.headers.get("Authorization") == "Bearer good-token":
-            return True
-        host = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.send_response(401)
-        self.send_header("WWW-Authenticate", f'Bearer realm="{host}/token",service="test"')
-        self.end_headers()
-        return False
-
-    def do_GET(self) -> None:
-        if self.path.startswith("/token"):
-            self.token_requests.append(self.path)
-            ok = self.headers.get("Authorization") == "Basic " + base64.b64encode(b"bot:s3cret").decode()
-            body = json.dumps({"token": "good-token" if ok else "bad"}).encode()
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(body)
-            return
-        if not self._authorized():
-            return
-        tag = self.path.rsplit("/", 1)[1]
-        if tag not in self.manifests:
-            self.send_response(404)
-            self.end_headers()
-            return
-        media_type, body = self.manifests[tag]
-        self.send_response(200)
-        self.send_header("Content-Type", media_type)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_PUT(self) -> None:
-        if not self._authorized():
-            return
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.manifests[self.path.rsplit("/", 1)[1]] = (self.headers["Content-Type"], body)
-        self.send_response(201)
-        self.end_headers()
-
-
 @pytest.fixture
-def registry() -> Iterator[str]:
-    Registry.manifests = {"fp-1": (INDEX, MANIFEST)}
-    Registry.token_requests = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+def registry(fake_registry: MakeRegistry) -> FakeRegistry:
+    """Manifests behind Bearer tokens that a token endpoint hands out for bot:s3cret."""
+    fake = fake_registry(credentials=("bot", "s3cret"))
+    fake.put("acme/app-ci:fp-1", MANIFEST, INDEX)
+    return fake
 
 
-def test_manifest_and_tag_through_a_bearer_token(registry: str) -> None:
-    client = Client(lambda host: ("bot", "s3cret") if host == registry else None)
-    manifest = client.manifest(f"{registry}/acme/app-ci:fp-1")
+def test_manifest_and_tag_through_a_bearer_token(registry: FakeRegistry) -> None:
+    host = registry.address
+    client = Client(lambda asked: ("bot", "s3cret") if asked == host else None)
+    manifest = client.manifest(f"{host}/acme/app-ci:fp-1")
     assert manifest is not None
     assert manifest.digest == "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
     assert manifest.is_index
-    client.tag(manifest, f"{registry}/acme/app-ci:ci-py3.12-feature")
-    assert Registry.manifests["ci-py3.12-feature"] == (INDEX, MANIFEST)  # same bytes: same digest
-    assert client.manifest(f"{registry}/acme/app-ci:missing") is None
-    assert any("scope=repository%3Aacme%2Fapp-ci%3Apull" in r for r in Registry.token_requests)
+    client.tag(manifest, f"{host}/acme/app-ci:ci-py3.12-feature")
+    assert registry.manifests["acme/app-ci:ci-py3.12-feature"] == (INDEX, MANIFEST)  # same bytes: same digest
+    assert client.manifest(f"{host}/acme/app-ci:missing") is None
+    assert any("scope=repository%3Aacme%2Fapp-ci%3Apull" in r for r in registry.token_requests)
 
 
-def test_wrong_credentials_are_an_error_not_a_miss(registry: str) -> None:
+def test_wrong_credentials_are_an_error_not_a_miss(registry: FakeRegistry) -> None:
     client = Client(lambda host: ("bot", "wrong"))
     with pytest.raises(RegistryError):
-        client.manifest(f"{registry}/acme/app-ci:fp-1")
+        client.manifest(f"{registry.address}/acme/app-ci:fp-1")
 
 
 def test_an_unreachable_registry_is_an_error() -> None:

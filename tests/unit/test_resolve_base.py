@@ -1,7 +1,8 @@
 """Base-image digests the way the engine pulls them: mirrors first, then docker.io, then the engine.
 
-Two small registries served in-process stand for the engine's mirror and for Docker Hub;
-the engine's mirror list is a fake, and no process may be started unless a test says so.
+Two fake registries served in-process (tests/unit/fake_registry.py) stand for the engine's
+mirror and for Docker Hub; the engine's mirror list is a fake, and no process may be started
+unless a test says so.
 """
 
 from __future__ import annotations
@@ -9,10 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -23,7 +21,9 @@ from bake.engine.process import CommandFailed
 from bake.pool import parallel
 from bake.registry import Reference, parse_mirrors, via_mirror
 
-MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
+from .conftest import MakeRegistry
+from .fake_registry import MANIFEST as MEDIA_TYPE
+from .fake_registry import FakeRegistry
 
 
 def manifest(name: str) -> bytes:
@@ -35,54 +35,6 @@ def digest(body: bytes) -> str:
 
 
 @dataclass
-class FakeRegistry:
-    """An anonymous registry: manifests by ``repository:tag``, and every path asked for."""
-
-    address: str
-    manifests: dict[str, bytes] = field(default_factory=dict)
-    asked: list[str] = field(default_factory=list)
-
-
-def serve(fake_holder: list[FakeRegistry]) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            fake = fake_holder[0]
-            fake.asked.append(self.path)
-            repository, _, tag = self.path.removeprefix("/v2/").partition("/manifests/")
-            body = fake.manifests.get(f"{repository}:{tag}")
-            if body is None:
-                self.send_response(404)
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", MEDIA_TYPE)
-            self.end_headers()
-            self.wfile.write(body)
-
-    return Handler
-
-
-@pytest.fixture
-def make_registry() -> Iterator[Any]:
-    servers: list[ThreadingHTTPServer] = []
-
-    def make() -> FakeRegistry:
-        holder: list[FakeRegistry] = []
-        server = ThreadingHTTPServer(("127.0.0.1", 0), serve(holder))
-        holder.append(FakeRegistry(f"127.0.0.1:{server.server_address[1]}"))
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-        servers.append(server)
-        return holder[0]
-
-    yield make
-    for server in servers:
-        server.shutdown()
-
-
-@dataclass
 class World:
     mirror: FakeRegistry
     hub: FakeRegistry
@@ -90,9 +42,9 @@ class World:
 
 
 @pytest.fixture
-def world(make_registry: Any, monkeypatch: pytest.MonkeyPatch) -> World:
+def world(fake_registry: MakeRegistry, monkeypatch: pytest.MonkeyPatch) -> World:
     """The engine mirrors docker.io through ``mirror``; ``hub`` stands for Docker Hub."""
-    mirror, hub = make_registry(), make_registry()
+    mirror, hub = fake_registry(), fake_registry()
     world = World(mirror, hub)
 
     def refuse(*args: object, **kwargs: object) -> Any:
@@ -117,7 +69,7 @@ def world(make_registry: Any, monkeypatch: pytest.MonkeyPatch) -> World:
 )
 def test_a_docker_io_name_resolves_through_the_engines_mirror_without_asking_docker_io(world: World, name: str) -> None:
     body = manifest("mirrored")
-    world.mirror.manifests["library/python:3.11-slim"] = body
+    world.mirror.put("library/python:3.11-slim", body)
     resolution = reuse.resolve_base(name)
     assert resolution.digest == digest(body)
     assert world.mirror.asked == ["/v2/library/python/manifests/3.11-slim"]
@@ -126,13 +78,13 @@ def test_a_docker_io_name_resolves_through_the_engines_mirror_without_asking_doc
 
 def test_a_name_without_tag_is_latest_of_that_repository(world: World) -> None:
     body = manifest("latest")
-    world.mirror.manifests["library/python:latest"] = body
+    world.mirror.put("library/python:latest", body)
     assert reuse.resolve_base("library/python").digest == digest(body)
 
 
 def test_what_the_mirror_lacks_comes_from_docker_io(world: World) -> None:
     body = manifest("from the hub")
-    world.hub.manifests["library/python:3.13-slim"] = body
+    world.hub.put("library/python:3.13-slim", body)
     resolution = reuse.resolve_base("python:3.13-slim")
     assert resolution.digest == digest(body)
     assert world.mirror.asked == ["/v2/library/python/manifests/3.13-slim"]
@@ -141,7 +93,7 @@ def test_what_the_mirror_lacks_comes_from_docker_io(world: World) -> None:
 @pytest.mark.parametrize("name", ["python:3.11-slim@{d}", "python@{d}", "localhost:5000/library/python:3.11-slim@{d}"])
 def test_a_reference_with_a_digest_is_that_digest_and_nothing_is_asked(world: World, name: str) -> None:
     pinned = digest(manifest("pinned"))
-    world.mirror.manifests["library/python:3.11-slim"] = manifest("the tag moved on")
+    world.mirror.put("library/python:3.11-slim", manifest("the tag moved on"))
     world.local[name.format(d=pinned)] = "sha256:" + "e" * 64
     resolution = reuse.resolve_base(name.format(d=pinned))
     assert resolution.digest == pinned
@@ -154,10 +106,10 @@ def test_an_image_no_registry_has_falls_back_to_the_local_engine(world: World) -
     assert reuse.resolve_base("python:3.13-slim").digest == "sha256:" + "e" * 64
 
 
-def test_another_registry_is_never_asked_through_the_mirror(world: World, make_registry: Any) -> None:
-    own = make_registry()
+def test_another_registry_is_never_asked_through_the_mirror(world: World, fake_registry: MakeRegistry) -> None:
+    own = fake_registry()
     body = manifest("own")
-    own.manifests["team/python:3.11"] = body
+    own.put("team/python:3.11", body)
     assert reuse.resolve_base(f"{own.address}/team/python:3.11").digest == digest(body)
     assert world.mirror.asked == []
 

@@ -7,12 +7,7 @@ import email.utils
 import json
 import socket
 import ssl
-import struct
-import threading
 import urllib.error
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
 
 import pytest
 
@@ -20,6 +15,9 @@ from bake import retry
 from bake.execute import is_transient
 from bake.progress import Vertex
 from bake.registry import MAX_RETRY_AFTER, Client, RegistryError, transient_error
+
+from .conftest import MakeRegistry
+from .fake_registry import FakeRegistry
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": INDEX}).encode()
@@ -136,75 +134,12 @@ def test_other_failures_are_not_transient(text: str) -> None:
 # -- the registry HTTP client retries transient failures ------------------------------------------
 
 
-class Flaky(BaseHTTPRequestHandler):
-    """Manifests behind a script of faults: each request takes the next one ("ok" when none is left)."""
-
-    protocol_version = "HTTP/1.1"
-    script: ClassVar[list[str]] = []
-    requests: ClassVar[list[str]] = []
-    manifests: ClassVar[dict[str, tuple[str, bytes]]] = {}
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _fault(self) -> bool:
-        self.requests.append(f"{self.command} {self.path}")
-        action = self.script.pop(0) if self.script else "ok"
-        if action == "ok":
-            return False
-        if action == "reset":
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        elif action == "eof":
-            pass
-        else:
-            status, _, after = action.partition(" retry-after ")
-            self.send_response(int(status))
-            if after:
-                self.send_header("Retry-After", after)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return True
-        self.close_connection = True
-        self.connection.close()
-        return True
-
-    def do_GET(self) -> None:
-        if self._fault():
-            return
-        tag = self.path.rsplit("/", 1)[1]
-        if tag not in self.manifests:
-            self.send_response(404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        media_type, body = self.manifests[tag]
-        self.send_response(200)
-        self.send_header("Content-Type", media_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_PUT(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self._fault():
-            return
-        self.manifests[self.path.rsplit("/", 1)[1]] = (self.headers["Content-Type"], body)
-        self.send_response(201)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-
 @pytest.fixture
-def flaky() -> Iterator[str]:
-    Flaky.script, Flaky.requests = [], []
-    Flaky.manifests = {"fp-1": (INDEX, MANIFEST)}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}/team/app"
-    server.shutdown()
-    server.server_close()
+def flaky(fake_registry: MakeRegistry) -> FakeRegistry:
+    """Manifests behind a script of faults: each request takes the next one ("ok" when none is left)."""
+    fake = fake_registry()
+    fake.put("team/app:fp-1", MANIFEST, INDEX)
+    return fake
 
 
 def client(delays: list[float], retries: int = 2) -> Client:
@@ -214,85 +149,85 @@ def client(delays: list[float], retries: int = 2) -> Client:
 
 
 @pytest.mark.parametrize("fault", ["503", "502", "500", "504", "429", "reset", "eof"])
-def test_a_transient_failure_is_retried_with_backoff(flaky: str, fault: str) -> None:
-    Flaky.script = [fault, fault]
+def test_a_transient_failure_is_retried_with_backoff(flaky: FakeRegistry, fault: str) -> None:
+    flaky.script = [fault, fault]
     delays: list[float] = []
-    found = client(delays).manifest(f"{flaky}:fp-1")
+    found = client(delays).manifest(f"{flaky.address}/team/app:fp-1")
     assert found is not None
     assert found.body == MANIFEST
     assert delays == [0.5, 1.0]
-    assert len(Flaky.requests) == 3
+    assert len(flaky.requests) == 3
 
 
-def test_retry_after_is_followed_up_to_a_limit(flaky: str) -> None:
-    Flaky.script = ["429 retry-after 3", "503 retry-after 3600"]
+def test_retry_after_is_followed_up_to_a_limit(flaky: FakeRegistry) -> None:
+    flaky.script = ["429 retry-after 3", "503 retry-after 3600"]
     delays: list[float] = []
-    assert client(delays).manifest(f"{flaky}:fp-1") is not None
+    assert client(delays).manifest(f"{flaky.address}/team/app:fp-1") is not None
     assert delays == [3.0, MAX_RETRY_AFTER]
 
 
-def test_retry_after_as_an_http_date_is_followed(flaky: str) -> None:
+def test_retry_after_as_an_http_date_is_followed(flaky: FakeRegistry) -> None:
     now = 1_800_000_000.0
-    Flaky.script = [f"503 retry-after {email.utils.formatdate(now + 20, usegmt=True)}"]
+    flaky.script = [f"503 retry-after {email.utils.formatdate(now + 20, usegmt=True)}"]
     delays: list[float] = []
     clock = retry.Clock(sleep=delays.append, now=lambda: now, random=lambda: 0.0)
-    assert Client(lambda host: None, clock=clock).manifest(f"{flaky}:fp-1") is not None
+    assert Client(lambda host: None, clock=clock).manifest(f"{flaky.address}/team/app:fp-1") is not None
     assert delays == [20.0]
 
 
-def test_a_tag_put_is_retried_too(flaky: str) -> None:
+def test_a_tag_put_is_retried_too(flaky: FakeRegistry) -> None:
     delays: list[float] = []
     registry = client(delays)
-    manifest = registry.manifest(f"{flaky}:fp-1")
+    manifest = registry.manifest(f"{flaky.address}/team/app:fp-1")
     assert manifest is not None
-    Flaky.script = ["503", "reset"]
-    registry.tag(manifest, f"{flaky}:ci-main")
-    assert Flaky.manifests["ci-main"] == (INDEX, MANIFEST)
+    flaky.script = ["503", "reset"]
+    registry.tag(manifest, f"{flaky.address}/team/app:ci-main")
+    assert flaky.manifests["team/app:ci-main"] == (INDEX, MANIFEST)
     assert delays == [0.5, 1.0]
 
 
-def test_when_retries_run_out_the_client_gives_up_with_a_registry_error(flaky: str) -> None:
-    Flaky.script = ["503"] * 3
+def test_when_retries_run_out_the_client_gives_up_with_a_registry_error(flaky: FakeRegistry) -> None:
+    flaky.script = ["503"] * 3
     delays: list[float] = []
     with pytest.raises(RegistryError, match="503"):
-        client(delays).manifest(f"{flaky}:fp-1")
+        client(delays).manifest(f"{flaky.address}/team/app:fp-1")
     assert delays == [0.5, 1.0]
-    Flaky.script = ["reset"] * 3
+    flaky.script = ["reset"] * 3
     with pytest.raises(RegistryError, match=r"Connection|Remote"):
-        client([]).manifest(f"{flaky}:fp-1")
+        client([]).manifest(f"{flaky.address}/team/app:fp-1")
 
 
-def test_a_registry_that_stayed_down_is_asked_once_more_without_waiting_until_it_answers(flaky: str) -> None:
+def test_a_registry_that_stayed_down_is_asked_once_more_without_waiting_until_it_answers(flaky: FakeRegistry) -> None:
     delays: list[float] = []
     registry = client(delays)
-    Flaky.script = ["503"] * 3
+    flaky.script = ["503"] * 3
     with pytest.raises(RegistryError, match="503"):
-        registry.manifest(f"{flaky}:fp-1")
+        registry.manifest(f"{flaky.address}/team/app:fp-1")
     assert delays == [0.5, 1.0]
-    Flaky.script, Flaky.requests = ["503", "ok"], []
+    flaky.script, flaky.requests = ["503", "ok"], []
     with pytest.raises(RegistryError, match="503"):  # still down: one request, no wait
-        registry.manifest(f"{flaky}:fp-1")
-    assert (delays, len(Flaky.requests)) == ([0.5, 1.0], 1)
-    assert registry.manifest(f"{flaky}:fp-1") is not None  # back: it answers
-    Flaky.script = ["503"]
-    assert registry.manifest(f"{flaky}:fp-1") is not None  # and is retried again
+        registry.manifest(f"{flaky.address}/team/app:fp-1")
+    assert (delays, len(flaky.requests)) == ([0.5, 1.0], 1)
+    assert registry.manifest(f"{flaky.address}/team/app:fp-1") is not None  # back: it answers
+    flaky.script = ["503"]
+    assert registry.manifest(f"{flaky.address}/team/app:fp-1") is not None  # and is retried again
     assert delays == [0.5, 1.0, 0.5]
 
 
 @pytest.mark.parametrize("status", [400, 403, 404, 501])
-def test_an_answer_no_retry_can_change_is_not_retried(flaky: str, status: int) -> None:
-    Flaky.script = [str(status)]
+def test_an_answer_no_retry_can_change_is_not_retried(flaky: FakeRegistry, status: int) -> None:
+    flaky.script = [str(status)]
     delays: list[float] = []
     if status == 404:
-        assert client(delays).manifest(f"{flaky}:fp-1") is None
+        assert client(delays).manifest(f"{flaky.address}/team/app:fp-1") is None
     else:
         with pytest.raises(RegistryError, match=str(status)):
-            client(delays).manifest(f"{flaky}:fp-1")
+            client(delays).manifest(f"{flaky.address}/team/app:fp-1")
     assert delays == []
-    assert len(Flaky.requests) == 1
+    assert len(flaky.requests) == 1
 
 
-def test_a_refused_connection_is_retried_then_reported(flaky: str) -> None:
+def test_a_refused_connection_is_retried_then_reported(flaky: FakeRegistry) -> None:
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
