@@ -16,6 +16,7 @@ Time is injected (``sleep``, ``clock``, ``now``, ``random``): unit tests never s
 
 from __future__ import annotations
 
+import os
 import random as _random
 import time
 from collections.abc import Callable
@@ -27,8 +28,29 @@ RETRIES = 8
 FIRST = 1.0
 #: the longest single wait, a server's Retry-After included
 LONGEST = 30.0
+#: the environment variable that sets another budget, in seconds
+BUDGET_ENV = "BAKE_CI_RETRY_BUDGET"
+
+
+def _budget(text: str | None, default: float = 60.0) -> float:
+    """``BAKE_CI_RETRY_BUDGET``: seconds of retries after the first failure (a job that
+    would rather fail fast, a test of a registry that never answers); ``default`` unset."""
+    if text is None or not text.strip():
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise SystemExit(
+            f"bake-ci: {BUDGET_ENV}={text!r} is not a number of seconds: "
+            f"unset it for the default ({default:g} s), or give one such as {BUDGET_ENV}=5"
+        )
+    return value
+
+
 #: no retry starts this long after the first failure
-BUDGET = 60.0
+BUDGET = _budget(os.environ.get(BUDGET_ENV))
 #: each wait is drawn from [(1 - JITTER) * wait, wait]
 JITTER = 0.5
 

@@ -140,7 +140,11 @@ def test_warm_fills_the_default_branch_cache_that_new_branches_reuse(
 
 
 def test_unreachable_registry_is_retried_then_reported(project: Project, tmp_path: Path) -> None:
-    env = {**project.env, "BAKE_CI_REGISTRY": "localhost:5999/nowhere"}  # nothing listens there
+    env = {
+        **project.env,
+        "BAKE_CI_REGISTRY": "localhost:5999/nowhere",  # nothing listens there
+        "BAKE_CI_RETRY_BUDGET": "3",  # each retried request gives up after 3 s, not a minute
+    }
     args = ["build", "ci-py311", "--push", "--retries", "1", "--report", str(tmp_path / "r.json")]
     result = bake_ci(*args, cwd=project.path, env=env)
     assert result.code == 1

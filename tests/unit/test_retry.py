@@ -159,3 +159,12 @@ def test_the_buildx_fallback_is_retried_on_the_same_schedule(monkeypatch: pytest
     with pytest.raises(CommandFailed):
         reuse.through_buildx(refused, "tag x", time.clock(0.0))
     assert time.waits == [0.5, 1.0]  # a refusal is not retried
+
+
+def test_the_budget_comes_from_the_environment_or_is_a_minute() -> None:
+    assert retry._budget(None) == retry._budget(" ") == 60.0
+    assert retry._budget("3") == 3.0
+    assert retry._budget("0.5") == 0.5
+    for bad in ("soon", "-1", "inf", "nan"):
+        with pytest.raises(SystemExit, match=f"BAKE_CI_RETRY_BUDGET='{bad}' is not a number of seconds"):
+            retry._budget(bad)
