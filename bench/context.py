@@ -32,7 +32,6 @@ import argparse
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,12 +40,20 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import (  # bench/ is not a package: python bench/context.py puts it on sys.path
+    BASE_IMAGE,
+    REGISTRY,
+    BenchError,
+    Settler,
+    bake_ci_command,
+    clean_env,
+    median,
+    ratio,
+    ratio_cell,
+    say,
+    sh,
+)
 
-from run import BenchError, Settler, bake_ci_command, clean_env, say, sh  # bench/ is not a package
-
-REGISTRY = "localhost:5000"
-BASE_IMAGE = f"{REGISTRY}/library/python:{{python}}-slim"
 FILE_SIZE = 4096
 PER_DIRECTORY = 200
 
@@ -76,8 +83,7 @@ def median_row(name: str, values: Sequence[float], base: Sequence[float]) -> str
     """One row of the table: the median, the quartiles and the ratio to ``base``'s median."""
     ordered = sorted(values)
     quartiles = f"{ordered[len(ordered) // 4]:.3f}–{ordered[(3 * len(ordered)) // 4]:.3f}"
-    ratio = statistics.median(values) / statistics.median(base)
-    return f"| {name} | {statistics.median(values):.3f} s | {quartiles} s | {ratio:.2f}× |"
+    return f"| {name} | {median(values) or 0:.3f} s | {quartiles} s | {ratio_cell(ratio(values, base))} |"
 
 
 def table(groups: Sequence[tuple[str, dict[str, list[float]]]]) -> str:

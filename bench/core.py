@@ -9,7 +9,7 @@
   ``--no-reuse`` build of the same targets.
 
 Repetitions alternate the order; every timed run starts once the machine is idle (see
-``run.Settler``); medians, ranges and within-run ratios are reported. Usage:
+``harness.Settler``); medians, ranges and within-run ratios are reported. Usage:
 
     .venv/bin/python bench/core.py [--reps 3] [--project bench/fixture] [--out FILE]
 """
@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import json
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,18 +27,23 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from dedicated import Engine
-from run import Settler, bake_ci_command, clean_env, sh  # bench/ is not a package
-
-REGISTRY = "localhost:5000"
-BASE_IMAGE = f"{REGISTRY}/library/python:{{python}}-slim"
-ROOT = Path(__file__).resolve().parent.parent
+from harness import (  # bench/ is not a package: python bench/core.py puts it on sys.path
+    BASE_IMAGE,
+    REGISTRY,
+    ROOT,
+    SecondEngine,
+    Settler,
+    bake_ci_command,
+    clean_env,
+    ratio,
+    ratio_cell,
+    seconds_cell,
+    sh,
+)
 
 
 class Bench:
-    def __init__(self, project: Path, engine: Engine) -> None:
+    def __init__(self, project: Path, engine: SecondEngine) -> None:
         self.project = project
         self.engine = engine
         self.settle = Settler()
@@ -53,22 +57,14 @@ class Bench:
         return time.perf_counter() - started
 
     def forget(self, namespace: str | None = None) -> None:
-        """What another machine would not have: build cache and local images, on the bench's own engine
-        (bench/dedicated.py; the shared engine's builder is never pruned). Base images stay."""
+        """What another machine would not have: build cache and local images, on the second engine
+        (ci/engine-up --second; the shared engine's builder is never pruned). Base images stay."""
         self.engine.forget()
 
     def cold(self, *args: str) -> tuple[float, str]:
         namespace = f"core-{uuid.uuid4().hex[:8]}"
         self.forget()
         return self.bake_ci(namespace, "--branch", "main", *args), namespace
-
-
-def fmt(values: list[float]) -> str:
-    return f"{statistics.median(values):.2f} s ({min(values):.2f}-{max(values):.2f})"
-
-
-def ratio(values: list[float], base: list[float]) -> float:
-    return statistics.median(values) / statistics.median(base)
 
 
 def main() -> int:
@@ -85,7 +81,7 @@ def main() -> int:
             subprocess.run([*git, *step], cwd=project, check=True)
         cells = json.loads(sh(*bake_ci_command(), "matrix", cwd=project))["include"]
         pythons = list(dict.fromkeys(cell["python"] for cell in cells))
-        engine = Engine.start()
+        engine = SecondEngine.start()
         stack.callback(engine.stop)
         bench = Bench(project, engine)
 
@@ -123,17 +119,17 @@ def main() -> int:
     rows = [
         "| measurement | median (min-max) | ratio | bound |",
         "|---|---|---|---|",
-        *(f"| cold, Python {p} alone | {fmt(alone[p])} | | |" for p in pythons),
-        f"| cold, sum of the versions alone | {fmt(sums)} | 1.00 | |",
-        f"| cold, all versions in one bake-ci build | {fmt(together)} | "
-        f"{ratio(together, sums):.2f} of the sum | <= 0.75 |",
-        f"| cold, --keep-going (one bake call per target) | {fmt(keep_going)} | "
-        f"{ratio(keep_going, together):.2f} of one call | <= 1.15 |",
-        f"| warm from registry, --no-reuse (pruned, no local images) | {fmt(warm)} | "
-        f"{ratio(warm, together):.2f} of cold | <= 0.25 |",
-        f"| no change, new branch, --no-reuse (fully cached build) | {fmt(cached)} | 1.00 | |",
-        f"| no change, new branch, reuse path | {fmt(reused)} | "
-        f"{ratio(reused, cached):.2f} of the cached build | <= 0.20 |",
+        *(f"| cold, Python {p} alone | {seconds_cell(alone[p])} | | |" for p in pythons),
+        f"| cold, sum of the versions alone | {seconds_cell(sums)} | 1.00 | |",
+        f"| cold, all versions in one bake-ci build | {seconds_cell(together)} | "
+        f"{ratio_cell(ratio(together, sums))} of the sum | <= 0.75 |",
+        f"| cold, --keep-going (one bake call per target) | {seconds_cell(keep_going)} | "
+        f"{ratio_cell(ratio(keep_going, together))} of one call | <= 1.15 |",
+        f"| warm from registry, --no-reuse (pruned, no local images) | {seconds_cell(warm)} | "
+        f"{ratio_cell(ratio(warm, together))} of cold | <= 0.25 |",
+        f"| no change, new branch, --no-reuse (fully cached build) | {seconds_cell(cached)} | 1.00 | |",
+        f"| no change, new branch, reuse path | {seconds_cell(reused)} | "
+        f"{ratio_cell(ratio(reused, cached))} of the cached build | <= 0.20 |",
     ]
     table = f"Project: {args.project.name}; {args.reps} repetitions.\n\n" + "\n".join(rows) + "\n"
     print(table)

@@ -2,8 +2,8 @@
 
 Starting from ``bake-ci plan --push --no-reuse`` (the JSON that ``bake-ci build`` hands to
 ``docker buildx bake``) this builds variants and runs each with raw ``docker buildx bake``,
-side by side with ``bake-ci build --push --no-reuse`` itself, on a second dockerd of its own
-(bench/dedicated.py: its builder can be pruned without touching anyone else's cache):
+side by side with ``bake-ci build --push --no-reuse`` itself, on the second engine
+(ci/engine-up --second: its builder can be pruned without touching anyone else's cache):
 
   raw          1 tag (the branch tag), 1 cache source (the branch's ref), registry cache export
   raw-noexport the same without any cache export
@@ -56,19 +56,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import anatomy  # bench/ is not a package
 import results
-from dedicated import Engine
-from run import REGISTRY, Settler, bake_ci_command, clean_env, pin_bake_ci, say, sh
+from harness import BASE_IMAGE, REGISTRY, SecondEngine, Settler, bake_ci_command, clean_env, say, seconds_cell, sh
+from run import pin_bake_ci
 
 from bake.registry import Client, Manifest, RegistryError
 
 BENCH = Path(__file__).resolve().parent
 FIXTURES = {"small": BENCH / "fixture", "large": BENCH / "fixture-large"}
-BASE_IMAGE = f"{REGISTRY}/library/python:{{python}}-slim"
 DEFAULT_BRANCH = "main"
 FEATURE = "feature"
 CONTENDERS = {
@@ -226,10 +222,10 @@ class Project:
             sh(*git, *step, cwd=path)
         return cls(path, sh("git", "rev-parse", "HEAD", cwd=path).strip())
 
-    def env(self, engine: Engine, namespace: str) -> dict[str, str]:
+    def env(self, engine: SecondEngine, namespace: str) -> dict[str, str]:
         return engine.env(clean_env(BAKE_CI_REGISTRY=f"{REGISTRY}/{namespace}", BAKE_CI_BASE_IMAGE=BASE_IMAGE))
 
-    def plan(self, engine: Engine, namespace: str, branch: str) -> Definition:
+    def plan(self, engine: SecondEngine, namespace: str, branch: str) -> Definition:
         text = sh(*bake_ci_command(), "plan", "--push", "--no-reuse", "--branch", branch, cwd=self.path,
                   env=self.env(engine, namespace))  # fmt: skip
         return json.loads(text)  # type: ignore[no-any-return]
@@ -237,7 +233,7 @@ class Project:
 
 @dataclass
 class Bench:
-    engine: Engine
+    engine: SecondEngine
     workdir: Path
     settle: Settler
     samples: dict[tuple[str, str, str], list[float]] = field(default_factory=dict)
@@ -340,14 +336,6 @@ class Bench:
                     self.timed(fixture, "warm", contender, runs[contender], self.engine.forget)
 
 
-def cell(xs: Sequence[float]) -> str:
-    if not xs:
-        return "–"
-    if len(xs) == 1:
-        return f"{xs[0]:.2f} s"
-    return f"{statistics.median(xs):.2f} s ({min(xs):.2f}–{max(xs):.2f})"
-
-
 def markdown(bench: Bench, fixtures: Sequence[str], contenders: Sequence[str], scenarios: Sequence[str]) -> str:
     parts = []
     for fixture in fixtures:
@@ -365,7 +353,7 @@ def markdown(bench: Bench, fixtures: Sequence[str], contenders: Sequence[str], s
             for sc in scenarios:
                 xs = bench.samples.get((fixture, sc, c), [])
                 base = bench.samples.get((fixture, sc, "raw"), [])
-                row.append(cell(xs))
+                row.append(seconds_cell(xs))
                 row.append(f"{statistics.median(xs) / statistics.median(base):.2f}×" if xs and base else "–")
             if "cold" in scenarios and "hot" in scenarios:
                 hot, cold = bench.samples.get((fixture, "hot", c)), bench.samples.get((fixture, "cold", c))
@@ -415,8 +403,8 @@ def document(
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     notes = "".join(f"- {note}\n" for note in bench.notes)
     return (
-        f"Measured {stamp}, {done} of {reps} repetitions, on a second dockerd of the bench's own "
-        f"(bench/dedicated.py), bake-ci at {revision}; the whole run took {(time.monotonic() - started) / 60:.1f} "
+        f"Measured {stamp}, {done} of {reps} repetitions, on the second engine "
+        f"(ci/engine-up --second), bake-ci at {revision}; the whole run took {(time.monotonic() - started) / 60:.1f} "
         f"min. Command: `{command}`. Median (min–max) wall time.\n\n"
         + markdown(bench, fixtures, contenders, scenarios)
         + (f"\n**Notes**\n\n{notes}" if notes else "")
@@ -452,9 +440,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     main_bake.mkdir()
     archive = subprocess.run(["git", "archive", "main", "bake"], cwd=BENCH.parent, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(main_bake)], input=archive.stdout, check=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the bench's engine on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # empty the second engine on the way out
     command = "python bench/definitions.py " + shlex.join(sys.argv[1:] if argv is None else list(argv))
-    with Engine.start() as engine:
+    with SecondEngine.start() as engine:
         bench = Bench(engine, workdir, Settler(timeout=args.settle_timeout))
         for rep in range(args.reps):
             for fixture in fixtures if rep % 2 == 0 else fixtures[::-1]:

@@ -28,9 +28,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from retention import ACCEPT, ROOT, OwnRegistry, registries  # bench/ is not a package
+from retention import ACCEPT, ROOT, OwnRegistry, registries  # bench/ is not a package: python puts it on sys.path
 
 GIT = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
 IMAGE = "bench/app-ci"

@@ -1,8 +1,8 @@
 """Multi-platform images: what emulation costs, and what merge and reuse cost.
 
 On the 2 stages x 2 Pythons fixture of the platform tests (tests/engine/fixture-platforms,
-one small RUN step per target, no pip install), all in one run on a dedicated engine
-(bench/dedicated.py, builder pruned before each cold build):
+one small RUN step per target, no pip install), all in one run on the second engine
+(ci/engine-up --second, builder pruned before each cold build):
 
 - cold build of linux/amd64 (native) against linux/arm64 (QEMU emulation), each alone
   with ``build --platform``, in the same registry namespace;
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,12 +26,8 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import REGISTRY, SecondEngine, Settler, bake_ci_command, clean_env, ratio, say, seconds_cell, sh
 
-from dedicated import Engine
-from run import Settler, bake_ci_command, clean_env, say, sh  # bench/ is not a package
-
-REGISTRY = "localhost:5000"
 LOOP = "sum(i * i for i in range(2_000_000))"
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "engine" / "fixture-platforms"
 
@@ -60,7 +55,7 @@ def timed(path: Path, env: dict[str, str], settle: Settler, *args: str) -> float
 
 
 def fmt(values: list[float]) -> str:
-    return f"{statistics.median(values):.3f} s (range {min(values):.3f}-{max(values):.3f}, n={len(values)})"
+    return f"{seconds_cell(values, digits=3)}, n={len(values)}"
 
 
 def main() -> int:
@@ -68,7 +63,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=5)
     reps = parser.parse_args().reps
     settle = Settler(timeout=10.0)
-    with tempfile.TemporaryDirectory(prefix="bake-ci-bench-platforms-") as tmp, Engine.start() as engine:
+    with tempfile.TemporaryDirectory(prefix="bake-ci-bench-platforms-") as tmp, SecondEngine.start() as engine:
         where = Path(tmp)
         multi, single = project(where, True), project(where, False)
         namespace = f"bench-platforms-{uuid.uuid4().hex[:8]}"
@@ -120,14 +115,13 @@ def main() -> int:
     print(f"| cold build, 4 targets, linux/amd64 (native) | {amd:.1f} s | 1.00x |")
     print(f"| cold build, 4 targets, linux/arm64 (emulated) | {arm:.1f} s | {arm / amd:.2f}x |")
     print(f"| `bake-ci matrix` (start-up baseline) | {fmt(starts)} | 1.00x |")
-    ratio = statistics.median(merges) / statistics.median(starts)
-    print(f"| `bake-ci merge`, 4 targets x 2 platforms | {fmt(merges)} | {ratio:.2f}x |")
+    print(f"| `bake-ci merge`, 4 targets x 2 platforms | {fmt(merges)} | {ratio(merges, starts) or 0:.2f}x |")
     print(f"| reuse, single-platform, 4 targets | {fmt(reuse_single)} | 1.00x |")
-    ratio = statistics.median(reuse_multi) / statistics.median(reuse_single)
-    print(f"| reuse, 2-platform indexes, 4 targets | {fmt(reuse_multi)} | {ratio:.2f}x |")
+    multi = ratio(reuse_multi, reuse_single) or 0
+    print(f"| reuse, 2-platform indexes, 4 targets | {fmt(reuse_multi)} | {multi:.2f}x |")
     print(f"| one CPU-bound step (`python3 -c` loop), linux/amd64 | {cpu['linux/amd64']:.2f} s | 1.00x |")
-    ratio = cpu["linux/arm64"] / cpu["linux/amd64"]
-    print(f"| the same step, linux/arm64 under emulation | {cpu['linux/arm64']:.2f} s | {ratio:.2f}x |")
+    slower = cpu["linux/arm64"] / cpu["linux/amd64"]
+    print(f"| the same step, linux/arm64 under emulation | {cpu['linux/arm64']:.2f} s | {slower:.2f}x |")
     if settle.gave_up:
         print(f"\n(the machine was busy before {settle.gave_up} of {len(settle.waits)} timed runs)")
     return 0

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness import ratio, ratio_cell, seconds_cell  # bench/ is on sys.path (see harness.py)
+
 #: Scenario keys in table order, with the row titles.
 SCENARIOS = {
     "cold": "1. cold (empty registry cache, pruned builder, no local images)",
@@ -91,32 +93,6 @@ def before_bake(samples: Iterable[Sample], scenario: str, contender: str) -> lis
         for s in samples
         if s.scenario == scenario and s.contender == contender and s.before_bake is not None
     ]
-
-
-def median(xs: Sequence[float]) -> float | None:
-    return statistics.median(xs) if xs else None
-
-
-def ratio(xs: Sequence[float], base: Sequence[float]) -> float | None:
-    """Median over median; None when either side was not measured (or the base is zero)."""
-    a, b = median(xs), median(base)
-    if a is None or b is None or b <= 0:
-        return None
-    return a / b
-
-
-def seconds_cell(xs: Sequence[float]) -> str:
-    """``12.3 s (11.9-13.0)``; a single value has no range; nothing measured is a dash."""
-    if not xs:
-        return "–"
-    med = statistics.median(xs)
-    if len(xs) == 1:
-        return f"{med:.2f} s"
-    return f"{med:.2f} s ({min(xs):.2f}–{max(xs):.2f})"
-
-
-def ratio_cell(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}×"
 
 
 def _notes(samples: Sequence[Sample], scenario: str) -> str:

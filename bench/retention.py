@@ -40,13 +40,12 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from harness import ROOT  # bench/ is not a package: python bench/retention.py puts it on sys.path
 
-from bake import ci, config  # noqa: E402
-from bake import gc as bake_gc  # noqa: E402
-from bake.args import Args  # noqa: E402
-from bake.engine import process  # noqa: E402
+from bake import ci, config
+from bake import gc as bake_gc
+from bake.args import Args
+from bake.engine import process
 
 DAY = 86400
 SECOND_ENGINE = "unix:///run/bake-ci/docker2.sock"

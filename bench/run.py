@@ -52,19 +52,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import dedicated  # bench/ is not a package: run.py and the tests put it on sys.path
-import results
-from dedicated import Engine
+import results  # bench/ is not a package: python bench/run.py (and the tests) put it on sys.path
+from harness import (
+    BASE_IMAGE,
+    REGISTRY,
+    BenchError,
+    SecondEngine,
+    Settler,
+    bake_ci_command,
+    clean_env,
+    median,
+    ratio,
+    say,
+    seconds_cell,
+    sh,
+)
 from results import Meta, Sample
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 FIXTURE = BENCH / "fixture"
 RAW_HCL = BENCH / "raw" / "docker-bake.hcl"
-REGISTRY = "localhost:5000"
-BASE_IMAGE = f"{REGISTRY}/library/python:{{python}}-slim"
 IMAGE = "bench/app-ci"  # bench/fixture/pyproject.toml
 STAGES = ("deps", "ci")
 PYTHONS = ("3.11", "3.13")
@@ -81,82 +89,6 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 )
-
-
-class BenchError(Exception):
-    """A contender's build failed, or the engine is not there."""
-
-
-def say(text: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-
-def sh(*args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> str:
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise BenchError(f"{shlex.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc.stdout
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without CI, GitHub, GitLab and bake-ci variables, plus ``extra``."""
-    drop = ("CI", "GITHUB_", "CI_", "BAKE_CI_")
-    env = {k: v for k, v in os.environ.items() if not (k == "CI" or k.startswith(drop))}
-    env.update(extra)
-    return env
-
-
-def bake_ci_command() -> list[str]:
-    script = Path(sys.executable).with_name("bake-ci")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "bake"]
-
-
-# -- letting the machine settle ---------------------------------------------------------------
-
-
-def cpu_times() -> tuple[int, int]:
-    """(idle, total) jiffies of all CPUs from /proc/stat; iowait counts as busy."""
-    with Path("/proc/stat").open() as fh:
-        fields = [int(x) for x in fh.readline().split()[1:9]]
-    return fields[3], sum(fields)
-
-
-def busy_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
-    idle, total = after[0] - before[0], after[1] - before[1]
-    return 1.0 if total <= 0 else 1.0 - idle / total
-
-
-@dataclass
-class Settler:
-    """Wait until the machine is idle before a timed run.
-
-    After ``docker buildx prune`` or ``docker image rm``, containerd deletes content in
-    the background and takes CPU from the next run (a cold build is CPU-bound on small
-    machines). This polls /proc/stat in ``window``-second windows until one is below
-    ``threshold`` busy, and gives up after ``timeout`` seconds (other work on the machine).
-    """
-
-    threshold: float = 0.15
-    window: float = 0.5
-    timeout: float = 30.0
-    waits: list[float] = field(default_factory=list)
-    gave_up: int = 0
-
-    def __call__(self) -> float:
-        started = time.monotonic()
-        before = cpu_times()
-        while True:
-            time.sleep(self.window)  # the measuring window, not a wait for something
-            after = cpu_times()
-            if busy_fraction(before, after) < self.threshold:
-                break
-            before = after
-            if time.monotonic() - started >= self.timeout:
-                self.gave_up += 1
-                break
-        waited = time.monotonic() - started
-        self.waits.append(waited)
-        return waited
 
 
 # -- the engine, the registry and the fixture ----------------------------------------------------
@@ -418,8 +350,8 @@ class Harness:
     notes: list[str] = field(default_factory=list)
     profiles: dict[str, str] = field(default_factory=dict)
     runs: int = 0
-    #: The bench's own dockerd (cold and warm prune its builder); None: the shared engine, hot runs only.
-    engine: Engine | None = None
+    #: The second engine (cold and warm prune its builder); None: the shared engine, hot runs only.
+    engine: SecondEngine | None = None
 
     @property
     def prefix(self) -> str:
@@ -458,12 +390,12 @@ class Harness:
     def forget(self) -> None:
         """What a fresh runner would not have: build cache, and the run's local images.
 
-        Only on the bench's own engine (bench/dedicated.py): the shared engine's builder holds
+        Only on the second engine (ci/engine-up --second): the shared engine's builder holds
         other people's cache and is never pruned.
         """
         engine = self.engine
         if engine is None:
-            raise BenchError("cold and warm need the bench's own engine (bench/dedicated.py)")
+            raise BenchError("cold and warm need the second engine (ci/engine-up --second)")
 
         def once() -> None:
             started = time.monotonic()
@@ -626,27 +558,27 @@ def extras(
     raw_hot = vals("hot", "raw-bake")
     for contender, what in (("bake-ci", "default, reuse path"), ("bake-ci-no-reuse", "--no-reuse, build path")):
         xs = vals("hot", contender)
-        r = results.ratio(xs, raw_hot)
+        r = ratio(xs, raw_hot)
         if r is not None:
-            delta = (results.median(xs) or 0) - (results.median(raw_hot) or 0)
+            delta = (median(xs) or 0) - (median(raw_hot) or 0)
             out.append((f"`bake-ci build` ({what}) vs raw bake on hot", f"{r:.2f}× ({delta:+.2f} s)"))
     for contender in ("bake-ci", "bake-ci-no-reuse"):
         cells = []
         for scenario in results.SCENARIOS:
             xs = results.before_bake(samples, scenario, contender)
             if xs:
-                cells.append(f"{scenario} {results.median(xs):.2f} s")
+                cells.append(f"{scenario} {median(xs):.2f} s")
         if cells:
             name = f"`{results.CONTENDERS[contender]}`: time from its start to its `docker buildx bake` call (median)"
             out.append((name, ", ".join(cells)))
     cold_bake, cold_raw = vals("cold", "bake-ci"), vals("cold", "raw-bake")
     before = results.before_bake(samples, "cold", "bake-ci")
     if cold_bake and cold_raw and before:
-        gap = (results.median(cold_bake) or 0) - (results.median(cold_raw) or 0)
+        gap = (median(cold_bake) or 0) - (median(cold_raw) or 0)
         out.append(
             (
                 "cold: bake-ci minus raw bake (medians)",
-                f"{gap:+.2f} s, of which {results.median(before):.2f} s pass before bake-ci starts its bake call "
+                f"{gap:+.2f} s, of which {median(before):.2f} s pass before bake-ci starts its bake call "
                 "(interpreter and imports, config, git, base image digests and fingerprint look-ups in the registry, "
                 "engine check)",
             )
@@ -657,11 +589,11 @@ def extras(
         out.append(
             (
                 f"`bake-ci plan`, 6 stages × 5 Pythons, whole process, runs: {len(plan_times)}",
-                results.seconds_cell(plan_times),
+                seconds_cell(plan_times),
             )
         )
     if startup:
-        out.append((f"`bake-ci --version`, whole process, runs: {len(startup)}", results.seconds_cell(startup)))
+        out.append((f"`bake-ci --version`, whole process, runs: {len(startup)}", seconds_cell(startup)))
     return out
 
 
@@ -717,18 +649,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bake-ci-bench-"))
     harness = Harness(workdir, uuid.uuid4().hex[:6], Settler(timeout=args.settle_timeout))
     if {"cold", "warm"} & set(args.scenarios):
-        why = dedicated.problem()
-        if why:
-            print(f"bench: cold and warm prune a builder, and only the bench's own engine may be pruned: {why}; "
+        try:
+            harness.engine = SecondEngine.start()
+        except BenchError as exc:
+            print(f"bench: cold and warm prune a builder, and only the second engine's may be pruned: {exc}; "
                   "measure hot, source, deps and branch with --scenarios", file=sys.stderr)  # fmt: skip
             return 3
-        try:
-            harness.engine = Engine.start()
-        except dedicated.EngineError as exc:
-            print(f"bench: cannot start the bench's own engine: {exc}", file=sys.stderr)
-            return 3
-        os.environ["DOCKER_HOST"] = harness.engine.env()["DOCKER_HOST"]  # every docker, buildx and bake-ci run
-        say(f"the bench's own engine: {os.environ['DOCKER_HOST']}")
+        os.environ["DOCKER_HOST"] = harness.engine.host  # every docker, buildx and bake-ci run
+        say(f"the second engine: {harness.engine.host}")
     families = [f for f, members in FAMILIES.items() if any(c in args.contenders for c in members)]
     say(f"work directory {workdir}; registry namespaces {REGISTRY}/{harness.prefix}*")
     ok = False
@@ -741,7 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             harness.settle()
             plan_times = process_times([*bake_ci_command(), "plan", "--branch", "main"], args.plan_runs, big)
             startup = process_times([*bake_ci_command(), "--version"], max(1, args.plan_runs // 2), big)
-        say(f"bake-ci plan 6x5: {results.seconds_cell(plan_times)}")
+        say(f"bake-ci plan 6x5: {seconds_cell(plan_times)}")
         timed = [s for s in args.scenarios if s != "cold"]
         rep_times: list[float] = []
         done = 0
@@ -768,10 +696,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{done} repetition(s); cold measured in {min(done, args.cold_reps) if 'cold' in args.scenarios else 0}; "
             "contenders alternate their order between repetitions",
             f"settling before each timed run (<{harness.settle.threshold:.0%} CPU busy over "
-            f"{harness.settle.window:g} s): median {results.median(waits) or 0:.1f} s, "
+            f"{harness.settle.window:g} s): median {median(waits) or 0:.1f} s, "
             f"max {max(waits, default=0):.1f} s, "
             f"gave up after {harness.settle.timeout:g} s {harness.settle.gave_up} time(s)",
-            "cold and warm run on a second dockerd of the bench's own (bench/dedicated.py: its builder is "
+            "cold and warm run on the second engine (ci/engine-up --second: its builder is "
             "pruned, never the shared one's); local base images (localhost:5000/library/python) are kept in "
             "cold runs; the CPUs and the registry are shared with other users of this machine",
             f"this run's images stay in the registry under {REGISTRY}/{harness.prefix}*",

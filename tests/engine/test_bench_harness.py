@@ -1,5 +1,5 @@
 """The benchmark harnesses on the real engine: the raw bake files match bake-ci's plans, the
-smoke run works end to end and its bound holds, and the bench's own engine cleans up.
+smoke run works end to end and its bound holds, and the second engine is left empty.
 
 Not timing tests: the smoke run is one repetition of the hot scenario (bake-ci and raw bake);
 its bound (hot reuse at most 1.05x raw bake, measured at about 0.5x) is the bench's own check,
@@ -21,9 +21,9 @@ from tests.unit.helpers import BENCH, load_bench
 
 ROOT = BENCH.parent
 
+harness = load_bench("harness", "harness.py")
 bench_run = load_bench("bench_run", "run.py")
 definitions = load_bench("bench_definitions", "definitions.py")
-dedicated = load_bench("dedicated", "dedicated.py")
 
 
 def test_raw_bake_file_matches_what_bake_ci_plans(tmp_path: Path) -> None:
@@ -36,9 +36,9 @@ def test_raw_bake_file_matches_what_bake_ci_plans(tmp_path: Path) -> None:
         raw = subprocess.run([*cmds[0], "--print"], cwd=project.path, env=env, capture_output=True, text=True)
         assert raw.returncode == 0, raw.stderr
         raw_targets = json.loads(raw.stdout)["target"]
-        env = bench_run.clean_env(BAKE_CI_REGISTRY=project.registry, BAKE_CI_BASE_IMAGE=bench_run.BASE_IMAGE)
+        env = harness.clean_env(BAKE_CI_REGISTRY=project.registry, BAKE_CI_BASE_IMAGE=harness.BASE_IMAGE)
         plan = subprocess.run(
-            [*bench_run.bake_ci_command(), "plan", "--push", "--no-reuse"],
+            [*harness.bake_ci_command(), "plan", "--push", "--no-reuse"],
             cwd=project.path, env=env, capture_output=True, text=True,
         )  # fmt: skip
         assert plan.returncode == 0, plan.stderr
@@ -90,9 +90,9 @@ def test_large_raw_bake_file_builds_the_plans_targets_with_one_tag_and_one_cache
     assert raw.returncode == 0, raw.stderr
     targets = json.loads(raw.stdout)["target"]
     planned = definitions.variant(json.loads(subprocess.run(
-        [*definitions.bake_ci_command(), "plan", "--push", "--no-reuse", "--branch", "feature"],
+        [*harness.bake_ci_command(), "plan", "--push", "--no-reuse", "--branch", "feature"],
         cwd=project.path, capture_output=True, text=True, check=True,
-        env=definitions.clean_env(BAKE_CI_REGISTRY="localhost:5000/ns", BAKE_CI_BASE_IMAGE=definitions.BASE_IMAGE),
+        env=harness.clean_env(BAKE_CI_REGISTRY="localhost:5000/ns", BAKE_CI_BASE_IMAGE=harness.BASE_IMAGE),
     ).stdout), project.sha, "raw")["target"]  # fmt: skip
     assert len(targets) == 16
     assert sorted(targets) == sorted(planned)
@@ -103,18 +103,22 @@ def test_large_raw_bake_file_builds_the_plans_targets_with_one_tag_and_one_cache
         assert targets[name]["args"] == target["args"]
 
 
-def test_the_benchs_own_engine_starts_empty_and_leaves_nothing_behind() -> None:
-    why = dedicated.problem()
-    if why:
-        pytest.skip(why)
-    with dedicated.Engine.start() as engine:
-        info = subprocess.run(["docker", "info", "--format", "{{.DockerRootDir}}"], env=engine.env(),
-                              capture_output=True, text=True, check=True)  # fmt: skip
-        assert Path(info.stdout.strip()).is_relative_to(engine.root)
-        assert engine.images() == []
-        rules = subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True).stdout
-        assert engine.bridge in rules
-    assert not engine.root.exists()
-    assert engine.bridge not in subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True).stdout
-    links = subprocess.run(["ip", "link"], capture_output=True, text=True).stdout
-    assert engine.bridge not in links
+def test_the_benchs_second_engine_is_left_empty_and_running_when_it_was_up(second_engine: str) -> None:
+    """The bench prunes only the second engine (ci/engine-up --second), and leaves it empty."""
+    engine = harness.SecondEngine.start()
+    assert engine.host == second_engine
+    assert not engine.started, "the second engine was up: the bench must not stop it"
+    env = engine.env()
+    built = subprocess.run(
+        ["docker", "buildx", "build", "--load", "-t", "bench-test/empty:1", "-"],
+        input="FROM scratch\nLABEL bench=test\n", env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    assert "bench-test/empty:1" in engine.images()
+    with engine:
+        info = subprocess.run(["docker", "info", "--format", "{{.Name}}"], env=env, capture_output=True, text=True)
+        assert info.returncode == 0, info.stderr
+    assert not [ref for ref in engine.images() if not ref.startswith(harness.KEEP_PREFIXES)]
+    cache = subprocess.run(["docker", "buildx", "du"], env=env, capture_output=True, text=True, check=True).stdout
+    assert cache.split()[-2:] == ["Total:", "0B"], cache  # its build cache is pruned
+    assert harness.SecondEngine.answers(), "a second engine the bench did not start was stopped"

@@ -17,6 +17,7 @@ from .helpers import BENCH, load_bench
 
 ROOT = BENCH.parent
 
+harness = load_bench("harness", "harness.py")
 results = load_bench("results", "results.py")
 bench_run = load_bench("bench_run", "run.py")
 bench_context = load_bench("bench_context", "context.py")
@@ -53,16 +54,16 @@ def test_the_context_bench_fixture_is_a_committed_checkout_without_git_in_its_co
 
 
 def test_seconds_cell_shows_median_and_range() -> None:
-    assert results.seconds_cell([3.0, 1.0, 2.0]) == "2.00 s (1.00–3.00)"
-    assert results.seconds_cell([1.234]) == "1.23 s"
-    assert results.seconds_cell([]) == "–"
+    assert harness.seconds_cell([3.0, 1.0, 2.0]) == "2.00 s (1.00–3.00)"
+    assert harness.seconds_cell([1.234]) == "1.23 s"
+    assert harness.seconds_cell([]) == "–"
 
 
 def test_ratio_is_median_over_median() -> None:
-    assert results.ratio([1.0, 2.0, 9.0], [4.0, 4.0, 5.0]) == pytest.approx(0.5)
-    assert results.ratio([], [1.0]) is None
-    assert results.ratio([1.0], []) is None
-    assert results.ratio([1.0], [0.0]) is None
+    assert harness.ratio([1.0, 2.0, 9.0], [4.0, 4.0, 5.0]) == pytest.approx(0.5)
+    assert harness.ratio([], [1.0]) is None
+    assert harness.ratio([1.0], []) is None
+    assert harness.ratio([1.0], [0.0]) is None
 
 
 def test_table_has_a_row_per_scenario_and_ratios_to_raw_bake() -> None:
@@ -214,8 +215,8 @@ def test_bench_readme_has_the_benchmark_blocks_and_the_readme_links_it() -> None
 
 
 def test_busy_fraction_from_proc_stat_deltas() -> None:
-    assert bench_run.busy_fraction((100, 1000), (150, 1100)) == pytest.approx(0.5)
-    assert bench_run.busy_fraction((100, 1000), (100, 1000)) == 1.0
+    assert harness.busy_fraction((100, 1000), (150, 1100)) == pytest.approx(0.5)
+    assert harness.busy_fraction((100, 1000), (100, 1000)) == 1.0
 
 
 def test_smoke_arguments() -> None:

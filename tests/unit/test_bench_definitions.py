@@ -1,8 +1,8 @@
-"""The definition-cost benchmark (bench/definitions.py, bench/anatomy.py, bench/dedicated.py).
+"""The definition-cost benchmark (bench/definitions.py, bench/anatomy.py).
 
 The variants and the proposed rules are pure edits of bake-ci's definition: tested here
 without Docker, the rules' registry look-ups answered by a table. The large fixture's raw
-bake file and the bench's own engine are checked on the real engine, in
+bake file and the bench's second engine are checked on the real engine, in
 tests/engine/test_bench_harness.py.
 """
 
@@ -21,7 +21,6 @@ ROOT = BENCH.parent
 
 definitions = load_bench("bench_definitions", "definitions.py")
 anatomy = load_bench("anatomy", "anatomy.py")
-dedicated = load_bench("dedicated", "dedicated.py")
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 IMAGE = "localhost:5000/ns/bench/chain-ci"
