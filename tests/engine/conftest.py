@@ -43,14 +43,33 @@ def _engine_problem() -> str | None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def engine() -> None:
+def engine() -> Iterator[None]:
     problem = _engine_problem()
-    if problem is None:
-        return
-    message = f"{problem}; start the engine with ci/engine-up"
-    if os.environ.get("BAKE_CI_REQUIRE_ENGINE"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    if problem is not None:
+        message = f"{problem}; start the engine with ci/engine-up"
+        if os.environ.get("BAKE_CI_REQUIRE_ENGINE"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    before = set(_containers())
+    yield
+    left = [line for cid, line in _containers().items() if cid not in before and _ours(line)]
+    assert not left, "the engine tests left containers behind:\n" + "\n".join(left)
+
+
+#: the registry namespaces this session's projects push to (make_project)
+NAMESPACES: set[str] = set()
+
+
+def _containers() -> dict[str, str]:
+    """The first engine's containers, running or not: ID -> "ID IMAGE NAME"."""
+    listed = docker("ps", "--all", "--no-trunc", "--format", "{{.ID}} {{.Image}} {{.Names}}", check=False)
+    return {line.split()[0]: line for line in listed.stdout.splitlines() if line.strip()}
+
+
+def _ours(line: str) -> bool:
+    """A container of this session's images: the engine is shared, others' containers are theirs."""
+    image = line.split()[1]
+    return image.startswith("fixture/") or any(f"/{namespace}/" in image for namespace in NAMESPACES)
 
 
 @dataclass
@@ -117,6 +136,7 @@ def make_project(tmp: Path, source: Path = FIXTURE, branch: str = "main") -> Pro
     subprocess.run([*git, "commit", "-q", "-m", "fixture"], cwd=path, check=True)
     sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True).stdout
     namespace = f"test-{uuid.uuid4().hex[:10]}"
+    NAMESPACES.add(namespace)
     env = {
         "BAKE_CI_REGISTRY": f"{REGISTRY}/{namespace}",
         # the project's own state folder (copies of the checkout share it), not the user's cache
@@ -128,6 +148,23 @@ def make_project(tmp: Path, source: Path = FIXTURE, branch: str = "main") -> Pro
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     return make_project(tmp_path)
+
+
+#: the fixture project's targets (2 stages x 2 Pythons)
+TARGETS = ["deps-py311", "deps-py313", "ci-py311", "ci-py313"]
+
+
+@pytest.fixture(scope="session")
+def pushed(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """The fixture project, built and pushed from ``main`` once per session, for every test
+    that reads it. Tests that change it work on a copy, push other branches only, or make a
+    project of their own: ``main``'s tags stay as this build left them."""
+    project = make_project(tmp_path_factory.mktemp("pushed"))
+    result = bake_ci("build", "--push", "--progress", "plain", cwd=project.path, env=project.env)
+    assert result.code == 0, result.err
+    for target in TARGETS:
+        assert target in result.out
+    return project
 
 
 # -- a second engine: another CI runner on the same machine --------------------------------
@@ -186,8 +223,11 @@ def second_engine(engine: None) -> Iterator[str]:
     try:
         clear_builder(SECOND_ENGINE)
         yield SECOND_ENGINE
+        left = on_engine(SECOND_ENGINE, "ps", "--all", "--format", "{{.ID}} {{.Image}} {{.Names}}").stdout.strip()
+        assert not left, f"the tests left containers on the second engine:\n{left}"
         clear_builder(SECOND_ENGINE)
     finally:
         if started:
             stopped = _engine_up("--second-down")
             assert stopped is None, stopped
+            assert not _second_engine_up(), f"ci/engine-up --second-down left an engine at {SECOND_ENGINE}"

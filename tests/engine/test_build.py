@@ -8,20 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Project, bake_ci, clear_builder, docker, make_project, registry_tags
-
-TARGETS = ["deps-py311", "deps-py313", "ci-py311", "ci-py313"]
-
-
-@pytest.fixture(scope="module")
-def pushed(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    """The fixture project, built cold and pushed once for the tests of this module."""
-    project = make_project(tmp_path_factory.mktemp("pushed"))
-    result = bake_ci("build", "--push", "--progress", "plain", cwd=project.path, env=project.env)
-    assert result.code == 0, result.err
-    for target in TARGETS:
-        assert target in result.out
-    return project
+from .conftest import TARGETS, Project, bake_ci, clear_builder, docker, make_project, registry_tags
 
 
 def test_images_and_cache_are_in_the_registry(pushed: Project) -> None:
@@ -46,11 +33,12 @@ def test_each_ci_image_runs_its_tests_on_its_python(pushed: Project, python: str
     assert version.stdout.strip() == str(tuple(int(p) for p in python.split(".")))
 
 
-def test_rebuild_on_a_fresh_runner_imports_registry_cache(pushed: Project, second_engine: str) -> None:
-    """Another machine (the second engine, emptied): no build cache, no local images; every
-    step comes from the registry."""
+def test_rebuild_on_a_fresh_runner_imports_registry_cache(pushed: Project, second_engine: str, tmp_path: Path) -> None:
+    """Another machine (the second engine, emptied): no build cache, no local images, no
+    state folder (the pushed project's records stay the first engine's); every step comes
+    from the registry."""
     clear_builder(second_engine)
-    env = {**pushed.env, "DOCKER_HOST": second_engine}
+    env = {**pushed.env, "DOCKER_HOST": second_engine, "BAKE_CI_STATE_DIR": str(tmp_path / "state")}
     # --no-reuse: the registry has images for these inputs; this is about its build cache
     result = bake_ci("build", "--push", "--no-reuse", "--log-format", "json", cwd=pushed.path, env=env)
     assert result.code == 0, result.err

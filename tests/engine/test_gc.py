@@ -1,6 +1,6 @@
 """``bake-ci gc`` against a registry of the tests' own (behind the fault proxy), never the shared one.
 
-The 2x2 fixture is pushed once per module from ``main``, then from a branch that is deleted
+The 2x2 fixture is pushed for each test from ``main``, then from a branch that is deleted
 afterwards; each test works on refs of its own (copies of main's index under tags of gone
 branches), so the tests do not depend on each other's order.
 """
@@ -87,7 +87,7 @@ class Pushed:
 
 
 @pytest.fixture
-def pushed(tmp_path: Path) -> Iterator[Pushed]:
+def gc_project(tmp_path: Path) -> Iterator[Pushed]:
     """main and a deleted branch feature pushed to a registry of the test's own: each test's,
     since every test but the dry run deletes, and tests run in any order."""
     registry = Registry()
@@ -109,76 +109,76 @@ def pushed(tmp_path: Path) -> Iterator[Pushed]:
         registry.close()
 
 
-def test_a_deleted_branch_is_listed_by_the_dry_run_then_removed(pushed: Pushed) -> None:
-    image, cache = pushed.tags(), pushed.tags(f"{IMAGE}-cache")
-    code, out, err = pushed.gc("--json")
+def test_a_deleted_branch_is_listed_by_the_dry_run_then_removed(gc_project: Pushed) -> None:
+    image, cache = gc_project.tags(), gc_project.tags(f"{IMAGE}-cache")
+    code, out, err = gc_project.gc("--json")
     assert code == 0, err
     going = {(r["repository"].rsplit("/", 1)[1], r["tag"]) for r in json.loads(out)["refs"] if r["verdict"] == "delete"}
     feature = {t for t in image | cache if t.endswith("-feature")}
-    assert feature, "the fixture pushed no branch tags"
+    assert feature, "the fixture gc_project no branch tags"
     branch_refs = {(repo, t) for repo, t in going if t.endswith("-feature")}
     assert branch_refs == {("app-ci", t) for t in image if t.endswith("-feature")} | {
         ("app-ci-cache", t) for t in cache if t.endswith("-feature")
     }
     reasons = {r["reason"] for r in json.loads(out)["refs"] if r["tag"].endswith("-feature")}
     assert reasons == {"no live branch is named feature (per the checkout's local branches)"}
-    assert (pushed.tags(), pushed.tags(f"{IMAGE}-cache")) == (image, cache), "the dry run deleted something"
+    assert (gc_project.tags(), gc_project.tags(f"{IMAGE}-cache")) == (image, cache), "the dry run deleted something"
 
-    kept = pushed.digests({t for t in image if not t.endswith("-feature") and (("app-ci", t) not in going)})
-    code, out, err = pushed.gc("--apply")
+    kept = gc_project.digests({t for t in image if not t.endswith("-feature") and (("app-ci", t) not in going)})
+    code, out, err = gc_project.gc("--apply")
     assert code == 0, err + out
-    assert not {t for t in pushed.tags() | pushed.tags(f"{IMAGE}-cache") if t.endswith("-feature")}
-    assert pushed.digests(set(kept)) == kept
-    pushed.kept_intact(kept)
-    pulled = docker("pull", "-q", f"{pushed.proxy.address}/{pushed.namespace}/{IMAGE}:ci-py3.11", check=False)
+    assert not {t for t in gc_project.tags() | gc_project.tags(f"{IMAGE}-cache") if t.endswith("-feature")}
+    assert gc_project.digests(set(kept)) == kept
+    gc_project.kept_intact(kept)
+    pulled = docker("pull", "-q", f"{gc_project.proxy.address}/{gc_project.namespace}/{IMAGE}:ci-py3.11", check=False)
     assert pulled.returncode == 0, pulled.stderr
 
 
-def test_a_429_storm_is_waited_out(pushed: Pushed) -> None:
-    tags = pushed.gone_copies(2)
-    kept = pushed.digests({"ci-py3.11", "ci-py3.11-main"})
-    pushed.proxy.fail(429, times=4, methods="DELETE,HEAD")
-    code, out, err = pushed.gc("--apply")
-    pushed.proxy.clear()
+def test_a_429_storm_is_waited_out(gc_project: Pushed) -> None:
+    tags = gc_project.gone_copies(2)
+    kept = gc_project.digests({"ci-py3.11", "ci-py3.11-main"})
+    gc_project.proxy.fail(429, times=4, methods="DELETE,HEAD")
+    code, out, err = gc_project.gc("--apply")
+    gc_project.proxy.clear()
     assert code == 0, err + out
-    assert pushed.proxy.injected() >= 4
-    assert not set(tags) & pushed.tags()
-    assert pushed.digests(set(kept)) == kept
+    assert gc_project.proxy.injected() >= 4
+    assert not set(tags) & gc_project.tags()
+    assert gc_project.digests(set(kept)) == kept
 
 
-def test_a_registry_refusing_deletes_stops_gc_with_the_hosted_ways(pushed: Pushed) -> None:
-    tags = pushed.gone_copies(2)
-    kept = pushed.digests({"ci-py3.11", "ci-py3.11-main"})
-    pushed.proxy.fail(405, times=None, methods="DELETE")
+def test_a_registry_refusing_deletes_stops_gc_with_the_hosted_ways(gc_project: Pushed) -> None:
+    tags = gc_project.gone_copies(2)
+    kept = gc_project.digests({"ci-py3.11", "ci-py3.11-main"})
+    gc_project.proxy.fail(405, times=None, methods="DELETE")
     try:
-        code, out, err = pushed.gc("--apply")
+        code, out, err = gc_project.gc("--apply")
     finally:
-        pushed.proxy.clear()
+        gc_project.proxy.clear()
     assert code == 1, err
     assert "Traceback" not in err + out
     for word in ("refused to delete", "GHCR", "Docker Hub", "GitLab", "ECR"):
         assert word in err
     assert "not attempted" in out or "HTTP 405" in out
-    assert set(tags) <= pushed.tags()
-    assert pushed.digests(set(kept)) == kept
-    assert pushed.gc("--apply")[0] == 0  # the registry lets it now: the rerun finishes
-    assert not set(tags) & pushed.tags()
+    assert set(tags) <= gc_project.tags()
+    assert gc_project.digests(set(kept)) == kept
+    assert gc_project.gc("--apply")[0] == 0  # the registry lets it now: the rerun finishes
+    assert not set(tags) & gc_project.tags()
 
 
-def test_the_registry_going_down_mid_gc(pushed: Pushed) -> None:
-    tags = pushed.gone_copies(3)
-    kept = pushed.digests({"ci-py3.11", "ci-py3.11-main", "deps-py3.11"})
-    pushed.proxy.down_on(methods="DELETE")
+def test_the_registry_going_down_mid_gc(gc_project: Pushed) -> None:
+    tags = gc_project.gone_copies(3)
+    kept = gc_project.digests({"ci-py3.11", "ci-py3.11-main", "deps-py3.11"})
+    gc_project.proxy.down_on(methods="DELETE")
     try:
-        code, out, err = pushed.gc("--apply")
+        code, out, err = gc_project.gc("--apply")
     finally:
-        pushed.proxy.clear()
-        pushed.proxy.up()
+        gc_project.proxy.clear()
+        gc_project.proxy.up()
     assert code == 3, err
     assert "went away during gc" in err
     assert "Traceback" not in err + out
-    assert pushed.digests(set(kept)) == kept
-    code, out, err = pushed.gc("--apply")
+    assert gc_project.digests(set(kept)) == kept
+    code, out, err = gc_project.gc("--apply")
     assert code == 0, err
-    assert not set(tags) & pushed.tags()
-    pushed.kept_intact(kept)
+    assert not set(tags) & gc_project.tags()
+    gc_project.kept_intact(kept)

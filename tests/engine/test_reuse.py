@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Project, bake_ci, docker, make_project
-
-TARGETS = ["deps-py311", "deps-py313", "ci-py311", "ci-py313"]
+from .conftest import TARGETS, Project, bake_ci, docker, make_project
 
 
 def statuses(path: Path) -> dict[str, str]:
@@ -21,14 +19,6 @@ def statuses(path: Path) -> dict[str, str]:
 def digest(ref: str) -> str:
     out = docker("buildx", "imagetools", "inspect", ref, "--format", "{{json .Manifest}}").stdout
     return str(json.loads(out)["digest"])
-
-
-@pytest.fixture(scope="module")
-def pushed(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    project = make_project(tmp_path_factory.mktemp("reuse"))
-    result = bake_ci("build", "--push", "--progress", "quiet", cwd=project.path, env=project.env)
-    assert result.code == 0, result.err
-    return project
 
 
 def test_no_change_on_a_new_branch_reuses_every_image_without_building(pushed: Project, tmp_path: Path) -> None:
