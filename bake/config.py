@@ -77,14 +77,14 @@ _VARIANTS = {
 }
 
 
-def _kebab(name: str) -> str:
+def kebab(name: str) -> str:
     return name.replace("_", "-")
 
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        alias_generator=_kebab,
+        alias_generator=kebab,
         frozen=True,
         strict=True,
     )
@@ -139,7 +139,7 @@ def _base_image(value: str) -> str:
     unknown = [p for p in _PLACEHOLDER_RE.findall(value) if p != "python"]
     if unknown:
         raise ValueError(
-            f"unknown placeholder {{{_cut(unknown[0], 20)}}}: the only placeholder is {{python}}, "
+            f"unknown placeholder {{{cut(unknown[0], 20)}}}: the only placeholder is {{python}}, "
             'e.g. "python:{python}-slim"'
         )
     if not value.strip():
@@ -205,21 +205,21 @@ def _platform(value: str) -> str:
             raise ValueError(f'platforms are lowercase: write "{value.lower()}"')
     os_name, arch, variant = parts[0], parts[1], parts[2] if len(parts) == 3 else None
     if os_name in _OS_ALIASES:
-        fixed = _cut("/".join([_OS_ALIASES[os_name], *parts[1:]]), 40)
+        fixed = cut("/".join([_OS_ALIASES[os_name], *parts[1:]]), 40)
         raise ValueError(f'the os is called {_OS_ALIASES[os_name]!r} in platforms: write "{fixed}"')
     if os_name not in PLATFORM_OS:
-        hint = _did_you_mean(os_name, list(PLATFORM_OS))
-        raise ValueError(f"unknown os {_cut(os_name, 20)!r}.{hint} Known: {summarise(PLATFORM_OS, 6)}")
+        hint = did_you_mean(os_name, list(PLATFORM_OS))
+        raise ValueError(f"unknown os {cut(os_name, 20)!r}.{hint} Known: {summarise(PLATFORM_OS, 6)}")
     if arch in _ARCH_ALIASES and variant is None:
         canonical = _ARCH_ALIASES[arch]
         raise ValueError(f'the architecture is called {canonical!r} in platforms: write "{os_name}/{canonical}"')
     if arch not in PLATFORM_ARCH:
-        hint = _did_you_mean(arch, list(PLATFORM_ARCH))
-        raise ValueError(f"unknown architecture {_cut(arch, 20)!r}.{hint} Known: {summarise(PLATFORM_ARCH, 9)}")
+        hint = did_you_mean(arch, list(PLATFORM_ARCH))
+        raise ValueError(f"unknown architecture {cut(arch, 20)!r}.{hint} Known: {summarise(PLATFORM_ARCH, 9)}")
     if variant is not None:
         pattern, known = _VARIANTS.get(arch, (r"[a-z0-9][a-z0-9.]{0,31}", "up to 32 lowercase letters and digits"))
         if not re.fullmatch(pattern, variant):
-            raise ValueError(f"{arch} has no variant {_cut(variant, 20)!r}: use {known}, or drop the variant")
+            raise ValueError(f"{arch} has no variant {cut(variant, 20)!r}: use {known}, or drop the variant")
     return value
 
 
@@ -238,7 +238,7 @@ def _unique(values: list[str]) -> list[str]:
     seen: set[str] = set()
     for value in values:
         if value in seen:
-            raise ValueError(f"{_cut(value, 40)!r} is listed twice; list each once")
+            raise ValueError(f"{cut(value, 40)!r} is listed twice; list each once")
         seen.add(value)
     return values
 
@@ -289,7 +289,7 @@ _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 def seconds(text: str) -> float:
     """A duration such as ``1h``, ``30m``, ``1h30m``, ``2d`` or ``0``, in seconds (ValueError if not one)."""
     if not _DURATION_RE.fullmatch(text.strip()):
-        raise ValueError(f"{_cut(text, 20)!r} is not a duration: write a number and a unit, e.g. 1h, 30m, 2d, or 0")
+        raise ValueError(f"{cut(text, 20)!r} is not a duration: write a number and a unit, e.g. 1h, 30m, 2d, or 0")
     return sum(float(n) * _UNIT[u] for n, u in _DURATION_PART_RE.findall(text))
 
 
@@ -374,7 +374,7 @@ class Project:
 
 def read_table(path: Path) -> dict[str, Any]:
     """The raw ``[tool.bake-ci]`` table of a TOML file."""
-    shown = _shown(path)
+    shown = display_path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -417,7 +417,7 @@ def parse(table: Mapping[str, Any], path: Path, environ: Mapping[str, str]) -> C
         raise error(explain(exc, path, overridden)) from None
     problems = _cross_checks(config, overridden)
     if problems:
-        raise error(_joined(problems, f"{_shown(path)}: "))
+        raise error(joined(problems, f"{display_path(path)}: "))
     return config
 
 
@@ -466,7 +466,7 @@ def _cross_checks(config: Config, overridden: Mapping[str, str]) -> list[str]:
             )
     elif "/" not in config.image and len(f"library/{config.image}") > MAX_NAME:
         problems.append(
-            f"{key('image')} = {show(config.image)}: docker names it library/{_cut(config.image, 12)}, "
+            f"{key('image')} = {show(config.image)}: docker names it library/{cut(config.image, 12)}, "
             f"{len(config.image) + 8} characters, over the {MAX_NAME} a repository name may have. "
             'Shorten it or give it an owner, e.g. image = "acme/app-ci".'
         )
@@ -499,7 +499,7 @@ def load(config_file: Path | None, environ: Mapping[str, str]) -> Project:
     path = config_file if config_file is not None else Path("pyproject.toml")
     config = parse(read_table(path), path, environ)
     root = path.resolve().parent
-    shown = _shown(path)
+    shown = display_path(path)
 
     for name, value, example in (
         ("context", config.context, 'context = "."'),
@@ -508,15 +508,15 @@ def load(config_file: Path | None, environ: Mapping[str, str]) -> Project:
         resolved = (root / value).resolve()
         if resolved != root and root not in resolved.parents:
             raise error(
-                f"{shown}: {TABLE}.{name} = {show(value)} resolves to {_short_path(resolved)}, outside the "
-                f"project ({_short_path(root)}). bake-ci builds only from the project's own files: point "
+                f"{shown}: {TABLE}.{name} = {show(value)} resolves to {short_path(resolved)}, outside the "
+                f"project ({short_path(root)}). bake-ci builds only from the project's own files: point "
                 f"{name} inside it, relative to the config file, e.g. {example}."
             )
     context = root / config.context
     if not context.is_dir():
         raise error(
             f"{shown}: {TABLE}.context = {show(config.context)}: no such directory under "
-            f"{_short_path(root)}. Set context to the build context, relative to the config file."
+            f"{short_path(root)}. Set context to the build context, relative to the config file."
         )
     dockerfile_path = root / config.dockerfile
     try:
@@ -524,7 +524,7 @@ def load(config_file: Path | None, environ: Mapping[str, str]) -> Project:
     except FileNotFoundError:
         raise error(
             f"{shown}: {TABLE}.dockerfile = {show(config.dockerfile)}: no such file "
-            f"({_short_path(dockerfile_path)}). Create it or point dockerfile at the Dockerfile, "
+            f"({short_path(dockerfile_path)}). Create it or point dockerfile at the Dockerfile, "
             "relative to the config file."
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -532,8 +532,8 @@ def load(config_file: Path | None, environ: Mapping[str, str]) -> Project:
 
     found = dockerfile.stages(text)
     named = [s.name for s in found if s.name]
-    listed = summarise([_cut(n, 40) for n in named], 8) if named else ""
-    dockerfile_name = _cut(config.dockerfile, 60)
+    listed = summarise([cut(n, 40) for n in named], 8) if named else ""
+    dockerfile_name = cut(config.dockerfile, 60)
     if not found:
         raise error(
             f"{shown}: {TABLE}.dockerfile = {show(config.dockerfile)} has no FROM instruction. "
@@ -556,7 +556,7 @@ def load(config_file: Path | None, environ: Mapping[str, str]) -> Project:
     else:
         for i, stage in enumerate(config.stages):
             if stage not in named:
-                hint = _did_you_mean(stage, named)
+                hint = did_you_mean(stage, named)
                 raise error(
                     f"{shown}: {TABLE}.stages[{i}] = {show(stage)}: {dockerfile_name} has no "
                     f"such stage.{hint} Its stages are: {listed or '(none named)'}."
@@ -571,7 +571,7 @@ def load(config_file: Path | None, environ: Mapping[str, str]) -> Project:
                 f"names ({target_id(stage, config.pythons[0])}); rename one of them in {dockerfile_name}."
             )
 
-    _check_dockerfile(text, config, stage_list, _shown(dockerfile_path), root)
+    _check_dockerfile(text, config, stage_list, display_path(dockerfile_path), root)
     bake_file = root / "docker-bake.hcl"
     has_bake = bake_file.is_file()
     inherits = has_bake and bool(
@@ -623,7 +623,7 @@ def _capped(message: str) -> str:
     return f"{message[:head]} ... {message[-tail:]}"
 
 
-def _cut(text: str, limit: int) -> str:
+def cut(text: str, limit: int) -> str:
     """``text``, or its first ``limit`` characters and ``...``."""
     return text if len(text) <= limit else text[:limit] + "..."
 
@@ -638,7 +638,7 @@ def show(value: Any, limit: int = 60) -> str:
     text = repr(value)
     if isinstance(value, (list, tuple, dict)) and len(text) > limit:
         return f"{text[: limit - 20]}... ({len(value):,} entries)"
-    return _cut(text, limit)
+    return cut(text, limit)
 
 
 def summarise(items: Sequence[str], first: int = 3) -> str:
@@ -649,7 +649,7 @@ def summarise(items: Sequence[str], first: int = 3) -> str:
     return f"{', '.join(items[:first])} and {len(items) - first:,} more"
 
 
-def _short_path(path: Path) -> str:
+def short_path(path: Path) -> str:
     text = str(path)
     return text if len(text) <= 80 else "..." + text[-77:]
 
@@ -657,7 +657,8 @@ def _short_path(path: Path) -> str:
 # -- explaining validation errors ------------------------------------------------------
 
 
-def _shown(path: Path) -> str:
+def display_path(path: Path) -> str:
+    """``path`` as a message names it: relative to the working directory when inside it, cut to 80 characters."""
     try:
         text = str(path.resolve().relative_to(Path.cwd().resolve()))
     except (ValueError, OSError):
@@ -665,7 +666,7 @@ def _shown(path: Path) -> str:
     return text if len(text) <= 80 else "..." + text[-77:]
 
 
-def _did_you_mean(word: str, choices: list[str]) -> str:
+def did_you_mean(word: str, choices: list[str]) -> str:
     if len(word) > 100:
         return ""
     close = difflib.get_close_matches(word, choices, n=1)
@@ -676,7 +677,7 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     out = TABLE
     for part in loc:
         if part != "[key]":  # pydantic's marker for a dict key's own error
-            out += f"[{part}]" if isinstance(part, int) else f".{_cut(str(part), 40)}"
+            out += f"[{part}]" if isinstance(part, int) else f".{cut(str(part), 40)}"
     return out
 
 
@@ -684,7 +685,7 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     """The model whose keys live at ``loc`` (for listing and suggesting keys)."""
     model: type[BaseModel] = Config
     for part in loc:
-        field = next((f for name, f in model.model_fields.items() if part in (name, _kebab(name))), None)
+        field = next((f for name, f in model.model_fields.items() if part in (name, kebab(name))), None)
         annotation = field.annotation if field else None
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             model = annotation
@@ -716,8 +717,8 @@ def _explain_one(err: Mapping[str, Any], overridden: Mapping[str, str]) -> tuple
         return "", f"{key} is required but missing. Add {example} to [{TABLE}]"
     if kind == "extra_forbidden":
         model = _model_at(loc[:-1])
-        known = sorted(_kebab(n) for n in model.model_fields) if model else []
-        hint = _did_you_mean(str(loc[-1]), known)
+        known = sorted(kebab(n) for n in model.model_fields) if model else []
+        hint = did_you_mean(str(loc[-1]), known)
         listing = f" Known keys here: {', '.join(known)}." if known else ""
         return "", f"{key} is not a known key.{hint}{listing} Remove or rename it"
     if kind == "string_type" and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -726,7 +727,7 @@ def _explain_one(err: Mapping[str, Any], overridden: Mapping[str, str]) -> tuple
                 "a TOML number, not a string (TOML reads 3.10 as 3.1). "
                 'Quote every version, e.g. python = ["3.10", "3.12"]'
             )
-        return "", f'{key} = {shown} is a number; quote it: "{_cut(str(value), 30)}"'
+        return "", f'{key} = {shown} is a number; quote it: "{cut(str(value), 30)}"'
     if kind.endswith("_type"):
         return f"{key} = {shown}", f"{msg.lower()}. Write it as the documented type"
     if kind == "too_short":
@@ -750,10 +751,10 @@ def explain(exc: ValidationError, path: Path, overridden: Mapping[str, str] | No
             parts.append(f"{reason}.")
         else:
             parts.append(f"{summarise(subjects, 2)}: {reason}.")
-    return _joined(parts, f"{_shown(path)}: ")
+    return joined(parts, f"{display_path(path)}: ")
 
 
-def _joined(parts: list[str], prefix: str) -> str:
+def joined(parts: list[str], prefix: str) -> str:
     """``prefix`` and as many whole problems as fit in a message, then how many more there are."""
     out = [prefix + parts[0]]
     for i, part in enumerate(parts[1:], start=2):
