@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bake import config, redact
+from bake import config, config_errors, redact
 from bake.errors import ConfigError
 
 GOOD = """\
@@ -24,7 +24,7 @@ TWO = '[tool.bake-ci]\nimage = "acme/app-ci"\npython = ["3.11", "3.13"]\n'
 MAX_PRINTED = 600
 
 
-CAPPED = config._capped
+CAPPED = config_errors._capped
 
 
 @pytest.fixture(autouse=True)
@@ -37,13 +37,13 @@ def _no_registered_secrets() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _no_last_resort_cut(monkeypatch: pytest.MonkeyPatch) -> None:
     """Length checks here measure the messages as built, not the last-resort cut."""
-    monkeypatch.setattr(config, "_capped", lambda message: message)
+    monkeypatch.setattr(config_errors, "_capped", lambda message: message)
 
 
 def test_the_last_resort_cut_keeps_the_start_and_the_fix() -> None:
     text = "pyproject.toml: tool.bake-ci.x = 'y': " + "z" * 5000 + " Write x = 1."
     cut = CAPPED(text)
-    assert len(cut) == config.MAX_MESSAGE
+    assert len(cut) == config_errors.MAX_MESSAGE
     assert cut.startswith("pyproject.toml: tool.bake-ci.x = 'y': ")
     assert cut.endswith(" Write x = 1.")
 
@@ -559,7 +559,7 @@ def test_any_table_is_accepted_or_explained_in_one_short_paragraph(table, env) -
         config.parse(table, Path("pyproject.toml"), env)
     except ConfigError as exc:
         message = str(exc)
-        assert len(message) <= config.MAX_MESSAGE
+        assert len(message) <= config_errors.MAX_MESSAGE
         assert message.startswith("pyproject.toml: ")
     redact.forget_all()
 
