@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bake import cache, ci, config, display, logs, naming, platforms, registry, report, reuse
+from bake import cache, ci, config, config_load, display, logs, naming, platforms, registry, report, reuse
 from bake.args import Args, Output, fingerprints
 from bake.engine import git, images, process
 from bake.errors import BuildFailed, ConfigError, EnvironmentProblem, Interrupted, StateFolderError, UsageError
@@ -86,7 +86,7 @@ def execute(steps: Sequence[Step], run: Run) -> None:
 
 def load(run: Run) -> None:
     """Read and validate the configuration; locate bake-ci's state folder."""
-    run.project = config.load(run.args.config, run.environ)
+    run.project = config_load.load(run.args.config, run.environ)
     run.state = State.locate(run.project.root, run.environ, run.args.state_dir)
 
 

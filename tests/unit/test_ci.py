@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bake import ci, config
+from bake import ci, config_load
 from bake.errors import UsageError
 from bake.plan import build_plan, matrix
 
@@ -413,7 +413,7 @@ def registry_writes(tmp_path: Path, environ: Mapping[str, str], event: Mapping[s
     """Every registry ref that the plan for this CI run pushes to, as ``bake-ci build`` would plan it."""
     (tmp_path / "pyproject.toml").write_text(PROJECT, encoding="utf-8")
     (tmp_path / "Dockerfile").write_text(DOCKERFILE, encoding="utf-8")
-    project = config.load(tmp_path / "pyproject.toml", {})
+    project = config_load.load(tmp_path / "pyproject.toml", {})
     context = ci.detect(environ, event)
     w = ci.policy(
         context,
