@@ -19,8 +19,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from bake import dockerfile, dockerfile_check, redact
-from bake.config import CACHE_SUFFIX, MAX_NAME, MAX_STAGE, TABLE, Config, Project, explain
+from bake.config import CACHE_SUFFIX, MAX_NAME, MAX_STAGE, TABLE, Config, Project
 from bake.config_errors import cut, did_you_mean, display_path, error, joined, short_path, show, summarise
+from bake.config_explain import explain
 from bake.naming import PythonVersion, target_id
 
 if sys.version_info >= (3, 11):
