@@ -5,7 +5,8 @@ While a live display owns the terminal, every rendered line is handed to it
 
 Modules log through :func:`get_logger`, whose loggers import structlog only when a
 line is actually written: a run that writes none (``plan``, ``status`` on the reuse
-path, whose whole budget is a fraction of a second) does not pay its import.
+path, whose whole budget is a fraction of a second) does not pay its import, which
+takes about three times bake-ci's own start-up (it brings asyncio and logging).
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ class Output:
     """Where log lines of this process go, and how they are rendered.
 
     Prints each rendered line to stderr (the one in place when it is written: a test's
-    capture ends, the next test's begins), or hands it to a live display (:meth:`route`).
-    Its :meth:`logger` is structlog's logger factory, so structlog's own configuration
-    holds on to it once structlog is imported.
+    capture ends, the next test's begins; structlog's PrintLogger keeps the stream it was
+    made with), or hands it to a live display (:meth:`route`). Its :meth:`logger` is
+    structlog's logger factory, so structlog's own configuration holds on to it once
+    structlog is imported.
     """
 
     def __init__(self) -> None:
@@ -73,9 +75,9 @@ class Output:
 
 # Logging is process-wide by design (structlog's configuration is too), and loggers are
 # made at import (:func:`get_logger`). structlog's configuration would be the natural
-# home for the settings, but importing structlog costs three times bake-ci's own start-up
-# (it brings asyncio and logging): until a line is written, the settings wait on this
-# one object, which structlog's configuration then holds (its logger factory).
+# home for the settings, but structlog is imported only when a line is written (see the
+# module's docstring): until then the settings wait on this one object, which
+# structlog's configuration then holds (its logger factory).
 _OUTPUT = Output()
 
 
