@@ -35,7 +35,7 @@ def resolve(fmt: Format, in_ci: bool) -> Literal["console", "json"]:
     return "json" if in_ci else "console"
 
 
-class Output:
+class LogOutput:
     """Where log lines of this process go, and how they are rendered.
 
     Prints each rendered line to stderr (the one in place when it is written: a test's
@@ -69,7 +69,7 @@ class Output:
     log = debug = info = warn = warning = msg
     fatal = failure = err = error = critical = exception = msg
 
-    def logger(self, *args: Any) -> Output:
+    def logger(self, *args: Any) -> LogOutput:
         return self
 
 
@@ -78,7 +78,7 @@ class Output:
 # home for the settings, but structlog is imported only when a line is written (see the
 # module's docstring): until then the settings wait on this one object, which
 # structlog's configuration then holds (its logger factory).
-_OUTPUT = Output()
+_OUTPUT = LogOutput()
 
 
 def route(sink: Callable[[str], None] | None) -> None:
@@ -172,7 +172,7 @@ def _apply(fmt: Literal["console", "json"], verbose: bool) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact.RUN,
+            redact.REDACTOR,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(DEBUG if verbose else INFO),

@@ -21,7 +21,7 @@ the side of hiding. It replaces with ``***``:
   appears): the config registers the userinfo of ``registry``, ``base-image`` and ``args``
   values (and of their environment overrides); whoever reads docker's credentials should
   register them too. :func:`register`, :func:`redact` and friends are the methods of the
-  one redactor of the running command, :data:`RUN`.
+  one redactor of the running command, :data:`REDACTOR`.
 
 :func:`redact_definition` is for a bake definition (or any JSON-like object) that is
 about to be *shown*: ``bake-ci plan`` must print ``redact_definition(plan.definition)``,
@@ -181,19 +181,19 @@ class Redactor:
 # asked for in about twenty places, most of them with no run object in hand: they share
 # this one redactor, emptied at the start of every command (:func:`start`), and bound to
 # structlog's configuration as a processor (bake.logs).
-RUN = Redactor()
-register = RUN.register
-register_value = RUN.register_value
-forget_all = RUN.forget_all
-redact = RUN.redact
-redact_value = RUN.redact_value
-redact_definition = RUN.redact_definition
+REDACTOR = Redactor()
+register = REDACTOR.register
+register_value = REDACTOR.register_value
+forget_all = REDACTOR.forget_all
+redact = REDACTOR.redact
+redact_value = REDACTOR.redact_value
+redact_definition = REDACTOR.redact_definition
 
 
 def start() -> Redactor:
     """The redactor of a new command: nothing an earlier command registered is kept."""
-    RUN.forget_all()
-    return RUN
+    REDACTOR.forget_all()
+    return REDACTOR
 
 
 _SECRET_KEY = re.compile(rf"(?i){_SECRET_NAME}[A-Za-z0-9_.-]*?")
