@@ -42,7 +42,7 @@ from pathlib import Path
 
 from harness import ROOT  # bench/ is not a package: python bench/retention.py puts it on sys.path
 
-from bake import ci, config
+from bake import ci, config_load
 from bake import gc as bake_gc
 from bake.args import Args
 from bake.engine import process
@@ -310,7 +310,7 @@ class Sim:
         listing.write_text(branches + f"pr-{self.pr}\n", encoding="utf-8")
         os.environ["BAKE_CI_REGISTRY"] = f"{reg.address}/sim"
         process.use_environment(os.environ)
-        project = config.load(self.repo / "pyproject.toml", os.environ)
+        project = config_load.load(self.repo / "pyproject.toml", os.environ)
         args = Args("gc", apply=True, grace="0", branch_days=7, pr_days=7, commit_days=7, branches_file=listing)
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer):
