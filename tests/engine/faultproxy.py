@@ -513,16 +513,22 @@ def free_port() -> int:
 
 
 class Registry:
-    """A ``docker-registry serve`` of its own on a free loopback port, storage in a temp folder."""
+    """A ``docker-registry serve`` of its own on a free loopback port, storage in a temp folder.
 
-    def __init__(self) -> None:
+    ``seed``: the storage folder (:attr:`data`) of another registry, stopped, to start with a
+    copy of what it held (cheaper than pushing the same images again).
+    """
+
+    def __init__(self, seed: Path | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="faults-registry-"))
+        if seed is not None:
+            shutil.copytree(seed, self.data)
         self.port = free_port()
         config = self.dir / "config.yml"
         config.write_text(
             "version: 0.1\n"
             "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
-            f"storage:\n  filesystem:\n    rootdirectory: {self.dir / 'data'}\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.data}\n"
             "  delete:\n    enabled: true\n"
             f"http:\n  addr: 127.0.0.1:{self.port}\n",
             encoding="utf-8",
@@ -549,6 +555,11 @@ class Registry:
     def address(self) -> tuple[str, int]:
         return ("127.0.0.1", self.port)
 
+    @property
+    def data(self) -> Path:
+        """Its storage folder."""
+        return self.dir / "data"
+
     def log_text(self) -> str:
         self.log.flush()
         return (self.dir / "registry.log").read_text(errors="replace")[-2000:]
@@ -563,7 +574,8 @@ class Registry:
                 return set()
             raise
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Stop serving; the storage folder stays until :meth:`close`."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -571,6 +583,9 @@ class Registry:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def close(self) -> None:
+        self.stop()
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 

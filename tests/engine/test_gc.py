@@ -1,13 +1,15 @@
 """``bake-ci gc`` against a registry of the tests' own (behind the fault proxy), never the shared one.
 
-The 2x2 fixture is pushed for each test from ``main``, then from a branch that is deleted
-afterwards; each test works on refs of its own (copies of main's index under tags of gone
-branches), so the tests do not depend on each other's order.
+The 2x2 fixture is pushed once per module from ``main``, then from a branch that is deleted
+afterwards; each test gets a registry of its own on a copy of that storage, and works on refs
+of its own (copies of main's index under tags of gone branches), so the tests do not depend
+on each other's order.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import urllib.request
 import uuid
@@ -86,16 +88,25 @@ class Pushed:
         return out
 
 
-@pytest.fixture
-def gc_project(tmp_path: Path) -> Iterator[Pushed]:
-    """main and a deleted branch feature pushed to a registry of the test's own: each test's,
-    since every test but the dry run deletes, and tests run in any order."""
+@dataclass
+class Seed:
+    """What the module pushed once: the checkout, its state folder and the registry's storage."""
+
+    path: Path
+    state: Path
+    namespace: str
+    data: Path
+
+
+@pytest.fixture(scope="module")
+def gc_seed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seed]:
+    """main and a deleted branch feature, pushed once for the module to a registry of its
+    own, which is then stopped: each test starts a registry on a copy of its storage."""
     registry = Registry()
-    proxy = FaultProxy(registry.address)
     try:
-        project = make_project(tmp_path)
+        project = make_project(tmp_path_factory.mktemp("gc"))
         namespace = f"gc-{uuid.uuid4().hex[:8]}"
-        env = {**project.env, "BAKE_CI_REGISTRY": f"{proxy.address}/{namespace}"}
+        env = {**project.env, "BAKE_CI_REGISTRY": f"127.0.0.1:{registry.port}/{namespace}"}
         assert bake_ci("build", "--push", "--progress", "plain", cwd=project.path, env=env).code == 0
         subprocess.run([*GIT, "checkout", "-q", "-b", "feature"], cwd=project.path, check=True)
         (project.path / "app.py").write_text((project.path / "app.py").read_text() + "\n# feature\n")
@@ -103,7 +114,25 @@ def gc_project(tmp_path: Path) -> Iterator[Pushed]:
         assert bake_ci("build", "--push", "--progress", "plain", cwd=project.path, env=env).code == 0
         subprocess.run([*GIT, "checkout", "-q", "main"], cwd=project.path, check=True)
         subprocess.run(["git", "branch", "-q", "-D", "feature"], cwd=project.path, check=True)
-        yield Pushed(project.path, env, proxy, registry, namespace)
+        registry.stop()
+        yield Seed(project.path, Path(project.env["BAKE_CI_STATE_DIR"]), namespace, registry.data)
+    finally:
+        registry.close()
+
+
+@pytest.fixture
+def gc_project(gc_seed: Seed, tmp_path: Path) -> Iterator[Pushed]:
+    """The seed's checkout, state folder and registry storage, copied for this test, behind a
+    fault proxy: each test's own, since every test but the dry run deletes, and tests run in
+    any order."""
+    path, state = tmp_path / "project", tmp_path / "state"
+    shutil.copytree(gc_seed.path, path, symlinks=True)
+    shutil.copytree(gc_seed.state, state, symlinks=True)
+    registry = Registry(seed=gc_seed.data)
+    proxy = FaultProxy(registry.address)
+    try:
+        env = {"BAKE_CI_STATE_DIR": str(state), "BAKE_CI_REGISTRY": f"{proxy.address}/{gc_seed.namespace}"}
+        yield Pushed(path, env, proxy, registry, gc_seed.namespace)
     finally:
         proxy.close()
         registry.close()
