@@ -126,12 +126,16 @@ class Tiny:
         on_event: Callable[[dict[str, object]], None] = lambda e: None,
         retries: int | None = 3,
         branch: str = "main",
+        budget: float | None = None,
     ) -> Run:
-        """``bake-ci build --push`` in its own process; ``on_event`` sees each JSON log event as it comes."""
+        """``bake-ci build --push`` in its own process; ``on_event`` sees each JSON log event as it comes.
+        ``budget``: seconds of retries of one operation (BAKE_CI_RETRY_BUDGET), for a run meant to
+        fail: its retries give up then instead of after the default minute."""
         self.runs += 1
         report = self.path.parent / f"report-{self.runs}.json"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BAKE_CI_", "GITHUB_", "CI"))}
         env |= {"BAKE_CI_REGISTRY": f"{self.proxy.address}/{self.namespace}"}
+        env |= {"BAKE_CI_RETRY_BUDGET": f"{budget:g}"} if budget is not None else {}
         cmd = [sys.executable, "-m", "bake", "build", "--push", "--progress", "quiet", "--log-format", "json"]
         cmd += ["--branch", branch, "--report", str(report), *args]
         cmd += ["--retries", str(retries)] if retries is not None else []  # None: the default schedule
@@ -273,6 +277,9 @@ def test_registry_cut_during_a_push_is_retried_and_succeeds_once_it_is_back(tiny
     assert_complete(tiny)
 
 
+#: the retry budget of a run meant to fail (seconds): a few retries, not the default minute
+FAIL_FAST = 3.0
+
 #: how long the registry stays away in the outage test (a registry restart, a hosted registry's hiccup)
 OUTAGE = 20.0
 
@@ -330,7 +337,7 @@ def test_a_registry_that_stays_down_fails_the_run_naming_the_registry(tiny: Tiny
 def test_a_failed_tag_leaves_no_fingerprint_tag_and_a_rerun_completes(tiny: Tiny, tag: str) -> None:
     pattern = {"branch": r"ci-py3\.11-main", "sha": rf"ci-py3\.11-{tiny.sha[:7]}", "bare": r"ci-py3\.11"}[tag]
     tiny.proxy.fail(503, None, methods="PUT", path=rf"/tiny/app/manifests/{pattern}$")
-    failed = tiny.bake_ci(retries=1)
+    failed = tiny.bake_ci(retries=1, budget=FAIL_FAST)
     assert failed.code == 1, failed.err[-3000:]
     assert "Traceback" not in failed.err
     assert tiny.expected_tags() - tiny.tags(), "the fault kept no tag out of the registry"
