@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import random
 import re
 import threading
@@ -105,18 +106,20 @@ class Executor:
         run: Run,
         options: Options,
         display: Display,
+        runner: process.Runner,
         sleep: Callable[[float], object] | None = None,
         jitter: Callable[[], float] = random.random,
-        bake: Bake = buildx.bake,
+        bake: Bake | None = None,
         publish: Publish = lambda target, digest: None,
     ) -> None:
         self.plan = plan
+        self.runner = runner
         self.root = root
         self.files = list(files)
         self.run_files = run
         self.options = options
         self.display = display
-        self.bake = bake
+        self.bake: Bake = bake or functools.partial(buildx.bake, runner)
         self.publish = publish
         self.stopping = threading.Event()
         # a wait between attempts ends at once when the run is stopped
@@ -167,7 +170,7 @@ class Executor:
             self.stopping.set()
             for future in futures:
                 future.cancel()
-            process.stop_all()
+            self.runner.stop_all()
             for future in futures:
                 if not future.cancelled():
                     for r in future.result():

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bake import logs, naming, platforms, registry, reuse
+from bake import logs, naming, platforms, registry
 from bake.plan import TargetPlan, build_plan, fingerprint_tag
 from bake.pool import parallel
 from bake.redact import redact
@@ -177,4 +177,4 @@ def step(run: Run) -> None:
         digests.update({r.target: r.digest for r in rows if r is not None})
         todo[index.id] = index
     per_platform = [p for p in run.plan.targets if p.target.id in todo]
-    run.results.update(merge(reuse.client(), children(todo, per_platform, digests)))
+    run.results.update(merge(run.registry_client, children(todo, per_platform, digests)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import gc
 import json
 import os
@@ -44,6 +45,10 @@ class Run:
 
     args: Args
     environ: Mapping[str, str]
+    #: starts every process of the run, with ``environ``, and keeps what the engine said once
+    runner: process.Runner
+    #: the run's registry client (it keeps its tokens between requests)
+    registry_client: registry.Client
     context: ci.Context = field(init=False)
     project: config.Project = field(init=False)
     state: State = field(init=False)
@@ -70,6 +75,12 @@ class Run:
 
     def __post_init__(self) -> None:
         self.context = ci.from_environ(self.environ)
+
+    @classmethod
+    def start(cls, args: Args, environ: Mapping[str, str]) -> Run:
+        """A command's run, with its own process runner and registry client."""
+        runner = process.Runner(environ)
+        return cls(args, environ, runner, reuse.client(runner))
 
 
 Step = Callable[[Run], None]
@@ -112,7 +123,7 @@ def destination(run: Run) -> None:
         )
     branch, run.sha = args.branch or run.context.branch, run.context.sha
     if not branch or not run.sha:
-        checked_out, commit = git.head(project.root)
+        checked_out, commit = git.head(run.runner, project.root)
         branch, run.sha = branch or checked_out, run.sha or commit
     default: Output = "push" if cfg.registry and run.context.ci else "load"
     output: Output = "push" if args.warm or args.command == "merge" else args.output or default
@@ -135,7 +146,7 @@ def destination(run: Run) -> None:
 
 def choose_platforms(run: Run) -> None:
     """A multi-platform project's platforms this run handles, each as its own image."""
-    run.platforms = platforms.chosen(run.project, run.args.command, run.args.platform, run.output)
+    run.platforms = platforms.chosen(run.runner, run.project, run.args.command, run.args.platform, run.output)
 
 
 def ask_engine(run: Run) -> None:
@@ -143,7 +154,7 @@ def ask_engine(run: Run) -> None:
     while the context is read (:func:`need_engine` then waits for it)."""
     from bake.engine import checks
 
-    threading.Thread(target=checks.engine_info, name="engine", daemon=True).start()
+    threading.Thread(target=checks.engine_info, args=(run.runner,), name="engine", daemon=True).start()
 
 
 def need_engine(run: Run) -> None:
@@ -151,7 +162,7 @@ def need_engine(run: Run) -> None:
     shown."""
     from bake.engine import checks
 
-    checks.check_engine(checks.engine_info())
+    checks.check_engine(run.runner, checks.engine_info(run.runner))
 
 
 def need_state(run: Run) -> None:
@@ -207,8 +218,8 @@ def fingerprint(run: Run) -> None:
     # the engine's mirrors (for docker.io base images) are asked while the context is read
     bases = [registry.Reference.parse(build_args(run.project, t)["BASE_IMAGE"]) for t in run.targets]
     if any(b.host == registry.DOCKER_HUB and not b.digest for b in bases):
-        threading.Thread(target=reuse.engine_mirrors, name="mirrors", daemon=True).start()
-    fps = platforms.fingerprints(run.project, run.targets, run.state, run.platforms)
+        threading.Thread(target=reuse.engine_mirrors, args=(run.runner,), name="mirrors", daemon=True).start()
+    fps = platforms.fingerprints(run.registry_client, run.runner, run.project, run.targets, run.state, run.platforms)
     for target, why in fps.missing.items():
         (log.debug if quiet else log.warning)("no fingerprint", target=target, reason=why)
     run.fingerprints = fps
@@ -226,7 +237,8 @@ def check_images(run: Run) -> None:
     stages = sorted({t.stage for t in run.targets})
     if not resolutions:  # a push without reuse, or cache only: resolved for nothing else
         refs = sorted(dockerfile_check.image_lines(project.dockerfile_text, metas, stages))
-        resolutions = dict(zip(refs, parallel(reuse.resolve_base, refs), strict=True))
+        resolve = functools.partial(reuse.resolve_base, run.registry_client, run.runner)
+        resolutions = dict(zip(refs, parallel(resolve, refs), strict=True))
     missing = {ref: r for ref, r in resolutions.items() if r.missing}
     problem = dockerfile_check.missing_image(project.dockerfile_text, metas, stages, missing) if missing else None
     if problem is not None:
@@ -296,7 +308,7 @@ def reuse_images(run: Run) -> None:
         and not run.args.warm
         and not run.args.no_reuse
     ):
-        run.results.update(reuse.reuse(run.plan, run.fingerprints))
+        run.results.update(reuse.reuse(run.registry_client, run.runner, run.plan, run.fingerprints))
 
 
 def trim_cache(run: Run) -> None:
@@ -308,7 +320,9 @@ def trim_cache(run: Run) -> None:
     fps = run.fingerprints  # computed by the fingerprint step (args.fingerprints says when)
     fingerprints = {t: fp.value for t, fp in fps.values.items()} if fps else {}
     wanted = {t.id: fingerprints[t.id] for t in todo if t.id in fingerprints}
-    found = cache.look_up(reuse.client(), cache.refs_to_ask(dataclasses.replace(run.plan, targets=tuple(todo)), wanted))
+    found = cache.look_up(
+        run.registry_client, cache.refs_to_ask(dataclasses.replace(run.plan, targets=tuple(todo)), wanted)
+    )
     trusted = run.writes is not None and run.writes.fingerprint_tags
     run.plan, run.cache_after = cache.trim(run.plan, fingerprints, found, record_fingerprints=trusted)
 
@@ -353,7 +367,7 @@ def _executor(run: Run, shown: display.Display) -> Executor:
     from bake.execute import Executor, Options
 
     args, project, plan_ = run.args, run.project, run.plan
-    info = checks.check(args.builder, cache_export=plan_.exports_cache)
+    info = checks.check(run.runner, args.builder, cache_export=plan_.exports_cache)
     files = run.state.new_run()
     with run.state.writing("writing the bake file for buildx"):
         write_atomic(files.bake_file, plan_.to_json())
@@ -367,8 +381,8 @@ def _executor(run: Run, shown: display.Display) -> Executor:
     )
 
     def publish(target: str, digest: str) -> None:
-        reuse.publish(plan_[target], digest)
-        cache.finish(reuse.client(), run.cache_after, target)
+        reuse.publish(run.registry_client, run.runner, plan_[target], digest)
+        cache.finish(run.registry_client, run.cache_after, target)
         run.published.add(target)
 
     log.info(
@@ -382,6 +396,7 @@ def _executor(run: Run, shown: display.Display) -> Executor:
         run=files,
         options=options,
         display=shown,
+        runner=run.runner,
         publish=publish,
     )
 
@@ -392,7 +407,7 @@ def finish_cache(run: Run) -> None:
     there, so the run writes the cache ref its plan says it writes."""
     done = [t for t, r in run.results.items() if r.status == "built" and t not in run.published]
     if run.cache_after.tags and done:
-        parallel(lambda t: cache.finish(reuse.client(), run.cache_after, t), done)
+        parallel(lambda t: cache.finish(run.registry_client, run.cache_after, t), done)
 
 
 def merge_images(run: Run) -> None:
@@ -409,7 +424,7 @@ def record(run: Run) -> None:
     if fps is None or run.output == "cache-only":
         return
     built = [t for t in run.plan.targets if t.id in fps.values and run.results[t.id].status == "built"]
-    ids = parallel(images.local_image_id, [t.image for t in built])
+    ids = parallel(functools.partial(images.local_image_id, run.runner), [t.image for t in built])
     for t, image_id in zip(built, ids, strict=True):
         try:
             reuse.record(run.state, t.id, fps.values[t.id], t.image, image_id)
@@ -552,7 +567,7 @@ def ask_local_images(run: Run) -> None:
     engine answers while the context is read."""
     from bake import local
 
-    run.local_images = local.ask_local_images(run.plan, run.state)
+    run.local_images = local.ask_local_images(run.runner, run.plan, run.state)
 
 
 def need_local_images(run: Run) -> None:
@@ -568,7 +583,14 @@ def print_status(run: Run) -> None:
 
     assert run.fingerprints is not None
     rows = local.status(
-        run.plan, run.state, run.output, run.fingerprints, run.project.config.registry, run.local_images
+        run.registry_client,
+        run.runner,
+        run.plan,
+        run.state,
+        run.output,
+        run.fingerprints,
+        run.project.config.registry,
+        run.local_images,
     )
     if run.args.json:
         sys.stdout.write(json.dumps([r.to_dict() for r in rows], indent=2) + "\n")
@@ -580,7 +602,7 @@ def pull(run: Run) -> None:
     from bake import local
 
     assert run.fingerprints is not None
-    missing = local.pull(run.plan, run.state, run.fingerprints)
+    missing = local.pull(run.registry_client, run.runner, run.plan, run.state, run.fingerprints)
     if missing:
         raise BuildFailed(
             "the registry has no image for the current inputs of: "
@@ -592,7 +614,7 @@ def pull(run: Run) -> None:
 def doctor(run: Run) -> None:
     from bake import local
 
-    found = local.doctor(run.args.config, run.environ, run.args.builder, run.args.state_dir)
+    found = local.doctor(run.registry_client, run.runner, run.args.config, run.args.builder, run.args.state_dir)
     rows = []
     for check in found:
         rows.append(["ok  " if check.ok else "FAIL", check.name, check.detail])
@@ -628,11 +650,12 @@ def enter_environment(run: Run) -> None:
             platform=args.platform,  # the platform it runs as (else the engine's)
         )  # fmt: skip
         with contextlib.redirect_stdout(sys.stderr):  # stdout is the command's
-            execute(BUILD, Run(build_args_, run.environ))
+            execute(BUILD, Run(build_args_, run.environ, run.runner, run.registry_client))
 
     run.exit_code = shell.enter(
         run.project, target, run.state, command=args.run_command, mount=args.mount, env=args.env,
         platform=args.platform, commit=args.commit, pr=args.pr, environ=run.environ, build=build_locally,
+        client=run.registry_client, runner=run.runner,
     )  # fmt: skip
 
 
@@ -640,7 +663,7 @@ def collect(run: Run) -> None:
     """Judge every ref of the image and cache repositories; delete what goes with --apply."""
     from bake.gc import run_gc
 
-    run_gc(run.project, run.args, run.context)
+    run_gc(run.runner, run.project, run.args, run.context)
 
 
 BUILD: tuple[Step, ...] = (
@@ -711,8 +734,7 @@ COMMANDS: dict[str, tuple[Step, ...]] = {
 
 def run_command(args: Args, environ: Mapping[str, str]) -> int:
     """Run a command; its exit code (a container's, for shell and run)."""
-    process.use_environment(environ)
-    run = Run(args, environ)
+    run = Run.start(args, environ)
     with process.sigterm_as_interrupt():
         execute(COMMANDS[args.command], run)
     return run.exit_code

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from bake import config, display
+from bake.engine import process
 from bake.engine.buildx import BakeRun
 from bake.engine.process import CommandFailed
 from bake.execute import Executor, Options
@@ -141,6 +142,7 @@ def execute(
         run=State(tmp_path / "state").new_run(),
         options=Options(**options),
         display=display.Quiet(),
+        runner=process.Runner({}),
         sleep=sleeps.append,
         jitter=lambda: 0.0,  # the schedule's nominal waits (tests/unit/test_retry.py covers the jitter)
         bake=fake,

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from bake import config, display, reuse
+from bake.engine import process
 from bake.engine.buildx import BakeRun
 from bake.errors import StateFolderError
 from bake.execute import Executor, Options
@@ -144,7 +145,16 @@ def test_logs_that_no_longer_fit_lose_the_log_not_the_build(mount: Mount, plan: 
             on_text(f"#{i} a long line of build output that has to go to the target's log file ...........")
         return BakeRun(0, [])
 
-    executor = Executor(plan, root=tmp_path, files=[], run=run, options=Options(), display=display.Quiet(), bake=bake)
+    executor = Executor(
+        plan,
+        root=tmp_path,
+        files=[],
+        run=run,
+        options=Options(),
+        display=display.Quiet(),
+        runner=process.Runner({}),
+        bake=bake,
+    )
     results = executor.run()
     assert [r.status for r in results] == ["built", "built"]
     assert isinstance(executor.state_error, StateFolderError)
@@ -159,7 +169,16 @@ def test_buildx_failing_to_write_its_metadata_there_is_a_state_folder_error(plan
     def bake(files: Any, targets: Any, *, metadata_file: Path, **_: Any) -> BakeRun:
         return BakeRun(1, [f"ERROR: write {metadata_file.parent}/.tmp-all.json123: no space left on device"])
 
-    executor = Executor(plan, root=tmp_path, files=[], run=run, options=Options(), display=display.Quiet(), bake=bake)
+    executor = Executor(
+        plan,
+        root=tmp_path,
+        files=[],
+        run=run,
+        options=Options(),
+        display=display.Quiet(),
+        runner=process.Runner({}),
+        bake=bake,
+    )
     executor.run()
     assert isinstance(executor.state_error, StateFolderError)
     assert "no space left on device" in str(executor.state_error)
