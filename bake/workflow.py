@@ -28,6 +28,7 @@ from bake.args import Args, Output, fingerprints
 from bake.engine import git, images, process
 from bake.errors import BuildFailed, ConfigError, EnvironmentProblem, Interrupted, StateFolderError, UsageError
 from bake.files import write_atomic
+from bake.needed import Needed
 from bake.plan import Plan, Selection, Target, build_args, build_plan, matrix, select
 from bake.pool import parallel
 from bake.redact import redact
@@ -50,27 +51,29 @@ class Run:
     #: the run's registry client (it keeps its tokens between requests)
     registry_client: registry.Client
     context: ci.Context = field(init=False)
-    project: config.Project = field(init=False)
-    state: State = field(init=False)
-    targets: list[Target] = field(default_factory=list)
-    branch: str = ""
-    sha: str | None = None
-    output: Output = "load"
-    writes: ci.Writes | None = None
-    fingerprints: reuse.Fingerprints | None = None
-    plan: Plan = field(init=False)
+    #: what the steps found so far, each set by the step named (read before it: StepOrderError)
+    project = Needed[config.Project]("load")
+    state = Needed[State]("load")
+    targets = Needed[list[Target]]("select_targets")
+    branch = Needed[str]("destination")
+    sha = Needed["str | None"]("destination")
+    output = Needed[Output]("destination")
+    writes = Needed["ci.Writes | None"]("destination")
+    fingerprints = Needed["reuse.Fingerprints | None"]("fingerprint")
+    plan = Needed[Plan]("plan (or local_plan)")
+    local_images = Needed["Callable[[str], images.LocalImage | None]"]("ask_local_images")
     results: dict[str, report.Result] = field(default_factory=dict)
     executor: Executor | None = None
     shown: display.Display | None = None
     cache_after: cache.After = field(default_factory=lambda: cache.After({}))
     #: Targets whose image was published (their cache tags were written then).
     published: set[str] = field(default_factory=set)
-    local_images: Callable[[str], images.LocalImage | None] | None = None
     exit_code: int = 0
     #: the state folder could not be written after targets had been built or reused:
     #: the run ends with it once the summary is out
     state_error: StateFolderError | None = None
-    #: a multi-platform project's platforms this run handles one by one (() for one image)
+    #: a multi-platform project's platforms this run handles one by one (() for one image,
+    #: and for shell and run, which build for the engine's own)
     platforms: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -128,7 +131,7 @@ def destination(run: Run) -> None:
     default: Output = "push" if cfg.registry and run.context.ci else "load"
     output: Output = "push" if args.warm or args.command == "merge" else args.output or default
     if not cfg.registry:
-        run.branch, run.output = branch, output
+        run.branch, run.output, run.writes = branch, output, None
         return
     writes = ci.policy(
         run.context,
@@ -212,6 +215,7 @@ def check_outputs(run: Run) -> None:
 def fingerprint(run: Run) -> None:
     """Fingerprint the targets' inputs, where this command uses them."""
     args = run.args
+    run.fingerprints = None
     if not fingerprints(args.command, run.output, args.no_reuse):
         return
     quiet = args.command in ("build", "warm") and run.output == "load"  # recorded for status, not used by this build
@@ -573,7 +577,6 @@ def ask_local_images(run: Run) -> None:
 def need_local_images(run: Run) -> None:
     """No engine is exit 3, before anything is shown: the answers to
     :func:`ask_local_images` say so (status asks nothing else of the engine)."""
-    assert run.local_images is not None
     for t in run.plan.targets:
         run.local_images(t.image)
 
