@@ -28,13 +28,13 @@ def reuse_images(run: Run) -> None:
     """Targets whose inputs the registry already has an image for get this run's tags."""
     allowed = run.writes is not None and run.writes.branch_tags  # reusing adds this run's tags
     if (
-        run.fingerprints is not None
+        run.target_fingerprints is not None
         and run.output == "push"
         and allowed
         and not run.args.warm
         and not run.args.no_reuse
     ):
-        run.results.update(reuse.reuse(run.registry_client, run.runner, run.plan, run.fingerprints))
+        run.results.update(reuse.reuse(run.registry_client, run.runner, run.plan, run.target_fingerprints))
 
 
 def trim_cache(run: Run) -> None:
@@ -43,14 +43,14 @@ def trim_cache(run: Run) -> None:
     todo = [t for t in run.plan.targets if t.id not in run.results]
     if not run.project.config.registry or not todo:
         return
-    fps = run.fingerprints  # computed by the fingerprint step (args.fingerprints says when)
-    fingerprints = {t: fp.value for t, fp in fps.values.items()} if fps else {}
-    wanted = {t.id: fingerprints[t.id] for t in todo if t.id in fingerprints}
+    fps = run.target_fingerprints  # computed by the fingerprint step (args.uses_fingerprints says when)
+    values = {t: fp.value for t, fp in fps.values.items()} if fps else {}
+    wanted = {t.id: values[t.id] for t in todo if t.id in values}
     found = cache.look_up(
         run.registry_client, cache.refs_to_ask(dataclasses.replace(run.plan, targets=tuple(todo)), wanted)
     )
     trusted = run.writes is not None and run.writes.fingerprint_tags
-    run.plan, run.cache_after = cache.trim(run.plan, fingerprints, found, record_fingerprints=trusted)
+    run.plan, run.cache_after = cache.trim(run.plan, values, found, record_fingerprints=trusted)
 
 
 def build(run: Run) -> None:
@@ -94,9 +94,9 @@ def _executor(run: Run, shown: display.Display) -> Executor:
 
     args, project, plan_ = run.args, run.project, run.plan
     info = checks.check(run.runner, args.builder, cache_export=plan_.exports_cache)
-    files = run.state.new_run()
+    folder = run.state.new_run_folder()
     with run.state.writing("writing the bake file for buildx"):
-        write_atomic(files.bake_file, plan_.to_json())
+        write_atomic(folder.bake_file, plan_.to_json())
     options = Options(
         keep_going=args.warm or args.keep_going,
         jobs=args.jobs,
@@ -113,13 +113,13 @@ def _executor(run: Run, shown: display.Display) -> Executor:
 
     log.info(
         "build", targets=plan_.ids, branch=run.branch, output=run.output, keep_going=options.keep_going,
-        builder=info.builder.name, driver=info.builder.driver, run=str(files.root),
+        builder=info.builder.name, driver=info.builder.driver, run=str(folder.root),
     )  # fmt: skip
     return Executor(
         plan_,
         root=project.root,
-        files=[p for p in (project.bake_file, files.bake_file) if p is not None],
-        run=files,
+        files=[p for p in (project.bake_file, folder.bake_file) if p is not None],
+        run_folder=folder,
         options=options,
         display=shown,
         runner=run.runner,
@@ -151,7 +151,7 @@ def merge_images(run: Run) -> None:
         if run.args.command == "merge":
             log.warning("merge writes nothing to the registry", because=run.writes.reason if run.writes else "")
         return
-    fps = run.fingerprints.values if run.fingerprints is not None else {}
+    fps = run.target_fingerprints.values if run.target_fingerprints is not None else {}
     index_fps = {}
     for t in run.targets:
         per = {p: fps.get(t.id + naming.platform_suffix(p)) for p in run.platforms}
@@ -178,7 +178,7 @@ def merge_images(run: Run) -> None:
 
 def record(run: Run) -> None:
     """Remember the fingerprint of each image now in the local engine (built; reused ones are not)."""
-    fps = run.fingerprints
+    fps = run.target_fingerprints
     if fps is None or run.output == "cache-only":
         return
     built = [t for t in run.plan.targets if t.id in fps.values and run.results[t.id].status == "built"]

@@ -34,7 +34,7 @@ from bake.progress import Tracker, Vertex, describe
 from bake.redact import redact
 from bake.registry import RegistryError
 from bake.report import Result
-from bake.state import Run
+from bake.state import RunFolder
 
 log = logs.get_logger("bake")
 
@@ -103,7 +103,7 @@ class Executor:
         *,
         root: Path,
         files: Sequence[Path],
-        run: Run,
+        run_folder: RunFolder,
         options: Options,
         display: Display,
         runner: process.Runner,
@@ -116,7 +116,7 @@ class Executor:
         self.runner = runner
         self.root = root
         self.files = list(files)
-        self.run_files = run
+        self.run_folder = run_folder
         self.options = options
         self.display = display
         self.bake: Bake = bake or functools.partial(buildx.bake, runner)
@@ -134,15 +134,15 @@ class Executor:
         #: the build goes on, and the run ends with this error once it is summarised
         self.state_error: StateFolderError | None = None
         self._state_lock = threading.Lock()
-        self.log_dir = run.logs
-        with run.state.writing("creating this run's folders for logs and metadata"):
+        self.log_dir = run_folder.logs
+        with run_folder.state.writing("creating this run's folders for logs and metadata"):
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            run.metadata_file("all").parent.mkdir(parents=True, exist_ok=True)
+            run_folder.metadata_file("all").parent.mkdir(parents=True, exist_ok=True)
 
     def _cannot_write(self, reason: OSError | str, doing: str) -> None:
         with self._state_lock:
             if self.state_error is None:
-                self.state_error = self.run_files.state.error(reason, doing)
+                self.state_error = self.run_folder.state.error(reason, doing)
                 log.warning("the state folder cannot be written", reason=str(self.state_error))
 
     # -- the whole run ------------------------------------------------------------------
@@ -209,10 +209,10 @@ class Executor:
                 earlier.append(tracker)
                 if self.stopping.is_set():
                     break
-            said = self.run_files.state.named_in("\n".join([*run.messages, failure.error if failure else ""]))
+            said = self.run_folder.state.named_in("\n".join([*run.messages, failure.error if failure else ""]))
             if said is not None:  # buildx could not write its metadata, or the local cache, there
                 self._cannot_write(said, "buildx wrote into it")
-            metadata_file = self.run_files.metadata_file(name)
+            metadata_file = self.run_folder.metadata_file(name)
             meta = report.load_metadata(metadata_file.read_text()) if metadata_file.exists() else {}
             self.metadata.update({t: meta[t] for t in ids if t in meta})
             results = []
@@ -258,7 +258,7 @@ class Executor:
     ) -> tuple[Tracker, buildx.BakeRun, float]:
         tracker = Tracker(ids)
         lock = threading.Lock()
-        metadata_file = self.run_files.metadata_file(name)
+        metadata_file = self.run_folder.metadata_file(name)
         metadata_file.unlink(missing_ok=True)
         for t in ids:
             if attempt > 1:

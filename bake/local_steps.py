@@ -62,14 +62,14 @@ def need_local_images(run: Run) -> None:
 def print_status(run: Run) -> None:
     from bake import local
 
-    assert run.fingerprints is not None
+    assert run.target_fingerprints is not None
     rows = local.status(
         run.registry_client,
         run.runner,
         run.plan,
         run.state,
         run.output,
-        run.fingerprints,
+        run.target_fingerprints,
         run.project.config.registry,
         run.local_images,
     )
@@ -82,8 +82,8 @@ def print_status(run: Run) -> None:
 def pull(run: Run) -> None:
     from bake import local
 
-    assert run.fingerprints is not None
-    missing = local.pull(run.registry_client, run.runner, run.plan, run.state, run.fingerprints)
+    assert run.target_fingerprints is not None
+    missing = local.pull(run.registry_client, run.runner, run.plan, run.state, run.target_fingerprints)
     if missing:
         raise BuildFailed(
             "the registry has no image for the current inputs of: "

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bake import cache, ci, config, display, logs, naming, platforms, registry, report, reuse
-from bake.args import Args, Output, fingerprints
+from bake.args import Args, Output, uses_fingerprints
 from bake.build_steps import build, finish_cache, merge_images, record, reuse_images, trim_cache
 from bake.engine import git, images, process
 from bake.errors import ConfigError, StateFolderError, UsageError
@@ -67,7 +67,9 @@ class Run:
     sha = Needed["str | None"]("destination")
     output = Needed[Output]("destination")
     writes = Needed["ci.Writes | None"]("destination")
-    fingerprints = Needed["reuse.Fingerprints | None"]("fingerprint")
+    #: the fingerprint of each target (per platform: of each plan identifier), None when the
+    #: command does not use them (:func:`bake.args.uses_fingerprints`)
+    target_fingerprints = Needed["reuse.Fingerprints | None"]("fingerprint")
     plan = Needed[Plan]("plan (or local_plan)")
     local_images = Needed[Callable[[str], images.LocalImage | None]]("ask_local_images")
     results: dict[str, report.Result] = field(default_factory=dict)
@@ -202,8 +204,8 @@ def check_outputs(run: Run) -> None:
 def fingerprint(run: Run) -> None:
     """Fingerprint the targets' inputs, where this command uses them."""
     args = run.args
-    run.fingerprints = None
-    if not fingerprints(args.command, run.output, args.no_reuse):
+    run.target_fingerprints = None
+    if not uses_fingerprints(args.command, run.output, args.no_reuse):
         return
     quiet = args.command in ("build", "warm") and run.output == "load"  # recorded for status, not used by this build
     # the engine's mirrors (for docker.io base images) are asked while the context is read
@@ -213,7 +215,7 @@ def fingerprint(run: Run) -> None:
     fps = platforms.fingerprints(run.registry_client, run.runner, run.project, run.targets, run.state, run.platforms)
     for target, why in fps.missing.items():
         (log.debug if quiet else log.warning)("no fingerprint", target=target, reason=why)
-    run.fingerprints = fps
+    run.target_fingerprints = fps
 
 
 def check_images(run: Run) -> None:
@@ -223,7 +225,7 @@ def check_images(run: Run) -> None:
     from bake import dockerfile_check
 
     project = run.project
-    resolutions = dict(run.fingerprints.resolutions) if run.fingerprints else {}
+    resolutions = dict(run.target_fingerprints.resolutions) if run.target_fingerprints else {}
     metas = [build_args(project, t) for t in run.targets]
     stages = sorted({t.stage for t in run.targets})
     if not resolutions:  # a push without reuse, or cache only: resolved for nothing else
@@ -239,7 +241,7 @@ def check_images(run: Run) -> None:
 
 def plan(run: Run) -> None:
     """The typed plan of this run (pushed images carry their fingerprint tag and label)."""
-    fps = run.fingerprints if run.output == "push" else None  # --no-reuse too: a later run reuses it
+    fps = run.target_fingerprints if run.output == "push" else None  # --no-reuse too: a later run reuses it
     run.plan = build_plan(
         run.project,
         run.targets,

@@ -139,7 +139,7 @@ def execute(
         plan,
         root=tmp_path,
         files=[],
-        run=State(tmp_path / "state").new_run(),
+        run_folder=State(tmp_path / "state").new_run_folder(),
         options=Options(**options),
         display=display.Quiet(),
         runner=process.Runner({}),

@@ -378,7 +378,7 @@ def test_each_run_has_a_folder_of_its_own(tmp_path: Path) -> None:
     from bake.state import KEEP_RUNS, State
 
     state = State(tmp_path)
-    runs = [state.new_run() for _ in range(KEEP_RUNS + 3)]
+    runs = [state.new_run_folder() for _ in range(KEEP_RUNS + 3)]
     assert len({r.root for r in runs}) == len(runs)
     assert len(list((tmp_path / "runs").iterdir())) == KEEP_RUNS
     assert runs[-1].root.is_dir()

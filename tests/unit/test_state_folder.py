@@ -136,7 +136,7 @@ def plan(project: MakeProject) -> Plan:
 def test_logs_that_no_longer_fit_lose_the_log_not_the_build(mount: Mount, plan: Plan, tmp_path: Path) -> None:
     folder = mount("256k")
     state = State(folder / "state", "--state-dir")
-    run = state.new_run()
+    run = state.new_run_folder()
     (folder / "filler").write_bytes(b"x" * (200 * 1024))  # the run's folder exists; little room is left
 
     def bake(files: Any, targets: Any, *, metadata_file: Path, on_status: Any, on_text: Any, **_: Any) -> BakeRun:
@@ -149,7 +149,7 @@ def test_logs_that_no_longer_fit_lose_the_log_not_the_build(mount: Mount, plan: 
         plan,
         root=tmp_path,
         files=[],
-        run=run,
+        run_folder=run,
         options=Options(),
         display=display.Quiet(),
         runner=process.Runner({}),
@@ -164,7 +164,7 @@ def test_logs_that_no_longer_fit_lose_the_log_not_the_build(mount: Mount, plan: 
 
 def test_buildx_failing_to_write_its_metadata_there_is_a_state_folder_error(plan: Plan, tmp_path: Path) -> None:
     state = State(tmp_path / "state")
-    run = state.new_run()
+    run = state.new_run_folder()
 
     def bake(files: Any, targets: Any, *, metadata_file: Path, **_: Any) -> BakeRun:
         return BakeRun(1, [f"ERROR: write {metadata_file.parent}/.tmp-all.json123: no space left on device"])
@@ -173,7 +173,7 @@ def test_buildx_failing_to_write_its_metadata_there_is_a_state_folder_error(plan
         plan,
         root=tmp_path,
         files=[],
-        run=run,
+        run_folder=run,
         options=Options(),
         display=display.Quiet(),
         runner=process.Runner({}),

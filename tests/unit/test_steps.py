@@ -29,7 +29,7 @@ def run_of(*argv: str) -> workflow.Run:
         ((workflow.load, workflow.select_targets, workflow.plan), "output", "destination"),
         (
             (workflow.load, workflow.select_targets, workflow.destination, workflow.check_images),
-            "fingerprints",
+            "target_fingerprints",
             "fingerprint",
         ),
         ((workflow.load, workflow.select_targets, workflow.destination, workflow.print_plan), "plan", "plan"),
