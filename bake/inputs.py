@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bake import dockerfile, fingerprint, logs
+from bake import dockerfile, dockerfile_parser, fingerprint, logs
 from bake.config import TABLE, Project
 from bake.errors import ConfigError
 from bake.fingerprint import Entry, Fingerprint
@@ -182,7 +182,7 @@ def fingerprints(
     config = project.config
     context = project.root / config.context
     dockerfile_path = project.root / config.dockerfile
-    parsed = dockerfile.parse(project.dockerfile_text)
+    parsed = dockerfile_parser.parse(project.dockerfile_text)
     preamble, stages = dockerfile.split_stages(parsed)
     keys = {s.key for s in stages} | {str(s.index) for s in stages}
     preamble_text = dockerfile.preamble_text(parsed)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bake import ci, display, logs, report
+from bake import display, logs, report, workflow_commands
 from bake.errors import BuildFailed, Interrupted, StateFolderError
 from bake.files import write_atomic
 
@@ -92,17 +92,19 @@ def _print_logs(rows: Sequence[report.Result], github: bool) -> None:
             continue
         text = Path(row.log_file).read_text(encoding="utf-8", errors="replace")
         print(
-            ci.group(f"log of {row.target}") if github else f"----- log of {row.target} ({row.log_file}) -----",
+            workflow_commands.group(f"log of {row.target}")
+            if github
+            else f"----- log of {row.target} ({row.log_file}) -----",
             file=sys.stderr,
         )
         # a build log can print workflow commands (RUN echo ::add-mask::...): GitHub must not obey them
         token = secrets.token_hex(16)
         if github:
-            print(ci.stop_commands(token), file=sys.stderr)
+            print(workflow_commands.stop_commands(token), file=sys.stderr)
         sys.stderr.write(text)
         if github:
-            print(ci.resume_commands(token), file=sys.stderr)
-        print(ci.endgroup() if github else "-----", file=sys.stderr, flush=True)
+            print(workflow_commands.resume_commands(token), file=sys.stderr)
+        print(workflow_commands.endgroup() if github else "-----", file=sys.stderr, flush=True)
 
 
 _UNAUTHORIZED_RE = re.compile(

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from bake import cache, ci, config, display, logs, naming, platforms, registry, report, reuse
+from bake import cache, ci, config, config_load, display, logs, naming, platforms, policy, registry, report, reuse
 from bake.args import Args, Output, uses_fingerprints
 from bake.build_steps import build, finish_cache, merge_images, record, reuse_images, trim_cache
 from bake.engine import git, images, process
@@ -66,7 +66,7 @@ class Run:
     branch = Needed[str]("destination")
     sha = Needed["str | None"]("destination")
     output = Needed[Output]("destination")
-    writes = Needed["ci.Writes | None"]("destination")
+    writes = Needed["policy.Writes | None"]("destination")
     #: the fingerprint of each target (per platform: of each plan identifier), None when the
     #: command does not use them (:func:`bake.args.uses_fingerprints`)
     target_fingerprints = Needed["reuse.Fingerprints | None"]("fingerprint")
@@ -110,7 +110,7 @@ def execute(steps: Sequence[Step], run: Run) -> None:
 
 def load(run: Run) -> None:
     """Read and validate the configuration; locate bake-ci's state folder."""
-    run.project = config.load(run.args.config, run.environ)
+    run.project = config_load.load(run.args.config, run.environ)
     run.state = State.locate(run.project.root, run.environ, run.args.state_dir)
 
 
@@ -143,7 +143,7 @@ def destination(run: Run) -> None:
     if not cfg.registry:
         run.branch, run.output, run.writes = branch, output, None
         return
-    writes = ci.policy(
+    writes = policy.policy(
         run.context,
         branch=branch,
         default_branch=cfg.default_branch,

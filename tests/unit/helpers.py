@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bake import config, reuse
+from bake import config, config_load, reuse
 from bake.engine import process
 from bake.plan import Target, build_args, matrix
 
@@ -48,7 +48,7 @@ def vertex(
 
 def fingerprints(root: Path) -> reuse.Fingerprints:
     """What ``bake-ci`` computes for every target of the project at ``root``."""
-    project = config.load(root / "pyproject.toml", {})
+    project = config_load.load(root / "pyproject.toml", {})
     targets = matrix(project)
     return compute(project, targets, {t.id: build_args(project, t) for t in targets})
 
