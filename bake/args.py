@@ -69,7 +69,7 @@ class Args:
         return self.command == "warm"
 
 
-def fingerprints(command: str, output: Output, no_reuse: bool = False) -> bool:
+def uses_fingerprints(command: str, output: Output, no_reuse: bool = False) -> bool:
     """Whether a run of ``command`` with ``output`` fingerprints its targets: the one rule.
 
     status and pull always (they compare by fingerprint); build and warm always: a push

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,11 @@ def _keys(host: str) -> list[str]:
     return keys
 
 
-def _from_helper(helper: str, keys: list[str]) -> tuple[str, str] | None:
+def _from_helper(runner: process.Runner, helper: str, keys: list[str]) -> tuple[str, str] | None:
     program = f"docker-credential-{helper}"
     for key in keys:
         try:
-            out = process.run([program, "get"], input=key, timeout=30)
+            out = runner.run([program, "get"], input=key, timeout=30)
         except process.CommandFailed as exc:
             if exc.code in (124, 126, 127):
                 raise EnvironmentProblem(
@@ -74,17 +75,17 @@ def _from_helper(helper: str, keys: list[str]) -> tuple[str, str] | None:
     return None
 
 
-def credentials(host: str, environ: Mapping[str, str] | None = None) -> tuple[str, str] | None:
-    """The login docker keeps for ``host``, if any."""
-    environ = process.environment() if environ is None else environ
-    path = _config_file(environ)
+def credentials(runner: process.Runner, host: str) -> tuple[str, str] | None:
+    """The login docker keeps for ``host``, if any (docker's config as the runner's
+    environment names it; a credential helper run by the runner)."""
+    path = _config_file(runner.environ)
     config = _read_config(path)
     keys = _keys(host)
     helpers = config.get("credHelpers") or {}
     helper = next((helpers[k] for k in keys if isinstance(helpers, dict) and k in helpers), None)
     helper = helper or config.get("credsStore")
     if helper:
-        return _from_helper(str(helper), keys)
+        return _from_helper(runner, str(helper), keys)
     auths = config.get("auths") or {}
     for key in keys:
         entry = auths.get(key) if isinstance(auths, dict) else None
@@ -106,3 +107,8 @@ def credentials(host: str, environ: Mapping[str, str] | None = None) -> tuple[st
         register(secret)
         return user, secret
     return None
+
+
+def logins(runner: process.Runner) -> Callable[[str], tuple[str, str] | None]:
+    """:func:`credentials` of ``runner``, as a registry client asks for them (by host)."""
+    return functools.partial(credentials, runner)

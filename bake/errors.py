@@ -59,3 +59,11 @@ class Interrupted(BakeError):
 
     exit_code = 130
     kind = "interrupted"
+
+
+class StepOrderError(BakeError):
+    """A step of a command read what an earlier step makes, and that step had not run:
+    a mistake in bake-ci's command table (bake/workflow.py), not in the user's input."""
+
+    exit_code = 70  # EX_SOFTWARE
+    kind = "internal error"

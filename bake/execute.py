@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import random
 import re
 import threading
@@ -33,7 +34,7 @@ from bake.progress import Tracker, Vertex, describe
 from bake.redact import redact
 from bake.registry import RegistryError
 from bake.report import Result
-from bake.state import Run
+from bake.state import RunFolder
 
 log = logs.get_logger("bake")
 
@@ -102,21 +103,23 @@ class Executor:
         *,
         root: Path,
         files: Sequence[Path],
-        run: Run,
+        run_folder: RunFolder,
         options: Options,
         display: Display,
+        runner: process.Runner,
         sleep: Callable[[float], object] | None = None,
         jitter: Callable[[], float] = random.random,
-        bake: Bake = buildx.bake,
+        bake: Bake | None = None,
         publish: Publish = lambda target, digest: None,
     ) -> None:
         self.plan = plan
+        self.runner = runner
         self.root = root
         self.files = list(files)
-        self.run_files = run
+        self.run_folder = run_folder
         self.options = options
         self.display = display
-        self.bake = bake
+        self.bake: Bake = bake or functools.partial(buildx.bake, runner)
         self.publish = publish
         self.stopping = threading.Event()
         # a wait between attempts ends at once when the run is stopped
@@ -131,15 +134,15 @@ class Executor:
         #: the build goes on, and the run ends with this error once it is summarised
         self.state_error: StateFolderError | None = None
         self._state_lock = threading.Lock()
-        self.log_dir = run.logs
-        with run.state.writing("creating this run's folders for logs and metadata"):
+        self.log_dir = run_folder.logs
+        with run_folder.state.writing("creating this run's folders for logs and metadata"):
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            run.metadata_file("all").parent.mkdir(parents=True, exist_ok=True)
+            run_folder.metadata_file("all").parent.mkdir(parents=True, exist_ok=True)
 
     def _cannot_write(self, reason: OSError | str, doing: str) -> None:
         with self._state_lock:
             if self.state_error is None:
-                self.state_error = self.run_files.state.error(reason, doing)
+                self.state_error = self.run_folder.state.error(reason, doing)
                 log.warning("the state folder cannot be written", reason=str(self.state_error))
 
     # -- the whole run ------------------------------------------------------------------
@@ -167,7 +170,7 @@ class Executor:
             self.stopping.set()
             for future in futures:
                 future.cancel()
-            process.stop_all()
+            self.runner.stop_all()
             for future in futures:
                 if not future.cancelled():
                     for r in future.result():
@@ -206,10 +209,10 @@ class Executor:
                 earlier.append(tracker)
                 if self.stopping.is_set():
                     break
-            said = self.run_files.state.named_in("\n".join([*run.messages, failure.error if failure else ""]))
+            said = self.run_folder.state.named_in("\n".join([*run.messages, failure.error if failure else ""]))
             if said is not None:  # buildx could not write its metadata, or the local cache, there
                 self._cannot_write(said, "buildx wrote into it")
-            metadata_file = self.run_files.metadata_file(name)
+            metadata_file = self.run_folder.metadata_file(name)
             meta = report.load_metadata(metadata_file.read_text()) if metadata_file.exists() else {}
             self.metadata.update({t: meta[t] for t in ids if t in meta})
             results = []
@@ -255,7 +258,7 @@ class Executor:
     ) -> tuple[Tracker, buildx.BakeRun, float]:
         tracker = Tracker(ids)
         lock = threading.Lock()
-        metadata_file = self.run_files.metadata_file(name)
+        metadata_file = self.run_folder.metadata_file(name)
         metadata_file.unlink(missing_ok=True)
         for t in ids:
             if attempt > 1:

@@ -35,7 +35,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from stat import S_ISREG
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from bake.engine.process import Runner
 
 SCHEMA = "bake-ci-fingerprint/2"
 SHORT = 12
@@ -386,11 +389,11 @@ def file_hashes(context: Path, paths: Iterable[str]) -> dict[str, str]:
 # -- what git already knows ----------------------------------------------------------------
 
 
-def _git(args: Sequence[str], cwd: Path) -> str:
+def _git(runner: Runner, args: Sequence[str], cwd: Path) -> str:
     """``git ARGS`` in ``cwd``: its stdout (through the process runner)."""
     from bake.engine import git
 
-    return git.output(["-c", "core.quotepath=off", *args], cwd=cwd)
+    return git.output(runner, ["-c", "core.quotepath=off", *args], cwd=cwd)
 
 
 def _in_git_checkout(path: Path) -> bool:
@@ -456,7 +459,7 @@ def _index_mtime(path: Path) -> int | None:
         return None
 
 
-def git_blobs(context: Path) -> dict[str, Known]:
+def git_blobs(runner: Runner, context: Path) -> dict[str, Known]:
     """What git's index says about the context's tracked regular files whose content it
     can vouch for: not marked assume-unchanged or skip-worktree, and not "racily clean"
     (changed in the same instant the index was written). The caller trusts an entry only
@@ -468,13 +471,13 @@ def git_blobs(context: Path) -> dict[str, Known]:
     from bake.engine.process import CommandFailed
 
     try:
-        index = context / _git(["rev-parse", "--git-path", "index"], context).strip()
+        index = context / _git(runner, ["rev-parse", "--git-path", "index"], context).strip()
         written = _index_mtime(index)
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=2) as pool:
             staged, tree = pool.map(
-                lambda c: _git(c, context),
+                lambda c: _git(runner, c, context),
                 (["ls-files", "--stage", "-v", "--debug", "-z"], ["ls-tree", "-r", "-l", "-z", "HEAD"]),
             )
     except (CommandFailed, UnicodeDecodeError, OSError):
@@ -498,17 +501,19 @@ def content_records(
     entries: Mapping[str, Entry],
     paths: Iterable[str],
     memo: Memo | None = None,
+    runner: Runner | None = None,
 ) -> dict[str, str]:
     """Records of ``paths`` (entries of the context): files by their blob hash, from
     ``memo`` (what an earlier run hashed) where the file's lstat is still what it was
-    then, else from git's index where it still describes the file (asked when that pays
-    off), else read here, several at a time. ``memo`` is updated with what this call
+    then, else from git's index where it still describes the file (asked through
+    ``runner`` when that pays off), else read here, several at a time. ``memo`` is updated with what this call
     learned."""
     wanted = list(paths)
     files = [p for p in wanted if entries[p].kind == "file"]
     blobs = memo.blobs(entries, files) if memo is not None else {}
     missing = [p for p in files if p not in blobs]
-    known = git_blobs(context) if missing and _git_pays_off(context, entries, missing) else {}
+    pays_off = runner is not None and missing and _git_pays_off(context, entries, missing)
+    known = git_blobs(runner, context) if runner is not None and pays_off else {}
     for p in missing:
         hit = known.get(p)
         if hit is not None and hit.describes(entries[p]):

@@ -20,7 +20,7 @@ from bake import auth, backoff, ci, config, holdings, inventory, logs, policy, p
 from bake.args import Args
 from bake.cache import fingerprint_ref
 from bake.engine import git
-from bake.engine.process import CommandFailed
+from bake.engine.process import CommandFailed, Runner
 from bake.errors import BakeError, EnvironmentProblem, UsageError
 from bake.naming import tag_prefix
 from bake.plan import build_plan, matrix
@@ -123,28 +123,28 @@ def _when(text: str, path: Path, line: int) -> float:
     return when
 
 
-def live_branches(root: Path, args: Args) -> Live:
+def live_branches(runner: Runner, root: Path, args: Args) -> Live:
     """Per ``--branches FILE``, else ``git ls-remote --heads REMOTE``, else the local branches."""
     if args.branches_file is not None:
         return read_branches(args.branches_file)
     remote = args.remote or "origin"
-    remotes = git.remotes(root)
+    remotes = git.remotes(runner, root)
     if remote in remotes:
         try:
-            heads = git.remote_heads(remote, root)
+            heads = git.remote_heads(runner, remote, root)
         except CommandFailed as exc:
             said = redact(exc.output.strip().splitlines()[-1] if exc.output.strip() else str(exc))
             raise EnvironmentProblem(
                 f"git ls-remote --heads {remote} failed ({said[:200]}): gc cannot tell which branches are live, "
                 "so it deletes nothing. Check the remote and its credentials, or pass --branches FILE."
             ) from None
-        times = git.commit_times(sorted(set(heads.values())), root)
+        times = git.commit_times(runner, sorted(set(heads.values())), root)
         live = {name: times.get(sha) for name, sha in heads.items()}
         shas = tuple(heads.values())
         return Live(live, f"git ls-remote --heads {remote}", None, frozenset(s[:7] for s in shas), shas)
     if args.remote:
         raise UsageError(f"--remote {args.remote}: the checkout has no such remote (it has: {remotes or 'none'}).")
-    local = git.local_heads(root)
+    local = git.local_heads(runner, root)
     if not local:
         raise UsageError(
             "gc cannot tell which branches are live: the project is not in a git checkout with a remote or "
@@ -155,7 +155,7 @@ def live_branches(root: Path, args: Args) -> Live:
     return Live(live, "the checkout's local branches", None, frozenset(s[:7] for s in shas), shas)
 
 
-def facts(project: config.Project, live: Live, found: holdings.Survey, now: float) -> retention.Facts:
+def facts(runner: Runner, project: config.Project, live: Live, found: holdings.Survey, now: float) -> retention.Facts:
     cfg = project.config
     pushed = ci.Context(provider="local", ci=False, event="push")
     branches: dict[str, float | None] = {}
@@ -180,7 +180,7 @@ def facts(project: config.Project, live: Live, found: holdings.Survey, now: floa
             if parts and retention.kind_of("image", parts[1])[0] == "commit"
         }
     )
-    reachable = git.reachable(live.head_commits, project.root) if live.head_commits else None
+    reachable = git.reachable(runner, live.head_commits, project.root) if live.head_commits else None
     return retention.Facts(
         now=now,
         prefixes=list(by_prefix),
@@ -189,7 +189,7 @@ def facts(project: config.Project, live: Live, found: holdings.Survey, now: floa
         branches=branches,
         branches_from=live.source,
         open_prs=live.open_prs,
-        commits=git.commit_times(shas, project.root) if shas else {},
+        commits=git.commit_times(runner, shas, project.root) if shas else {},
         heads=live.heads,
         reachable=frozenset(c[:7] for c in reachable) if reachable is not None else None,
         cache_of=cache_of,
@@ -231,21 +231,21 @@ def render(
     return align(rows, last_free=True) + summary + ".\n"
 
 
-def run_gc(project: config.Project, args: Args, context: ci.Context, now: float | None = None) -> None:
+def run_gc(runner: Runner, project: config.Project, args: Args, context: ci.Context, now: float | None = None) -> None:
     cfg = project.config
     if not cfg.registry:
         raise UsageError(f"gc cleans a registry, and none is configured. Set registry in [{config.TABLE}].")
-    branch = args.branch or context.branch or git.head(project.root)[0]
+    branch = args.branch or context.branch or git.head(runner, project.root)[0]
     check_trust(context, branch, cfg.default_branch)
     chosen = settings(cfg.retention, args)
-    live = live_branches(project.root, args)
+    live = live_branches(runner, project.root, args)
     names: dict[retention.Repo, str] = {
         "image": f"{cfg.registry}/{cfg.image}",
         "cache": f"{cfg.registry}/{cfg.image}{config.CACHE_SUFFIX}",
     }
     repos = {kind: registry.Reference.parse(f"{name}:x") for kind, name in names.items()}
     # gc retries each request itself (prune.Registry), so the client does not retry as well
-    reg = prune.Registry(registry.Client(auth.credentials, policy=retry.Policy(retries=0)))
+    reg = prune.Registry(registry.Client(auth.logins(runner), policy=retry.Policy(retries=0)))
     prefixes = [tag_prefix(s, p) for s in project.stages for p in cfg.pythons]
     try:
         found = inventory.survey(reg, repos, prefixes)
@@ -255,7 +255,7 @@ def run_gc(project: config.Project, args: Args, context: ci.Context, now: float 
             "it is up and reachable, then run gc again."
         ) from None
     now = time.time() if now is None else now
-    verdicts = retention.classify(found.refs, facts(project, live, found, now), chosen)
+    verdicts = retention.classify(found.refs, facts(runner, project, live, found, now), chosen)
     verdicts = retention.actions(verdicts, found.reached(verdicts))
     freed = retention.freed(verdicts, found.blobs)
     outcomes: dict[tuple[str, str], prune.Outcome] = {}

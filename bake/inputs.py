@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bake import dockerfile, dockerfile_parser, fingerprint, logs
 from bake.config import TABLE, Project
@@ -28,6 +29,9 @@ from bake.naming import platform_suffix
 from bake.plan import Target
 from bake.pool import background, parallel
 from bake.redact import redact
+
+if TYPE_CHECKING:
+    from bake.engine.process import Runner
 
 URL_TIMEOUT = 5.0
 log = logs.get_logger("bake")
@@ -165,6 +169,7 @@ def fingerprints(
     memo_file: Path | None = None,
     platforms: Sequence[str] = (),
     resolve_platform: PlatformResolver | None = None,
+    runner: Runner | None = None,
 ) -> tuple[dict[str, Fingerprint], dict[str, str]]:
     """Fingerprints of ``targets`` and, for those without one, why; ``args``: each
     target's resolved build args; ``resolve``: an image reference's digest, or None and
@@ -172,7 +177,8 @@ def fingerprints(
     (:class:`bake.fingerprint.Memo`). With ``platforms``, the fingerprints of each
     platform's image, keyed ``TARGET__OS-ARCH`` (:func:`bake.naming.platform_suffix`):
     that platform alone hashed, every image by its digest for that platform
-    (``resolve_platform``); the context is read once for all of them."""
+    (``resolve_platform``); the context is read once for all of them. ``runner``: asks git's
+    index (none: every file is read)."""
     config = project.config
     context = project.root / config.context
     dockerfile_path = project.root / config.dockerfile
@@ -219,7 +225,9 @@ def fingerprints(
     for target in targets:
         paths[target.id] = chosen(reads[target.id].patterns)
         own[target.id] = frozenset(paths[target.id]) - frozenset(chosen(reads[target.id].below))
-    records = fingerprint.content_records(context, entries, {p for ps in paths.values() for p in ps}, memo=memo)
+    records = fingerprint.content_records(
+        context, entries, {p for ps in paths.values() for p in ps}, memo=memo, runner=runner
+    )
     if memo is not None:
         unsaved = memo.save(entries)
         if unsaved is not None:  # it only saves time: the run goes on without it

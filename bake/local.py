@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -12,12 +12,13 @@ from bake import auth, config_load, reuse
 from bake.args import Output
 from bake.engine import buildx, checks, images
 from bake.engine.docker import docker_cli
-from bake.engine.process import CommandFailed
+from bake.engine.process import CommandFailed, Runner
 from bake.errors import BakeError
 from bake.fingerprint import Fingerprint
 from bake.plan import FINGERPRINT_LABEL, Plan, TargetPlan, build_args, matrix
 from bake.pool import background, parallel
 from bake.redact import redact
+from bake.registry import Client as RegistryClient
 from bake.registry import RegistryError
 from bake.report import align
 from bake.state import ENV as STATE_ENV
@@ -52,7 +53,7 @@ SHOWN_CHANGES = 5
 LocalImages = Callable[[str], "images.LocalImage | None"]
 
 
-def ask_local_images(plan: Plan, state: State) -> LocalImages:
+def ask_local_images(runner: Runner, plan: Plan, state: State) -> LocalImages:
     """Ask the local engine now, each in a thread of its own, for the images that
     :func:`status` looks at (each target's image, and the one its last local build
     recorded); the answers are waited for when they are looked up."""
@@ -61,11 +62,11 @@ def ask_local_images(plan: Plan, state: State) -> LocalImages:
         record = reuse.recorded(state, t.id)
         if record is not None and isinstance(record.get("image"), str):
             refs.add(str(record["image"]))
-    answers = {ref: background(functools.partial(images.local_image, ref), name="local-image") for ref in refs}
+    answers = {ref: background(functools.partial(images.local_image, runner, ref), name="local-image") for ref in refs}
 
     def lookup(ref: str) -> images.LocalImage | None:
         answer = answers.get(ref)
-        return answer.result() if answer is not None else images.local_image(ref)
+        return answer.result() if answer is not None else images.local_image(runner, ref)
 
     return lookup
 
@@ -91,6 +92,8 @@ def _local_state(
 
 
 def status(
+    client: RegistryClient,
+    runner: Runner,
     plan: Plan,
     state: State,
     output: Output,
@@ -102,7 +105,7 @@ def status(
     and what build with ``output`` would do (``local_image``: the local engine's image of
     a reference, as :func:`ask_local_images` gives it)."""
 
-    lookup = local_image or images.local_image
+    lookup = local_image or functools.partial(images.local_image, runner)
 
     def one(t: TargetPlan) -> Status:
         found = _one(t)
@@ -119,7 +122,7 @@ def status(
         in_registry: bool | None = None
         if registry:
             try:
-                in_registry = reuse.find(t, fp) is not None
+                in_registry = reuse.find(client, runner, t, fp) is not None
             except (CommandFailed, RegistryError) as exc:
                 said = exc.output if isinstance(exc, CommandFailed) else str(exc)
                 error = redact(said.strip().splitlines()[-1] if said.strip() else str(exc))
@@ -164,20 +167,20 @@ def status_table(rows: Sequence[Status]) -> str:
 # -- pull -------------------------------------------------------------------------------------
 
 
-def pull(plan: Plan, state: State, fps: reuse.Fingerprints) -> list[str]:
+def pull(client: RegistryClient, runner: Runner, plan: Plan, state: State, fps: reuse.Fingerprints) -> list[str]:
     """Fetch each target's image for its current fingerprint; return the targets the registry lacks."""
 
     def one(t: TargetPlan) -> str | None:
         fp = fps.values.get(t.id)
         if fp is None:
             return t.id
-        manifest = reuse.find(t, fp)
+        manifest = reuse.find(client, runner, t, fp)
         if manifest is None:
             return t.id
         digest = manifest.digest
-        images.pull(f"{t.repository}@{digest}", platform=t.platform)
-        images.tag(f"{t.repository}@{digest}", t.image)
-        reuse.record(state, t.id, fp, t.image, images.local_image_id(t.image))
+        images.pull(runner, f"{t.repository}@{digest}", platform=t.platform)
+        images.tag(runner, f"{t.repository}@{digest}", t.image)
+        reuse.record(state, t.id, fp, t.image, images.local_image_id(runner, t.image))
         print(f"{t.id}: pulled {t.image} ({digest[:19]})")
         return None
 
@@ -211,13 +214,19 @@ def _check(name: str, fix: str, fn: Callable[[], str]) -> Check:
 
 
 def doctor(
-    config_file: Path | None, environ: Mapping[str, str], builder: str | None, state_dir: Path | None = None
+    client: RegistryClient,
+    runner: Runner,
+    config_file: Path | None,
+    builder: str | None,
+    state_dir: Path | None = None,
 ) -> list[Check]:
-    """Every check, in order; a failed prerequisite ends the list (later ones would only repeat it)."""
-    found = [_check("docker CLI", "install the docker CLI or fix PATH", docker_cli)]
+    """Every check, in order; a failed prerequisite ends the list (later ones would only repeat it).
+    The environment checked is the runner's."""
+    environ = runner.environ
+    found = [_check("docker CLI", "install the docker CLI or fix PATH", lambda: docker_cli(runner))]
     if not found[0].ok:
         return found
-    info = checks.engine_info()
+    info = checks.engine_info(runner)
     found.append(
         _check(
             "buildx",
@@ -230,7 +239,8 @@ def doctor(
             "engine",
             "start dockerd, or point DOCKER_HOST / `docker context use` at a running engine",
             lambda: (
-                f"dockerd {checks.check_engine(info)} at " + redact(environ.get("DOCKER_HOST", "the default socket"))
+                f"dockerd {checks.check_engine(runner, info)} at "
+                + redact(environ.get("DOCKER_HOST", "the default socket"))
             ),
         )
     )
@@ -238,7 +248,7 @@ def doctor(
         return found
 
     def builder_detail() -> str:
-        b = buildx.inspect_builder(builder)
+        b = buildx.inspect_builder(runner, builder)
         checks.check_cache_export(info, b)
         return f"{b.name} ({b.driver} driver) can export registry cache"
 
@@ -281,8 +291,10 @@ def doctor(
     if registry:
 
         def registry_detail() -> str:
-            reuse.lookup(f"{registry}/{project.config.image}:bake-ci-doctor")  # absent is fine; unreachable raises
-            login = auth.credentials(registry.split("/", 1)[0], environ) is not None
+            reuse.lookup(
+                client, runner, f"{registry}/{project.config.image}:bake-ci-doctor"
+            )  # absent is fine; unreachable raises
+            login = auth.credentials(runner, registry.split("/", 1)[0]) is not None
             return (
                 f"{registry} answers; credentials: {'found' if login else 'none (fine for a registry without login)'}"
             )
@@ -292,7 +304,7 @@ def doctor(
         found.append(Check("registry", True, "none configured: builds stay local (--load, cache in the state folder)"))
 
     bases = sorted({build_args(project, t)["BASE_IMAGE"] for t in matrix(project)})
-    for resolution in parallel(reuse.resolve_base, bases):
+    for resolution in parallel(functools.partial(reuse.resolve_base, client, runner), bases):
         name = f"base image {resolution.ref}"
         if resolution.digest:
             found.append(Check(name, True, resolution.digest[:19]))

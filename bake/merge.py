@@ -15,16 +15,13 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from bake import logs, naming, platforms, registry, reuse
-from bake.plan import TargetPlan, build_plan, fingerprint_tag
+from bake import logs, registry
+from bake.plan import TargetPlan, fingerprint_tag
 from bake.pool import parallel
 from bake.redact import redact
 from bake.report import Result, Status
-
-if TYPE_CHECKING:
-    from bake.workflow import Run
 
 log = logs.get_logger("bake")
 
@@ -142,39 +139,3 @@ def children(
         digest = digests.get(p.id)
         found.setdefault(p.target.id, []).append((p.platform, f"{p.repository}@{digest}" if digest else child_ref(p)))
     return [Wanted(plan, tuple(found.get(target, ()))) for target, plan in plans.items()]
-
-
-def step(run: Run) -> None:
-    """The workflow's step: each selected target's index from this run's per-platform
-    images (their digests when this run built or reused them, else their tags), under
-    the tags the run's trust policy lets it write; nothing when it may write no images."""
-    configured = run.project.config.platforms
-    if not run.platforms or len(run.platforms) != len(configured):
-        return  # one image per target, or one platform's job: nothing to merge here
-    if run.writes is None or not run.writes.branch_tags:
-        if run.args.command == "merge":
-            log.warning("merge writes nothing to the registry", because=run.writes.reason if run.writes else "")
-        return
-    fps = run.fingerprints.values if run.fingerprints is not None else {}
-    index_fps = {}
-    for t in run.targets:
-        per = {p: fps.get(t.id + naming.platform_suffix(p)) for p in run.platforms}
-        if all(per.values()):
-            index_fps[t.id] = platforms.index_fingerprint({p: fp.value for p, fp in per.items() if fp})
-    index_plan = build_plan(
-        run.project, run.targets, branch=run.branch, sha=run.sha, output="push", fingerprints=index_fps,
-        writes=run.writes,
-    )  # fmt: skip
-    digests: dict[str, str | None] = {}
-    todo: dict[str, TargetPlan] = {}
-    for index in index_plan.targets:
-        rows = [run.results.get(index.id + naming.platform_suffix(p)) for p in run.platforms]
-        if run.args.command != "merge" and not all(r is not None and r.ok for r in rows):
-            run.results[index.id] = Result(
-                target=index.id, status="cancelled", image=index.image, error="not merged: a platform's image failed"
-            )
-            continue
-        digests.update({r.target: r.digest for r in rows if r is not None})
-        todo[index.id] = index
-    per_platform = [p for p in run.plan.targets if p.target.id in todo]
-    run.results.update(merge(reuse.client(), children(todo, per_platform, digests)))

@@ -15,8 +15,9 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 
-from bake import config, reuse
+from bake import config, registry, reuse
 from bake.config import Project
+from bake.engine.process import Runner
 from bake.errors import UsageError
 from bake.plan import Target, build_args
 from bake.state import State
@@ -33,18 +34,18 @@ def multi(project: Project) -> bool:
     return len(project.config.platforms) >= 2
 
 
-def engine_platform() -> str | None:
+def engine_platform(runner: Runner) -> str | None:
     """The local engine's own platform (``linux/amd64``), or None if it cannot be asked."""
     from bake.engine import checks
 
-    info = checks.engine_info()
+    info = checks.engine_info(runner)
     os_name, arch = info.get("OSType"), info.get("Architecture")
     if not isinstance(os_name, str) or not isinstance(arch, str) or not os_name or not arch:
         return None
     return f"{os_name}/{_KERNEL_ARCH.get(arch, arch)}"
 
 
-def chosen(project: Project, command: str, platform: str | None, output: str | None) -> tuple[str, ...]:
+def chosen(runner: Runner, project: Project, command: str, platform: str | None, output: str | None) -> tuple[str, ...]:
     """The platforms a run builds or looks at one by one; () for a single-platform project.
 
     ``build``/``plan``/``warm`` push every configured platform (``--platform`` one of
@@ -72,7 +73,7 @@ def chosen(project: Project, command: str, platform: str | None, output: str | N
             raise UsageError("merge assembles every platform's image: it takes no --platform.")
         return (platform,)
     if command in LOCAL_COMMANDS or output == "load":
-        own = engine_platform()
+        own = engine_platform(runner)
         if own is None or own not in configured:
             raise UsageError(
                 f"{command} works on one platform of this multi-platform project, and the engine's own "
@@ -84,12 +85,17 @@ def chosen(project: Project, command: str, platform: str | None, output: str | N
 
 
 def fingerprints(
-    project: Project, targets: Sequence[Target], state: State | None, platforms: Sequence[str]
+    client: registry.Client,
+    runner: Runner,
+    project: Project,
+    targets: Sequence[Target],
+    state: State | None,
+    platforms: Sequence[str],
 ) -> reuse.Fingerprints:
     """The targets' fingerprints, keyed by plan identifier: per platform
     (``ci-py312__linux-arm64``) when ``platforms`` are given, else as one image."""
     args = {t.id: build_args(project, t) for t in targets}
-    return reuse.compute(project, targets, args, state, platforms=platforms)
+    return reuse.compute(project, targets, args, state, platforms=platforms, client=client, runner=runner)
 
 
 def index_fingerprint(per_platform: Mapping[str, str]) -> str:

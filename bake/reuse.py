@@ -22,7 +22,7 @@ from typing import TypeVar
 from bake import auth, inputs, logs, registry, retry
 from bake.config import Project
 from bake.engine import docker, images
-from bake.engine.process import CommandFailed
+from bake.engine.process import CommandFailed, Runner
 from bake.errors import EnvironmentProblem
 from bake.files import write_atomic
 from bake.fingerprint import Fingerprint
@@ -35,15 +35,10 @@ from bake.state import State
 log = logs.get_logger("bake")
 
 
-_client: registry.Client | None = None
-
-
-def client() -> registry.Client:
-    """The process's registry client (it keeps tokens between requests)."""
-    global _client
-    if _client is None:
-        _client = registry.Client(auth.credentials)
-    return _client
+def client(runner: Runner) -> registry.Client:
+    """A run's registry client (it keeps tokens between requests: make one per run, and
+    pass it down), with the logins docker keeps as ``runner``'s environment names them."""
+    return registry.Client(auth.logins(runner))
 
 
 R = TypeVar("R")
@@ -74,30 +69,30 @@ def _fall_back(exc: registry.RegistryError, image: str) -> None:
     log.debug("registry API unavailable, asking buildx", image=image, reason=redact(str(exc)))
 
 
-def lookup(ref: str) -> registry.Manifest | None:
+def lookup(client: registry.Client, runner: Runner, ref: str) -> registry.Manifest | None:
     """The manifest of ``ref`` in its registry (None if absent): over HTTP, else through buildx.
     :class:`registry.RegistryError` when the registry stayed unreachable while retried."""
     try:
-        return client().manifest(ref)
+        return client.manifest(ref)
     except registry.RegistryError as exc:
         _fall_back(exc, ref)
-    descriptor = through_buildx(lambda: images.registry_descriptor(ref), f"look up {ref}")
+    descriptor = through_buildx(lambda: images.registry_descriptor(runner, ref), f"look up {ref}")
     if descriptor is None:
         return None
     return registry.Manifest(str(descriptor.get("mediaType", "")), str(descriptor["digest"]), b"")
 
 
-def engine_mirrors() -> tuple[list[str], str | None]:
+def engine_mirrors(runner: Runner) -> tuple[list[str], str | None]:
     """The engine's docker.io mirrors, and why there are none if it could not be asked
     (from the process's one ``docker info``, :func:`bake.engine.checks.engine_info`)."""
     from bake.engine import checks
 
     try:
-        info = checks.engine_info()
+        info = checks.engine_info(runner)
     except EnvironmentProblem as exc:
         return [], "docker info: " + _said(exc)
     if not info.get("ServerVersion"):
-        errors = info.get("ServerErrors") or [docker.engine_hint()]
+        errors = info.get("ServerErrors") or [docker.engine_hint(runner)]
         return [], "docker info: " + redact(str(errors[0]))
     try:
         return registry.mirrors_of((info.get("RegistryConfig") or {}).get("Mirrors")), None
@@ -113,7 +108,7 @@ def _said(exc: Exception) -> str:
     return redact(str(exc).split(". ")[0])
 
 
-def resolve_base(ref: str, platform: str | None = None) -> registry.Resolution:
+def resolve_base(client: registry.Client, runner: Runner, ref: str, platform: str | None = None) -> registry.Resolution:
     """A base image's digest the way the engine pulls it, with every answer on the way.
 
     A reference with a digest is that digest, asked of no one. A docker.io name is asked
@@ -143,7 +138,7 @@ def resolve_base(ref: str, platform: str | None = None) -> registry.Resolution:
         log.debug("pinned by digest, not looked up", image=ref, digest=parsed.digest)
         return registry.Resolution(ref, parsed.digest, (registry.Answer(ref, "pinned by digest"),))
     if parsed.host == registry.DOCKER_HUB:
-        mirrors, problem = engine_mirrors()
+        mirrors, problem = engine_mirrors(runner)
         if problem:
             answers.append(registry.Answer("the engine's registry mirrors", problem))
         for mirror in mirrors:
@@ -152,7 +147,7 @@ def resolve_base(ref: str, platform: str | None = None) -> registry.Resolution:
                 answers.append(registry.Answer(f"mirror {mirror}", "not a registry URL"))
                 continue
             try:
-                manifest = client().manifest(candidate)
+                manifest = client.manifest(candidate)
             except registry.RegistryError as exc:
                 answers.append(registry.Answer(f"{candidate} (mirror)", redact(str(exc))))
                 continue
@@ -160,21 +155,21 @@ def resolve_base(ref: str, platform: str | None = None) -> registry.Resolution:
                 return found(manifest)
             answers.append(registry.Answer(f"{candidate} (mirror)", "not found"))
     try:
-        manifest = client().manifest(parsed)
+        manifest = client.manifest(parsed)
         if manifest is not None:
             return found(manifest)
         answers.append(registry.Answer(str(parsed), "not found"))
     except registry.RegistryError as exc:
         answers.append(registry.Answer(str(parsed), redact(str(exc))))
         try:  # buildx knows every login docker has; the HTTP client only the common ones
-            descriptor = images.registry_descriptor(ref)
+            descriptor = images.registry_descriptor(runner, ref)
             if descriptor is not None:
                 return found(str(descriptor["digest"]))
             answers.append(registry.Answer(f"buildx imagetools inspect {ref}", "not found"))
         except (CommandFailed, EnvironmentProblem) as failed:
             answers.append(registry.Answer(f"buildx imagetools inspect {ref}", _said(failed)))
     try:
-        image_id = images.local_image_id(ref)
+        image_id = images.local_image_id(runner, ref)
         if image_id:
             return found(image_id)
         answers.append(registry.Answer("the local engine", "no such image"))
@@ -184,10 +179,10 @@ def resolve_base(ref: str, platform: str | None = None) -> registry.Resolution:
     return registry.Resolution(ref, None, tuple(answers))
 
 
-def resolve_platform(ref: str, platform: str) -> registry.Resolution:
+def resolve_platform(client: registry.Client, runner: Runner, ref: str, platform: str) -> registry.Resolution:
     """The digest of ``platform``'s image of the base ``ref``: a re-pushed child of one
     platform changes that platform's fingerprint only."""
-    return resolve_base(ref, platform)
+    return resolve_base(client, runner, ref, platform)
 
 
 @dataclass(frozen=True)
@@ -206,6 +201,9 @@ def compute(
     args: Mapping[str, Mapping[str, str]],
     state: State | None = None,
     platforms: Sequence[str] = (),
+    *,
+    client: registry.Client,
+    runner: Runner,
 ) -> Fingerprints:
     """Fingerprint ``targets``; ``args`` are each target's resolved build args (from the plan).
     Images are resolved with :func:`resolve_base`; see :mod:`bake.inputs`. With ``state``,
@@ -216,17 +214,24 @@ def compute(
     resolutions: dict[str, registry.Resolution] = {}
 
     def resolve(ref: str) -> tuple[str | None, str]:
-        found = resolutions[ref] = resolve_base(ref)
+        found = resolutions[ref] = resolve_base(client, runner, ref)
         return found.digest, found.reason() if found.digest is None else ""
 
     def resolve_for(ref: str, platform: str) -> tuple[str | None, str]:
-        found = resolve_platform(ref, platform)
+        found = resolve_platform(client, runner, ref, platform)
         resolutions.setdefault(ref, found)
         return found.digest, found.reason() if found.digest is None else ""
 
     memo = state.blob_memo() if state is not None else None
     values, missing = inputs.fingerprints(
-        project, targets, args, resolve=resolve, memo_file=memo, platforms=platforms, resolve_platform=resolve_for
+        project,
+        targets,
+        args,
+        resolve=resolve,
+        memo_file=memo,
+        platforms=platforms,
+        resolve_platform=resolve_for,
+        runner=runner,
     )
     return Fingerprints(values, missing, resolutions)
 
@@ -277,15 +282,17 @@ def _config_labels(config: object) -> dict[str, object]:
     return labels if isinstance(labels, dict) else {}
 
 
-def fingerprint_labels(repository: str, manifest: registry.Manifest) -> set[str | None]:
+def fingerprint_labels(
+    client: registry.Client, runner: Runner, repository: str, manifest: registry.Manifest
+) -> set[str | None]:
     """The fingerprint label (``dev.bake-ci.fingerprint``) of every image ``manifest`` holds:
     itself, or each platform's image of an index (attestations left out). None for an image
     without one. Raises CommandFailed when they cannot be read."""
     try:
-        return _labels_over_http(repository, manifest)
+        return _labels_over_http(client, repository, manifest)
     except (registry.RegistryError, ValueError, KeyError, TypeError) as exc:
         log.debug("registry API unavailable, asking buildx", image=repository, reason=redact(str(exc)))
-    configs = images.registry_image_configs(f"{repository}@{manifest.digest}")
+    configs = images.registry_image_configs(runner, f"{repository}@{manifest.digest}")
     if not configs:
         raise CommandFailed(["imagetools", "inspect", f"{repository}@{manifest.digest}"], 1, "no image config")
     return {_label(_config_labels(c)) for c in configs}
@@ -296,7 +303,7 @@ def _label(labels: Mapping[str, object]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _labels_over_http(repository: str, manifest: registry.Manifest) -> set[str | None]:
+def _labels_over_http(client: registry.Client, repository: str, manifest: registry.Manifest) -> set[str | None]:
     if not manifest.body:
         raise registry.RegistryError("no manifest body")
     document = json.loads(manifest.body)
@@ -308,24 +315,26 @@ def _labels_over_http(repository: str, manifest: registry.Manifest) -> set[str |
             if (m.get("annotations") or {}).get("vnd.docker.reference.type") != _ATTESTATION
             and (m.get("platform") or {}).get("os") != "unknown"
         ]
-        found = parallel(lambda digest: client().manifest(f"{repository}@{digest}"), children)
+        found = parallel(lambda digest: client.manifest(f"{repository}@{digest}"), children)
         manifests = [json.loads(m.body) for m in found if m is not None]
     if not manifests:
         raise registry.RegistryError("no image in the index")
-    configs = parallel(lambda m: client().blob(repository, m["config"]["digest"]), manifests)
+    configs = parallel(lambda m: client.blob(repository, m["config"]["digest"]), manifests)
     return {_label(_config_labels(json.loads(c))) for c in configs}
 
 
-def find(t: TargetPlan, fp: Fingerprint, *, loading: bool = False) -> registry.Manifest | None:
+def find(
+    client: registry.Client, runner: Runner, t: TargetPlan, fp: Fingerprint, *, loading: bool = False
+) -> registry.Manifest | None:
     """The image in the registry for ``t``'s fingerprint ``fp``: under its fingerprint tag,
     and labelled with that very fingerprint. An image whose label says otherwise (the tag
     was written by something else than the build of these inputs) is not it: warned about,
     and None, so the target is built."""
     fp_tag = fingerprint_tag(t.target, fp.value, None if loading else t.platform)
-    manifest = lookup(f"{t.repository}:{fp_tag}")
+    manifest = lookup(client, runner, f"{t.repository}:{fp_tag}")
     if manifest is None:
         return None
-    labels = fingerprint_labels(t.repository, manifest)
+    labels = fingerprint_labels(client, runner, t.repository, manifest)
     if labels != {fp.value}:
         shown = sorted((label or "none")[:12] for label in labels)
         log.warning(
@@ -336,26 +345,28 @@ def find(t: TargetPlan, fp: Fingerprint, *, loading: bool = False) -> registry.M
     return manifest
 
 
-def add_tags(image: str, manifest: registry.Manifest, tags: Sequence[str]) -> None:
+def add_tags(
+    client: registry.Client, runner: Runner, image: str, manifest: registry.Manifest, tags: Sequence[str]
+) -> None:
     """Tag an existing manifest: its bytes over HTTP (same digest), else buildx imagetools."""
     if not tags:
         return
     if manifest.body:
         try:
-            parallel(lambda tag: client().tag(manifest, tag), list(tags))
+            parallel(lambda tag: client.tag(manifest, tag), list(tags))
             return
         except registry.RegistryError as exc:
             _fall_back(exc, image)
     source = f"{image}@{manifest.digest}"
-    through_buildx(lambda: images.retag(source, tags, index=manifest.is_index), f"tag {source}")
+    through_buildx(lambda: images.retag(runner, source, tags, index=manifest.is_index), f"tag {source}")
 
 
-def publish(t: TargetPlan, digest: str) -> None:
+def publish(client: registry.Client, runner: Runner, t: TargetPlan, digest: str) -> None:
     """Give a pushed image the rest of its tags, the fingerprint tag last: an image is
     found by its fingerprint only once every other tag of it is in the registry."""
     if not t.later_tags:
         return
-    manifest = lookup(f"{t.repository}@{digest}")
+    manifest = lookup(client, runner, f"{t.repository}@{digest}")
     if manifest is None:
         raise CommandFailed(["tag", f"{t.repository}@{digest}"], 1, f"{t.repository}@{digest}: manifest unknown")
     fp_tags = [
@@ -363,11 +374,11 @@ def publish(t: TargetPlan, digest: str) -> None:
         for tag in t.later_tags
         if t.fingerprint and tag.endswith(fingerprint_tag(t.target, t.fingerprint, t.platform))
     ]
-    add_tags(t.repository, manifest, [tag for tag in t.later_tags if tag not in fp_tags])
-    add_tags(t.repository, manifest, fp_tags)
+    add_tags(client, runner, t.repository, manifest, [tag for tag in t.later_tags if tag not in fp_tags])
+    add_tags(client, runner, t.repository, manifest, fp_tags)
 
 
-def reuse(plan: Plan, fps: Fingerprints) -> dict[str, Result]:
+def reuse(client: registry.Client, runner: Runner, plan: Plan, fps: Fingerprints) -> dict[str, Result]:
     """Targets whose fingerprint image is in the registry, with this run's tags added to it."""
 
     def one(t: TargetPlan) -> Result | None:
@@ -379,7 +390,7 @@ def reuse(plan: Plan, fps: Fingerprints) -> dict[str, Result]:
         loading = t.output == "load"
         fp_tag = fingerprint_tag(t.target, fp.value, None if loading else t.platform)
         try:
-            manifest = find(t, fp, loading=loading)
+            manifest = find(client, runner, t, fp, loading=loading)
         except (CommandFailed, registry.RegistryError) as exc:
             log.warning("cannot look up the fingerprint image", target=t.id, error=_said(exc)[-300:])
             return None
@@ -388,7 +399,7 @@ def reuse(plan: Plan, fps: Fingerprints) -> dict[str, Result]:
             return None
         tags = [tag for tag in t.tags if not tag.endswith(f":{fp_tag}")]
         try:
-            add_tags(t.repository, manifest, tags)
+            add_tags(client, runner, t.repository, manifest, tags)
         except (CommandFailed, registry.RegistryError) as exc:
             log.warning("cannot tag the fingerprint image", target=t.id, error=_said(exc)[-300:])
             return None

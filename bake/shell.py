@@ -25,12 +25,13 @@ from pathlib import Path
 from bake import ci, logs, reuse
 from bake.config import Project
 from bake.engine import docker, images
-from bake.engine.process import CommandFailed
+from bake.engine.process import CommandFailed, Runner
 from bake.errors import NoImage, UsageError
 from bake.fingerprint import Fingerprint
 from bake.naming import branch_tag, tag_prefix
 from bake.plan import ENVIRONMENT_LABEL, FINGERPRINT_LABEL, TargetPlan, build_args, fingerprint_tag
 from bake.pool import background
+from bake.registry import Client as RegistryClient
 from bake.state import State
 
 log = logs.get_logger("bake")
@@ -74,27 +75,27 @@ def exact_ref(t: TargetPlan, commit: str | None, pr: int | None) -> tuple[str, s
     return f"{t.repository}:{tag}", f"the image CI pushed for pull request {pr}"
 
 
-def have(ref: str, platform: str | None) -> images.LocalImage | None:
+def have(runner: Runner, ref: str, platform: str | None) -> images.LocalImage | None:
     """The local engine's ``ref``, pulled first if it has none; None if the registry has none either."""
-    found = images.local_image(ref)
+    found = images.local_image(runner, ref)
     if found is not None:
         return found
     try:
-        images.pull(ref, platform=platform)
+        images.pull(runner, ref, platform=platform)
     except CommandFailed as exc:
         if docker.is_not_found(exc.output):
             return None
         raise
-    return images.local_image(ref)
+    return images.local_image(runner, ref)
 
 
-def _recorded_image(state: State, target: str) -> tuple[str, dict[str, object]] | None:
+def _recorded_image(runner: Runner, state: State, target: str) -> tuple[str, dict[str, object]] | None:
     """The image the last local build or pull of ``target`` recorded, if the engine still has it."""
     record = reuse.recorded(state, target)
     if record is None or not isinstance(record.get("image"), str):
         return None
     image = str(record["image"])
-    local = images.local_image(image)
+    local = images.local_image(runner, image)
     if local is None or local.id != record.get("image_id"):
         return None
     return image, record
@@ -116,11 +117,13 @@ def choose(
     mount: bool,
     platform: str | None,
     build: Callable[[], None],
+    client: RegistryClient,
+    runner: Runner,
 ) -> Choice:
     """The image for ``t`` (see the module's docstring); ``build`` builds it locally."""
     # the engine is asked for the local image while the inputs are fingerprinted
-    asked = background(lambda: images.local_image(t.image), name="local-image")
-    fps = reuse.compute(project, [t.target], {t.id: build_args(project, t.target)}, state)
+    asked = background(lambda: images.local_image(runner, t.image), name="local-image")
+    fps = reuse.compute(project, [t.target], {t.id: build_args(project, t.target)}, state, client=client, runner=runner)
     fp = fps.values.get(t.id)
     if fp is None:
         build()
@@ -129,21 +132,21 @@ def choose(
     local = asked.result()
     if local is not None and local.labels.get(FINGERPRINT_LABEL) == fp.value:
         return Choice(t.image, "local", f"it matches the current inputs (fingerprint {fp.short})", found=local)
-    recorded = _recorded_image(state, t.id)
+    recorded = _recorded_image(runner, state, t.id)
     if recorded is not None and recorded[1].get("fingerprint") == fp.value:
         return Choice(recorded[0], "local", f"it matches the current inputs (fingerprint {fp.short})")
     registry = project.config.registry
     if registry:
-        manifest = reuse.lookup(f"{t.repository}:{fp_tag}")
+        manifest = reuse.lookup(client, runner, f"{t.repository}:{fp_tag}")
         if manifest is not None:
-            images.pull(f"{t.repository}@{manifest.digest}", platform=platform)
-            images.tag(f"{t.repository}@{manifest.digest}", t.image)
-            pulled = images.local_image(t.image)
+            images.pull(runner, f"{t.repository}@{manifest.digest}", platform=platform)
+            images.tag(runner, f"{t.repository}@{manifest.digest}", t.image)
+            pulled = images.local_image(runner, t.image)
             reuse.record(state, t.id, fp, t.image, pulled.id if pulled is not None else None)
             why = f"the registry has the image for the current inputs ({fp_tag})"
             return Choice(t.image, "pulled", why, found=pulled)
     if mount:
-        choice = _mounted_over(project, t, state, fp, local, recorded, platform)
+        choice = _mounted_over(runner, project, t, state, fp, local, recorded, platform)
         if choice is not None:
             return choice
     build()
@@ -156,6 +159,7 @@ def choose(
 
 
 def _mounted_over(
+    runner: Runner,
     project: Project,
     t: TargetPlan,
     state: State,
@@ -177,7 +181,7 @@ def _mounted_over(
     prefix = tag_prefix(t.target.stage, t.target.python)
     for ref in dict.fromkeys([t.image, f"{t.repository}:{prefix}"]):  # this branch's, then the default branch's
         try:
-            found = have(ref, platform)
+            found = have(runner, ref, platform)
         except CommandFailed as exc:
             log.debug("no image to mount over", image=ref, error=exc.output[-200:])
             continue
@@ -253,6 +257,8 @@ def enter(
     pr: int | None,
     environ: Mapping[str, str],
     build: Callable[[], None],
+    client: RegistryClient,
+    runner: Runner,
 ) -> int:
     """Choose the image, say which and why on one line, run it; the container's exit code."""
     env_options = environment_options(env, environ)  # bad input fails before anything is pulled
@@ -264,15 +270,15 @@ def enter(
                 "Set registry in [tool.bake-ci] or BAKE_CI_REGISTRY."
             )
         ref, phrase = exact_ref(t, commit, pr)
-        if have(ref, platform) is None:
+        if have(runner, ref, platform) is None:
             raise NoImage(
                 f"the registry has no {ref} ({phrase}). CI pushes it only from runs that push images: check the "
                 f"commit or number, and that CI built {t.id} for it (a fork's pull request pushes none)."
             )
         choice = Choice(ref, "CI's image", phrase)
     else:
-        choice = choose(project, t, state, mount=mount, platform=platform, build=build)
-    found = choice.found or images.local_image(choice.image)
+        choice = choose(project, t, state, mount=mount, platform=platform, build=build, client=client, runner=runner)
+    found = choice.found or images.local_image(runner, choice.image)
     if found is None:
         raise NoImage(f"the local engine has no {choice.image} after choosing it. Run again, or build it with --load.")
     print(choice.line(t.id), file=sys.stderr, flush=True)
@@ -287,7 +293,7 @@ def enter(
         platform=platform,
         tty=sys.stdin.isatty(),
     )
-    return docker.interactive(*args)
+    return docker.interactive(runner, *args)
 
 
 def reproduction(target: str, commit: str | None, command: str | None) -> str:

@@ -126,7 +126,7 @@ class State:
             return None
         return found.f_bavail * found.f_frsize
 
-    def new_run(self) -> Run:
+    def new_run_folder(self) -> RunFolder:
         """A folder of this run's own (bake file, metadata, logs); old runs beyond KEEP_RUNS go."""
         runs = self.root / "runs"
         with self.writing("creating this run's folder"):
@@ -139,7 +139,7 @@ class State:
         old = sorted((p for p in runs.iterdir() if p.is_dir()), key=lambda p: p.name)[:-KEEP_RUNS]
         for folder in old:
             shutil.rmtree(folder, ignore_errors=True)
-        return Run(path, self)
+        return RunFolder(path, self)
 
 
 def _full(reason: OSError | str) -> bool:
@@ -149,8 +149,8 @@ def _full(reason: OSError | str) -> bool:
 
 
 @dataclass(frozen=True)
-class Run:
-    """One run's own files."""
+class RunFolder:
+    """One run's own folder in the state folder: its bake file, buildx's metadata, its logs."""
 
     root: Path
     state: State

@@ -309,12 +309,17 @@ class Sim:
         listing = self.state.parent / "branches.txt"
         listing.write_text(branches + f"pr-{self.pr}\n", encoding="utf-8")
         os.environ["BAKE_CI_REGISTRY"] = f"{reg.address}/sim"
-        process.use_environment(os.environ)
         project = config_load.load(self.repo / "pyproject.toml", os.environ)
         args = Args("gc", apply=True, grace="0", branch_days=7, pr_days=7, commit_days=7, branches_file=listing)
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer):
-            bake_gc.run_gc(project, args, ci.Context(provider="local", ci=False, event="manual"), now=self.clock)
+            bake_gc.run_gc(
+                process.Runner(os.environ),
+                project,
+                args,
+                ci.Context(provider="local", ci=False, event="manual"),
+                now=self.clock,
+            )
         return buffer.getvalue().strip().splitlines()[-1]
 
     def check(self, reg: OwnRegistry, n: int, rebuild: bool) -> str:

@@ -26,9 +26,9 @@ class Builder:
     platforms: tuple[str, ...] = ()
 
 
-def inspect_builder(builder: str | None) -> Builder:
+def inspect_builder(runner: process.Runner, builder: str | None) -> Builder:
     """The builder's name, driver and platforms."""
-    docker_client = client()
+    docker_client = client(runner)
     from python_on_whales.exceptions import DockerException
 
     logged("buildx", "inspect", *([builder] if builder else []))
@@ -76,6 +76,7 @@ def iter_json_objects(stream: IO[str], on_text: Callable[[str], None]) -> Iterat
 
 
 def bake(
+    runner: process.Runner,
     files: Sequence[Path],
     targets: Sequence[str],
     *,
@@ -88,7 +89,7 @@ def bake(
     on_text: Callable[[str], None] = lambda line: None,
 ) -> BakeRun:
     """Run one ``docker buildx bake`` over ``targets``, streaming its rawjson progress."""
-    cmd = [*docker_cmd(), "buildx", "bake", "--progress", "rawjson", "--metadata-file", str(metadata_file)]
+    cmd = [*docker_cmd(runner), "buildx", "bake", "--progress", "rawjson", "--metadata-file", str(metadata_file)]
     for file in files:
         cmd += ["--file", str(file)]
     if builder:
@@ -105,7 +106,7 @@ def bake(
         messages.append(line)
         on_text(line)
 
-    with process.stream(cmd, cwd=cwd) as proc:
+    with runner.stream(cmd, cwd=cwd) as proc:
         for status in iter_json_objects(process.lines(proc), text):
             on_status(status)
     return BakeRun(proc.returncode, messages)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,29 +26,26 @@ class EngineInfo:
     builder: Builder
 
 
-_infos: dict[tuple[str | None, ...], dict[str, Any]] = {}
-_infos_lock = threading.Lock()
-
-
-def engine_info() -> dict[str, Any]:
+def engine_info(runner: process.Runner) -> dict[str, Any]:
     """``docker info`` as JSON: the CLI's plugins always, the engine's side when it answers.
 
-    Asked once per process (and engine): the engine's registry mirrors, for base images,
+    Asked once per runner (and engine): the engine's registry mirrors, for base images,
     and the checks before a build read the same answer. Not python-on-whales'
     ``system.info()``: that raises when the engine is down, and the client's half (is
     there a buildx plugin?) is what tells the user what to fix.
     """
-    env = process.environment()
-    key = tuple(env.get(k) for k in ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "PATH"))
-    with _infos_lock:
-        if key not in _infos:
-            out = process.run([*docker_cmd(), "info", "--format", "{{json .}}"], check=False)
-            try:
-                info = json.loads(out or "{}")
-            except ValueError:
-                info = {}
-            _infos[key] = info if isinstance(info, dict) else {}
-        return _infos[key]
+    env = runner.environ
+    key = ("docker info", *(env.get(k) for k in ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "PATH")))
+
+    def ask() -> dict[str, Any]:
+        out = runner.run([*docker_cmd(runner), "info", "--format", "{{json .}}"], check=False)
+        try:
+            info = json.loads(out or "{}")
+        except ValueError:
+            info = {}
+        return info if isinstance(info, dict) else {}
+
+    return runner.memo(key, ask)
 
 
 def check_buildx(info: Mapping[str, Any]) -> tuple[int, int, int]:
@@ -67,10 +63,10 @@ def check_buildx(info: Mapping[str, Any]) -> tuple[int, int, int]:
     return version
 
 
-def check_engine(info: Mapping[str, Any]) -> str:
+def check_engine(runner: process.Runner, info: Mapping[str, Any]) -> str:
     """The engine's version; EnvironmentProblem if it did not answer."""
     if not info.get("ServerVersion"):
-        raise EnvironmentProblem(engine_hint())
+        raise EnvironmentProblem(engine_hint(runner))
     return str(info["ServerVersion"])
 
 
@@ -86,17 +82,17 @@ def check_cache_export(info: Mapping[str, Any], builder: Builder) -> None:
         )
 
 
-def check(builder: str | None, *, cache_export: bool) -> EngineInfo:
+def check(runner: process.Runner, builder: str | None, *, cache_export: bool) -> EngineInfo:
     """Fail with EnvironmentProblem unless docker, buildx, the engine and builder can build.
 
     One ``docker info`` tells the buildx plugin's version, whether the engine answers and
     its image store; the builder inspection runs alongside it.
     """
     with ThreadPoolExecutor(max_workers=1) as pool:
-        inspecting = pool.submit(inspect_builder, builder)
-        info = engine_info()
+        inspecting = pool.submit(inspect_builder, runner, builder)
+        info = engine_info(runner)
         version = check_buildx(info)
-        check_engine(info)
+        check_engine(runner, info)
         found = inspecting.result()
     if cache_export:
         check_cache_export(info, found)

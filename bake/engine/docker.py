@@ -2,15 +2,15 @@
 
 Calls that python-on-whales answers with typed objects (``buildx inspect``, ``imagetools
 create``) use :func:`client`. The others run the CLI itself through
-:func:`bake.engine.process.run` with :func:`docker_cmd`, and each says why where it is
-made: python-on-whales cannot make it as asked, or it is made on a path whose whole
+:meth:`bake.engine.process.Runner.run` with :func:`docker_cmd`, and each says why where it
+is made: python-on-whales cannot make it as asked, or it is made on a path whose whole
 budget is a fraction of a second, where python-on-whales' import alone would take a
-third of it.
+third of it. Every function takes the run's :class:`~bake.engine.process.Runner` first:
+its environment names the CLI and engine.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 import shutil
 import threading
@@ -33,10 +33,11 @@ NO_CLI = (
 )
 
 
+#: the import system's, not a run's: worker threads importing python-on-whales at once
+#: would deadlock in it
 _import_lock = threading.Lock()
 
 
-@functools.cache
 def _client(cli: str, host: str | None, context: str | None, config: str | None) -> DockerClient:
     # imported on first use (it costs start-up time the reuse path does not have), and
     # under a lock: worker threads asking at once would deadlock in the import system
@@ -48,31 +49,30 @@ def _client(cli: str, host: str | None, context: str | None, config: str | None)
     return DockerClient(client_call=[cli], host=host, context=context, config=config)
 
 
-def client() -> DockerClient:
+def client(runner: process.Runner) -> DockerClient:
     """A python-on-whales client for the docker CLI and engine the runner's environment
-    names (EnvironmentProblem if there is no docker CLI)."""
-    env = process.environment()
-    cli = docker_cmd()[0]
-    return _client(
-        cli, env.get("DOCKER_HOST") or None, env.get("DOCKER_CONTEXT") or None, env.get("DOCKER_CONFIG") or None
-    )
+    names (EnvironmentProblem if there is no docker CLI); one per runner."""
+    env = runner.environ
+    key = (docker_cmd(runner)[0], env.get("DOCKER_HOST") or None, env.get("DOCKER_CONTEXT") or None)
+    config = env.get("DOCKER_CONFIG") or None
+    return runner.memo(("python-on-whales", *key, config), lambda: _client(*key, config))
 
 
-def docker_cmd() -> list[str]:
+def docker_cmd(runner: process.Runner) -> list[str]:
     """The docker CLI (EnvironmentProblem if there is none on PATH).
 
     It reads DOCKER_HOST, DOCKER_CONTEXT and DOCKER_CONFIG from the runner's environment
     itself.
     """
-    found = shutil.which("docker", path=process.environment().get("PATH"))
+    found = shutil.which("docker", path=runner.environ.get("PATH"))
     if found is None:
         raise EnvironmentProblem(NO_CLI)
     return [found]
 
 
-def docker_cli() -> str:
+def docker_cli(runner: process.Runner) -> str:
     """Where the docker CLI is."""
-    return docker_cmd()[0]
+    return docker_cmd(runner)[0]
 
 
 _ENGINE_DOWN_RE = re.compile(
@@ -82,8 +82,8 @@ _ENGINE_DOWN_RE = re.compile(
 )
 
 
-def engine_hint() -> str:
-    host = process.environment().get("DOCKER_HOST")
+def engine_hint(runner: process.Runner) -> str:
+    host = runner.environ.get("DOCKER_HOST")
     where = f"DOCKER_HOST={redact(host)}" if host else "the default socket"
     return (
         f"the Docker engine does not answer at {where}. Start dockerd (on this project's "
@@ -97,23 +97,23 @@ def engine_down(output: str) -> bool:
     return _ENGINE_DOWN_RE.search(output) is not None
 
 
-def failed(exc: process.CommandFailed) -> Exception:
+def failed(runner: process.Runner, exc: process.CommandFailed) -> Exception:
     """What a failed docker command means to the user: no engine (exit 3), or the failure."""
-    return EnvironmentProblem(engine_hint()) if engine_down(exc.output) else exc
+    return EnvironmentProblem(engine_hint(runner)) if engine_down(exc.output) else exc
 
 
-def docker(*args: str) -> str:
+def docker(runner: process.Runner, *args: str) -> str:
     """``docker ARGS``: stdout, or CommandFailed (EnvironmentProblem when no engine answers)."""
     try:
-        return process.run([*docker_cmd(), *args])
+        return runner.run([*docker_cmd(runner), *args])
     except process.CommandFailed as exc:
-        raise failed(exc) from None
+        raise failed(runner, exc) from None
 
 
-def interactive(*args: str) -> int:
+def interactive(runner: process.Runner, *args: str) -> int:
     """``docker ARGS`` in the foreground (``docker run`` of ``bake-ci shell``): it owns the
     terminal, gets every signal bake-ci gets, and its exit code is returned."""
-    return process.foreground([*docker_cmd(), *args])
+    return runner.foreground([*docker_cmd(runner), *args])
 
 
 def logged(*args: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -11,15 +10,15 @@ from typing import Any
 
 from bake import logs
 from bake.engine.docker import client, docker, failed, is_not_found, logged
-from bake.engine.process import CommandFailed
+from bake.engine.process import CommandFailed, Runner
 
 log = logs.get_logger("bake.engine")
 
 
-def _failed(exc: Exception, args: Sequence[str]) -> Exception:
+def _failed(runner: Runner, exc: Exception, args: Sequence[str]) -> Exception:
     """python-on-whales' DockerException as the runner's CommandFailed (or no engine: exit 3)."""
     output = str(getattr(exc, "stderr", None) or getattr(exc, "stdout", None) or exc)
-    return failed(CommandFailed(["docker", *args], int(getattr(exc, "return_code", 1) or 1), output.strip()))
+    return failed(runner, CommandFailed(["docker", *args], int(getattr(exc, "return_code", 1) or 1), output.strip()))
 
 
 @dataclass(frozen=True)
@@ -30,13 +29,13 @@ class LocalImage:
     working_dir: str = ""
 
 
-def local_image(ref: str) -> LocalImage | None:
+def local_image(runner: Runner, ref: str) -> LocalImage | None:
     """The local engine's image ``ref`` (its ID and labels), or None if it has no such image.
 
     Asked of the CLI itself: ``status`` asks it on the reuse path (python-on-whales'
     import: see :mod:`bake.engine.docker`)."""
     try:
-        found = json.loads(docker("image", "inspect", ref))
+        found = json.loads(docker(runner, "image", "inspect", ref))
     except CommandFailed as exc:
         if is_not_found(exc.output):
             return None
@@ -52,31 +51,31 @@ def local_image(ref: str) -> LocalImage | None:
     return LocalImage(str(image["Id"]), {str(k): str(v) for k, v in labels.items()}, working_dir)
 
 
-def local_image_id(ref: str) -> str | None:
+def local_image_id(runner: Runner, ref: str) -> str | None:
     """The local engine's image ID for ``ref``, or None if it has no such image."""
-    found = local_image(ref)
+    found = local_image(runner, ref)
     return found.id if found is not None else None
 
 
-def pull(ref: str, platform: str | None = None) -> None:
+def pull(runner: Runner, ref: str, platform: str | None = None) -> None:
     """``docker pull`` (the CLI itself: python-on-whales' import would cost ``shell`` and
     ``run`` a tenth of a second before the user's command starts)."""
-    docker("pull", "--quiet", *(["--platform", platform] if platform else []), ref)
+    docker(runner, "pull", "--quiet", *(["--platform", platform] if platform else []), ref)
 
 
-def tag(source: str, target: str) -> None:
+def tag(runner: Runner, source: str, target: str) -> None:
     """``docker tag``: the CLI itself, for the reason :func:`pull` (which it follows) gives."""
-    docker("tag", source, target)
+    docker(runner, "tag", source, target)
 
 
-def registry_descriptor(ref: str) -> dict[str, Any] | None:
+def registry_descriptor(runner: Runner, ref: str) -> dict[str, Any] | None:
     """The descriptor (mediaType, digest, size) of ``ref`` in its registry, or None if absent.
 
     python-on-whales' ``imagetools.inspect`` returns the parsed manifest without its
     digest, which is the one thing asked here, so this is a plain CLI call.
     """
     try:
-        out = docker("buildx", "imagetools", "inspect", ref, "--format", "{{json .Manifest}}")
+        out = docker(runner, "buildx", "imagetools", "inspect", ref, "--format", "{{json .Manifest}}")
     except CommandFailed as exc:
         if is_not_found(exc.output):
             return None
@@ -85,7 +84,7 @@ def registry_descriptor(ref: str) -> dict[str, Any] | None:
     return descriptor if isinstance(descriptor, dict) and descriptor.get("digest") else None
 
 
-def registry_image_configs(ref: str) -> list[dict[str, Any]]:
+def registry_image_configs(runner: Runner, ref: str) -> list[dict[str, Any]]:
     """The image configs of ``ref`` in its registry: one, or one per platform of an index
     (attestations left out); empty when absent.
 
@@ -93,7 +92,7 @@ def registry_image_configs(ref: str) -> list[dict[str, Any]]:
     the image configs it names.
     """
     try:
-        out = docker("buildx", "imagetools", "inspect", ref, "--format", "{{json .Image}}")
+        out = docker(runner, "buildx", "imagetools", "inspect", ref, "--format", "{{json .Image}}")
     except CommandFailed as exc:
         if is_not_found(exc.output):
             return []
@@ -112,27 +111,31 @@ def parse_buildx_version(text: str) -> tuple[int, int, int] | None:
     return (int(match[1]), int(match[2]), int(match[3])) if match else None
 
 
-@functools.cache
-def buildx_version() -> tuple[int, int, int] | None:
-    try:
-        return parse_buildx_version(docker("buildx", "version"))
-    except CommandFailed:
-        return None
+def buildx_version(runner: Runner) -> tuple[int, int, int] | None:
+    """The buildx plugin's version (asked once per runner), None if it cannot say."""
+
+    def ask() -> tuple[int, int, int] | None:
+        try:
+            return parse_buildx_version(docker(runner, "buildx", "version"))
+        except CommandFailed:
+            return None
+
+    return runner.memo("buildx version", ask)
 
 
-def retag(source: str, tags: Sequence[str], *, index: bool) -> None:
+def retag(runner: Runner, source: str, tags: Sequence[str], *, index: bool) -> None:
     """Add ``tags`` to the image ``source`` in the registry, without pulling or building.
 
     An index (what buildx pushes with its default provenance attestation) is copied as it
     is. A single manifest is too from buildx 0.14 on (``--prefer-index=false``); older
     buildx wraps it in a new index, whose digest then differs from the source's.
     """
-    docker_client = client()
+    docker_client = client(runner)
     from python_on_whales.exceptions import DockerException
 
     args = ["buildx", "imagetools", "create", "--progress", "plain"]
     if not index:
-        version = buildx_version()
+        version = buildx_version(runner)
         if version is not None and version[:2] >= (0, 14):
             args.append("--prefer-index=false")
         else:
@@ -140,10 +143,10 @@ def retag(source: str, tags: Sequence[str], *, index: bool) -> None:
     if "--prefer-index=false" in args:  # python-on-whales has no such option
         for t in tags:
             args += ["--tag", t]
-        docker(*args, source)
+        docker(runner, *args, source)
         return
     logged(*args, *[f"--tag={t}" for t in tags], source)
     try:
         docker_client.buildx.imagetools.create([source], list(tags))
     except DockerException as exc:
-        raise _failed(exc, args) from None
+        raise _failed(runner, exc, args) from None

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -20,6 +21,7 @@ from unit.dockerfile_cases import ACCEPTED, PREAMBLE, REFUSED
 from unit.test_references import INVALID, VALID
 
 from bake import reuse
+from bake.engine import process
 from bake.registry import InvalidReference, Reference
 
 from .conftest import REGISTRY, Project, bake_ci, docker, make_project
@@ -92,7 +94,8 @@ def test_names_and_digests_agree_with_imagetools(own_base: tuple[str, str]) -> N
     for ref in (tag, f"{tag}@{digest}", f"{repository}@{digest}"):
         shown = imagetools(ref)
         assert Reference.parse(ref).canonical == shown["Name"]
-        assert reuse.resolve_base(ref).digest == shown["Digest"]
+        runner = process.Runner(os.environ)
+        assert reuse.resolve_base(reuse.client(runner), runner, ref).digest == shown["Digest"]
 
 
 # -- digest pins -------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ import structlog
 
 from bake import logs, report
 from bake.cli import main
-from bake.engine import process
 
 from .fake_registry import FakeRegistry
 
@@ -40,13 +39,11 @@ def _no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def _isolated() -> Iterator[None]:
-    """What one test's CLI run configures (the log stream, the runner's environment)
-    ends with the test: tests pass in any order."""
-    environment = dict(process.environment())
+    """What one test's CLI run configures (the log stream) ends with the test: tests pass
+    in any order."""
     yield
     structlog.reset_defaults()
     logs.reset()
-    process.use_environment(environment)
 
 
 @dataclass(frozen=True)

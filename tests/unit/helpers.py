@@ -4,13 +4,16 @@ fingerprints, and the bench's scripts loaded as modules."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bake import config_load, reuse
-from bake.plan import build_args, matrix
+from bake import config, config_load, reuse
+from bake.engine import process
+from bake.plan import Target, build_args, matrix
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -47,7 +50,15 @@ def fingerprints(root: Path) -> reuse.Fingerprints:
     """What ``bake-ci`` computes for every target of the project at ``root``."""
     project = config_load.load(root / "pyproject.toml", {})
     targets = matrix(project)
-    return reuse.compute(project, targets, {t.id: build_args(project, t) for t in targets})
+    return compute(project, targets, {t.id: build_args(project, t) for t in targets})
+
+
+def compute(
+    project: config.Project, targets: Sequence[Target], args: Mapping[str, Mapping[str, str]]
+) -> reuse.Fingerprints:
+    """``reuse.compute`` as a run of this process's environment makes it."""
+    runner = process.Runner(os.environ)
+    return reuse.compute(project, targets, args, client=reuse.client(runner), runner=runner)
 
 
 def load_bench(name: str, file: str) -> ModuleType:

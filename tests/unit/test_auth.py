@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,18 @@ HOST = "registry.example:5000"
 
 
 @pytest.fixture
-def docker_config(tmp_path: Path) -> Iterator[Path]:
+def docker_config(tmp_path: Path) -> Path:
     """DOCKER_CONFIG and a bin folder on PATH for helpers, as the runner's environment."""
     config = tmp_path / "docker"
     config.mkdir()
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    before = dict(process.environment())
-    process.use_environment({"PATH": f"{bin_dir}:{os.environ['PATH']}", "DOCKER_CONFIG": str(config)})
-    yield config
-    process.use_environment(before)
+    return config
+
+
+def runner(config: Path) -> process.Runner:
+    """The runner of a run whose environment has DOCKER_CONFIG and the helpers' bin folder on PATH."""
+    return process.Runner({"PATH": f"{config.parent / 'bin'}:{os.environ['PATH']}", "DOCKER_CONFIG": str(config)})
 
 
 def helper(config: Path, name: str, script: str) -> None:
@@ -44,20 +45,20 @@ def write(config: Path, data: object) -> None:
 
 
 def test_no_config_means_no_login(docker_config: Path) -> None:
-    assert auth.credentials(HOST) is None
+    assert auth.credentials(runner(docker_config), HOST) is None
 
 
 def test_auths_entry_with_a_password_of_any_characters(docker_config: Path) -> None:
     secret = "p@ss: word/with:colons"
     encoded = base64.b64encode(f"ci-bot:{secret}".encode()).decode()
     write(docker_config, {"auths": {f"https://{HOST}": {"auth": encoded}}})
-    assert auth.credentials(HOST) == ("ci-bot", secret)
+    assert auth.credentials(runner(docker_config), HOST) == ("ci-bot", secret)
 
 
 def test_bad_base64_names_the_file_and_the_fix(docker_config: Path) -> None:
     write(docker_config, {"auths": {HOST: {"auth": "not base64!!"}}})
     with pytest.raises(EnvironmentProblem) as caught:
-        auth.credentials(HOST)
+        auth.credentials(runner(docker_config), HOST)
     message = str(caught.value)
     assert str(docker_config / "config.json") in message
     assert f"docker login {HOST}" in message
@@ -66,37 +67,37 @@ def test_bad_base64_names_the_file_and_the_fix(docker_config: Path) -> None:
 def test_a_config_that_is_not_json(docker_config: Path) -> None:
     (docker_config / "config.json").write_text("{ nope", encoding="utf-8")
     with pytest.raises(EnvironmentProblem, match="not valid JSON"):
-        auth.credentials(HOST)
+        auth.credentials(runner(docker_config), HOST)
 
 
 def test_credential_helper_answers_with_the_login(docker_config: Path) -> None:
     helper(docker_config, "fake", 'read host; echo "{\\"Username\\": \\"u-$host\\", \\"Secret\\": \\"s3cret\\"}"\n')
     write(docker_config, {"credHelpers": {HOST: "fake"}})
-    assert auth.credentials(HOST) == (f"u-{HOST}", "s3cret")
+    assert auth.credentials(runner(docker_config), HOST) == (f"u-{HOST}", "s3cret")
 
 
 def test_credential_helper_without_a_login_for_the_host(docker_config: Path) -> None:
     helper(docker_config, "fake", 'echo "credentials not found in native keychain" >&2; exit 1\n')
     write(docker_config, {"credsStore": "fake"})
-    assert auth.credentials(HOST) is None
+    assert auth.credentials(runner(docker_config), HOST) is None
 
 
 def test_credential_helper_that_prints_garbage(docker_config: Path) -> None:
     helper(docker_config, "fake", "echo 'this is not json'\n")
     write(docker_config, {"credsStore": "fake"})
     with pytest.raises(EnvironmentProblem, match="docker-credential-fake answered something that is not JSON"):
-        auth.credentials(HOST)
+        auth.credentials(runner(docker_config), HOST)
 
 
 def test_missing_credential_helper(docker_config: Path) -> None:
     write(docker_config, {"credsStore": "absent"})
     with pytest.raises(EnvironmentProblem, match="docker-credential-absent cannot be run"):
-        auth.credentials(HOST)
+        auth.credentials(runner(docker_config), HOST)
 
 
 def test_the_secret_is_never_in_the_message(docker_config: Path) -> None:
     helper(docker_config, "fake", 'echo \'{"Username": "u", "Secret": \' \n')
     write(docker_config, {"credsStore": "fake"})
     with pytest.raises(EnvironmentProblem) as caught:
-        auth.credentials(HOST)
+        auth.credentials(runner(docker_config), HOST)
     assert "Secret" not in str(caught.value)

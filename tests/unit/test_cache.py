@@ -23,7 +23,7 @@ FP = "f" * 64
 def plan(project, branch: str = "feature") -> Plan:
     project(TOML)
     ns = _parser().parse_args(["plan", "--push", "--no-reuse", "--branch", branch])
-    run = workflow.Run(_args(ns, "console"), ENV)
+    run = workflow.Run.start(_args(ns, "console"), ENV)
     workflow.execute(workflow.COMMANDS["plan"][:-1], run)
     return run.plan
 

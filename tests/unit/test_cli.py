@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bake import __version__, report
-from bake.args import Output, fingerprints
+from bake.args import Output, uses_fingerprints
 from bake.cli import main
 
 from .conftest import results
@@ -212,4 +212,4 @@ def test_unreadable_metadata_is_empty(text: str) -> None:
     ],
 )
 def test_one_rule_says_which_runs_fingerprint(command: str, output: Output, no_reuse: bool, reads: bool) -> None:
-    assert fingerprints(command, output, no_reuse) is reads
+    assert uses_fingerprints(command, output, no_reuse) is reads

@@ -41,7 +41,7 @@ def digests(monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
     """Image digests in place of the registry (a missing key resolves to a fixed digest)."""
     found: dict[str, str | None] = {}
 
-    def resolve(ref: str) -> registry.Resolution:
+    def resolve(client: object, runner: object, ref: str, platform: str | None = None) -> registry.Resolution:
         digest = found.get(ref, "sha256:" + "a" * 64)
         return registry.Resolution(ref, digest, () if digest else (registry.Answer(ref, "not found"),))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bake.engine import git
+from bake.engine import git, process
 from bake.engine.docker import engine_down, is_not_found
 
 
@@ -67,11 +67,11 @@ def _git(repo: Path, *args: str) -> None:
 
 
 def test_the_checked_out_branch_and_commit_come_from_one_git_call(tmp_path: Path) -> None:
-    assert git.head(tmp_path) == ("local", None)  # not a checkout
+    assert git.head(process.Runner(os.environ), tmp_path) == ("local", None)  # not a checkout
     _git(tmp_path, "init", "-q", "-b", "topic")
-    assert git.head(tmp_path) == ("local", None)  # no commit yet
+    assert git.head(process.Runner(os.environ), tmp_path) == ("local", None)  # no commit yet
     _git(tmp_path, "commit", "-q", "--allow-empty", "-m", "one")
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
-    assert git.head(tmp_path) == ("topic", commit)
+    assert git.head(process.Runner(os.environ), tmp_path) == ("topic", commit)
     _git(tmp_path, "checkout", "-q", "--detach")
-    assert git.head(tmp_path) == ("detached", commit)
+    assert git.head(process.Runner(os.environ), tmp_path) == ("detached", commit)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from bake import config_load, display
+from bake.engine import process
 from bake.engine.buildx import BakeRun
 from bake.engine.process import CommandFailed
 from bake.execute import Executor, Options
@@ -138,9 +139,10 @@ def execute(
         plan,
         root=tmp_path,
         files=[],
-        run=State(tmp_path / "state").new_run(),
+        run_folder=State(tmp_path / "state").new_run_folder(),
         options=Options(**options),
         display=display.Quiet(),
+        runner=process.Runner({}),
         sleep=sleeps.append,
         jitter=lambda: 0.0,  # the schedule's nominal waits (tests/unit/test_retry.py covers the jitter)
         bake=fake,

@@ -23,6 +23,7 @@ from bake.fingerprint import Ignore
 from bake.naming import PythonVersion
 from bake.plan import Target, build_args
 
+from . import helpers
 from .helpers import fingerprints
 
 MakeProject = Callable[..., Path]  # the `project` fixture of conftest.py
@@ -347,7 +348,7 @@ class FakeResolver:
     digests: dict[str, str | None] = field(default_factory=dict)
     asked: list[str] = field(default_factory=list)
 
-    def __call__(self, ref: str) -> registry.Resolution:
+    def __call__(self, client: object, runner: object, ref: str, platform: str | None = None) -> registry.Resolution:
         self.asked.append(ref)
         digest = self.digests.get(ref, DIGEST_A)
         return registry.Resolution(ref, digest, () if digest else (registry.Answer(ref, "not found"),))
@@ -568,4 +569,4 @@ def test_targets_can_be_fingerprinted_one_python_at_a_time(project: MakeProject,
     proj = config_load.load(root / "pyproject.toml", {})
     only = [Target("ci", PythonVersion.parse("3.12"))]
     args = {t.id: build_args(proj, t) for t in only}
-    assert values(reuse.compute(proj, only, args)) == {"ci-py312": everything["ci-py312"]}
+    assert values(helpers.compute(proj, only, args)) == {"ci-py312": everything["ci-py312"]}

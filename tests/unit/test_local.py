@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bake import config_load, local, registry, reuse
-from bake.engine import images
+from bake.engine import images, process
 from bake.engine.process import CommandFailed
 from bake.fingerprint import Fingerprint
 from bake.plan import FINGERPRINT_LABEL, Plan, build_plan, matrix
@@ -44,20 +44,20 @@ class World:
 def world(monkeypatch: pytest.MonkeyPatch) -> World:
     w = World()
 
-    def lookup(ref: str) -> registry.Manifest | None:
+    def lookup(client: object, runner: object, ref: str) -> registry.Manifest | None:
         if w.unreachable:
             raise CommandFailed(["imagetools"], 1, "dial tcp: connect: connection refused")
         tag = ref.rsplit(":", 1)[-1]
         return registry.Manifest(tag, MANIFEST.digest, MANIFEST.body) if tag in w.registry else None
 
-    def labels(repository: str, manifest: registry.Manifest) -> set[str | None]:
+    def labels(client: object, runner: object, repository: str, manifest: registry.Manifest) -> set[str | None]:
         tag = manifest.media_type  # the fake manifest names its tag there
         own = next(fp.value for fp in (OLD, NEW) if tag.endswith(fp.short))
         return {w.labels.get(tag, own)}
 
     monkeypatch.setattr(reuse, "lookup", lookup)
     monkeypatch.setattr(reuse, "fingerprint_labels", labels)
-    monkeypatch.setattr(images, "local_image", lambda ref: w.local.get(ref))
+    monkeypatch.setattr(images, "local_image", lambda runner, ref: w.local.get(ref))
     return w
 
 
@@ -72,7 +72,8 @@ def setup(project: MakeProject, tmp_path: Path) -> tuple[Plan, State]:
 def verdict(setup: tuple[Plan, State], fp: Fingerprint | None, output: str = "push") -> local.Status:
     plan, state = setup
     fps = reuse.Fingerprints({"ci-py312": fp} if fp else {}, {} if fp else {"ci-py312": "base image x is nowhere"})
-    [row] = local.status(plan, state, output, fps, "registry.example/acme")  # type: ignore[arg-type]
+    runner = process.Runner({})
+    [row] = local.status(reuse.client(runner), runner, plan, state, output, fps, "registry.example/acme")  # type: ignore[arg-type]
     return row
 
 

@@ -121,7 +121,7 @@ def _typed(project, name: str, env: dict[str, str] | None = None) -> Plan:
     case = CASES[name]
     project(case.toml, files=case.files)
     ns = _parser().parse_args(["plan", *case.args])
-    run = workflow.Run(_args(ns, "console"), ENV if env is None else env)
+    run = workflow.Run.start(_args(ns, "console"), ENV if env is None else env)
     workflow.execute(workflow.COMMANDS["plan"][:-1], run)
     return run.plan
 
@@ -348,7 +348,7 @@ image = "app-ci"
 def test_branch_and_sha_come_from_ci_variables(project, cli) -> None:
     project(REGISTRY)
     ns = _parser().parse_args(["plan", "--push", "--no-reuse"])
-    run = workflow.Run(_args(ns, "console"), {"GITHUB_REF_NAME": "release/2.0", "GITHUB_SHA": "fedcba9876543210"})
+    run = workflow.Run.start(_args(ns, "console"), {"GITHUB_REF_NAME": "release/2.0", "GITHUB_SHA": "fedcba9876543210"})
     workflow.execute(workflow.COMMANDS["plan"][:-1], run)
     assert run.plan["ci-py312"].tags == (
         "ghcr.io/acme/app-ci:ci-py3.12-release-2.0",
@@ -378,7 +378,7 @@ def test_each_run_has_a_folder_of_its_own(tmp_path: Path) -> None:
     from bake.state import KEEP_RUNS, State
 
     state = State(tmp_path)
-    runs = [state.new_run() for _ in range(KEEP_RUNS + 3)]
+    runs = [state.new_run_folder() for _ in range(KEEP_RUNS + 3)]
     assert len({r.root for r in runs}) == len(runs)
     assert len(list((tmp_path / "runs").iterdir())) == KEEP_RUNS
     assert runs[-1].root.is_dir()

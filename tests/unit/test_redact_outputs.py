@@ -61,10 +61,15 @@ def test_buildx_error_lines_are_hidden_before_anyone_sees_them(monkeypatch: pyte
         def __exit__(self, *a: object) -> None:
             pass
 
-    monkeypatch.setattr(process, "stream", lambda cmd, cwd: Stream())
+    class Runner(process.Runner):
+        def stream(self, args: object, *, cwd: Path) -> Stream:  # type: ignore[override]
+            return Stream()
+
     monkeypatch.setattr(process, "lines", lambda proc: iter([said]))
     seen: list[str] = []
-    run = buildx.bake([], ["ci-py312"], cwd=tmp_path, metadata_file=tmp_path / "m.json", on_text=seen.append)
+    run = buildx.bake(
+        Runner({}), [], ["ci-py312"], cwd=tmp_path, metadata_file=tmp_path / "m.json", on_text=seen.append
+    )
     assert PASSWORD not in "\n".join([*seen, *run.messages])
     assert seen == ["ERROR: failed to solve: failed to load https://***@files.example/pkg.tar.gz: 401 Unauthorized"]
 

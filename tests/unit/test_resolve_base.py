@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,13 @@ from bake.registry import Reference, parse_mirrors, via_mirror
 from .conftest import MakeRegistry
 from .fake_registry import MANIFEST as MEDIA_TYPE
 from .fake_registry import FakeRegistry
+
+
+def resolve(ref: str) -> registry.Resolution:
+    """``reuse.resolve_base`` with a client that has no login and does not retry, and a
+    runner that starts nothing (each test refuses processes)."""
+    client = registry.Client(lambda host: None, policy=retry.Policy(retries=0))
+    return reuse.resolve_base(client, process.Runner({}), ref)
 
 
 def manifest(name: str) -> bytes:
@@ -50,16 +59,15 @@ def world(fake_registry: MakeRegistry, monkeypatch: pytest.MonkeyPatch) -> World
     def refuse(*args: object, **kwargs: object) -> Any:
         raise AssertionError(f"a process was started: {args!r}")
 
-    def buildx_descriptor(ref: str) -> None:
+    def buildx_descriptor(runner: object, ref: str) -> None:
         raise CommandFailed(["docker", "buildx", "imagetools", "inspect", ref], 1, "ERROR: buildx fake")
 
     monkeypatch.setattr(subprocess, "run", refuse)
     monkeypatch.setattr(subprocess, "Popen", refuse)
     monkeypatch.setattr(registry, "DOCKER_HUB", hub.address)
-    monkeypatch.setattr(reuse, "_client", registry.Client(lambda host: None, policy=retry.Policy(retries=0)))
-    monkeypatch.setattr(reuse, "engine_mirrors", lambda: ([f"http://{mirror.address}/"], None))
+    monkeypatch.setattr(reuse, "engine_mirrors", lambda runner: ([f"http://{mirror.address}/"], None))
     monkeypatch.setattr(images, "registry_descriptor", buildx_descriptor)
-    monkeypatch.setattr(images, "local_image_id", lambda ref: world.local.get(ref))
+    monkeypatch.setattr(images, "local_image_id", lambda runner, ref: world.local.get(ref))
     return world
 
 
@@ -70,7 +78,7 @@ def world(fake_registry: MakeRegistry, monkeypatch: pytest.MonkeyPatch) -> World
 def test_a_docker_io_name_resolves_through_the_engines_mirror_without_asking_docker_io(world: World, name: str) -> None:
     body = manifest("mirrored")
     world.mirror.put("library/python:3.11-slim", body)
-    resolution = reuse.resolve_base(name)
+    resolution = resolve(name)
     assert resolution.digest == digest(body)
     assert world.mirror.asked == ["/v2/library/python/manifests/3.11-slim"]
     assert world.hub.asked == []
@@ -79,13 +87,13 @@ def test_a_docker_io_name_resolves_through_the_engines_mirror_without_asking_doc
 def test_a_name_without_tag_is_latest_of_that_repository(world: World) -> None:
     body = manifest("latest")
     world.mirror.put("library/python:latest", body)
-    assert reuse.resolve_base("library/python").digest == digest(body)
+    assert resolve("library/python").digest == digest(body)
 
 
 def test_what_the_mirror_lacks_comes_from_docker_io(world: World) -> None:
     body = manifest("from the hub")
     world.hub.put("library/python:3.13-slim", body)
-    resolution = reuse.resolve_base("python:3.13-slim")
+    resolution = resolve("python:3.13-slim")
     assert resolution.digest == digest(body)
     assert world.mirror.asked == ["/v2/library/python/manifests/3.13-slim"]
 
@@ -95,7 +103,7 @@ def test_a_reference_with_a_digest_is_that_digest_and_nothing_is_asked(world: Wo
     pinned = digest(manifest("pinned"))
     world.mirror.put("library/python:3.11-slim", manifest("the tag moved on"))
     world.local[name.format(d=pinned)] = "sha256:" + "e" * 64
-    resolution = reuse.resolve_base(name.format(d=pinned))
+    resolution = resolve(name.format(d=pinned))
     assert resolution.digest == pinned
     assert world.mirror.asked == []
     assert world.hub.asked == []
@@ -103,14 +111,14 @@ def test_a_reference_with_a_digest_is_that_digest_and_nothing_is_asked(world: Wo
 
 def test_an_image_no_registry_has_falls_back_to_the_local_engine(world: World) -> None:
     world.local["python:3.13-slim"] = "sha256:" + "e" * 64
-    assert reuse.resolve_base("python:3.13-slim").digest == "sha256:" + "e" * 64
+    assert resolve("python:3.13-slim").digest == "sha256:" + "e" * 64
 
 
 def test_another_registry_is_never_asked_through_the_mirror(world: World, fake_registry: MakeRegistry) -> None:
     own = fake_registry()
     body = manifest("own")
     own.put("team/python:3.11", body)
-    assert reuse.resolve_base(f"{own.address}/team/python:3.11").digest == digest(body)
+    assert resolve(f"{own.address}/team/python:3.11").digest == digest(body)
     assert world.mirror.asked == []
 
 
@@ -118,7 +126,7 @@ def test_an_unresolvable_base_says_which_refs_were_tried_and_what_each_answered(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(registry, "DOCKER_HUB", "127.0.0.1:1")  # nothing listens: an error, not a 404
-    resolution = reuse.resolve_base("python:3.99-slim")
+    resolution = resolve("python:3.99-slim")
     assert resolution.digest is None
     answers = {a.asked: a.said for a in resolution.answers}
     assert answers[f"{world.mirror.address}/library/python:3.99-slim (mirror)"] == "not found"
@@ -134,36 +142,39 @@ def test_an_unresolvable_base_says_which_refs_were_tried_and_what_each_answered(
 def test_when_the_engine_cannot_say_its_mirrors_the_reason_says_so(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(reuse, "engine_mirrors", lambda: ([], "docker info: Cannot connect"))
-    resolution = reuse.resolve_base("python:3.99-slim")
+    monkeypatch.setattr(reuse, "engine_mirrors", lambda runner: ([], "docker info: Cannot connect"))
+    resolution = resolve("python:3.99-slim")
     assert resolution.digest is None
     assert "the engine's registry mirrors: docker info: Cannot connect" in resolution.reason()
     assert world.mirror.asked == []
 
 
-def test_the_engine_is_asked_for_its_mirrors_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_engine_is_asked_for_its_mirrors_once_per_run() -> None:
     calls: list[list[str]] = []
 
-    def run(args: list[str], **kwargs: object) -> str:
-        calls.append(list(args))
-        return json.dumps({"ServerVersion": "26.1.5", "RegistryConfig": {"Mirrors": ["http://localhost:5000/"]}})
+    class Runner(process.Runner):
+        def run(self, args: Sequence[str], **kwargs: Any) -> str:
+            calls.append(list(args))
+            return json.dumps({"ServerVersion": "26.1.5", "RegistryConfig": {"Mirrors": ["http://localhost:5000/"]}})
 
-    monkeypatch.setattr(process, "run", run)
-    monkeypatch.setattr(checks, "_infos", {})
-    found = parallel(lambda _: reuse.engine_mirrors(), list(range(8)))
+    runner = Runner(os.environ)
+    found = parallel(lambda _: reuse.engine_mirrors(runner), list(range(8)))
     assert found == [(["http://localhost:5000/"], None)] * 8
     assert [c[1:] for c in calls] == [["info", "--format", "{{json .}}"]]
-    checks.check_engine(checks.engine_info())  # the checks before a build read the same answer
+    checks.check_engine(runner, checks.engine_info(runner))  # the checks before a build read the same answer
     assert len(calls) == 1
+    reuse.engine_mirrors(Runner(os.environ))  # another run asks again
+    assert len(calls) == 2
 
 
-def test_an_engine_that_does_not_answer_means_no_mirrors_and_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
-    def run(args: list[str], **kwargs: object) -> str:  # docker info prints the client's half, and why
-        return json.dumps({"ClientInfo": {}, "ServerErrors": ["Cannot connect to the Docker daemon at unix:///x.sock"]})
+def test_an_engine_that_does_not_answer_means_no_mirrors_and_a_reason() -> None:
+    class Runner(process.Runner):
+        def run(self, args: Sequence[str], **kwargs: Any) -> str:  # docker info prints the client's half, and why
+            return json.dumps(
+                {"ClientInfo": {}, "ServerErrors": ["Cannot connect to the Docker daemon at unix:///x.sock"]}
+            )
 
-    monkeypatch.setattr(process, "run", run)
-    monkeypatch.setattr(checks, "_infos", {})
-    mirrors, problem = reuse.engine_mirrors()
+    mirrors, problem = reuse.engine_mirrors(Runner(os.environ))
     assert mirrors == []
     assert problem is not None
     assert "Cannot connect to the Docker daemon" in problem

@@ -8,7 +8,7 @@ import email.utils
 import pytest
 
 from bake import registry, retry, reuse
-from bake.engine import images
+from bake.engine import images, process
 from bake.engine.process import CommandFailed
 
 
@@ -133,10 +133,9 @@ def test_a_registry_client_that_gave_up_on_a_transient_failure_is_not_retried_ag
             raise registry.RegistryError("registry.example: ConnectionRefusedError (9 attempts)", transient=True)
 
     asked: list[str] = []
-    monkeypatch.setattr(reuse, "_client", Down())
-    monkeypatch.setattr(images, "registry_descriptor", lambda ref: asked.append(ref))
+    monkeypatch.setattr(images, "registry_descriptor", lambda runner, ref: asked.append(ref))
     with pytest.raises(registry.RegistryError, match="9 attempts"):
-        reuse.lookup("registry.example/acme/app:1")
+        reuse.lookup(Down(), process.Runner({}), "registry.example/acme/app:1")  # type: ignore[arg-type]
     assert asked == [], "buildx was asked after the client had retried for a minute"
 
 

@@ -37,7 +37,9 @@ FILES = {"requirements.txt": "six==1.16.0\n", "app.py": "print(1)\n"}
 @pytest.fixture(autouse=True)
 def no_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     digest = "sha256:" + "a" * 64
-    monkeypatch.setattr(reuse, "resolve_base", lambda ref: registry.Resolution(ref, digest, ()))
+    monkeypatch.setattr(
+        reuse, "resolve_base", lambda client, runner, ref, platform=None: registry.Resolution(ref, digest, ())
+    )
 
 
 def test_a_stage_that_only_copies_has_its_own_files_and_an_environment_without_them(

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from bake import config_load, display, reuse
+from bake.engine import process
 from bake.engine.buildx import BakeRun
 from bake.errors import StateFolderError
 from bake.execute import Executor, Options
@@ -135,7 +136,7 @@ def plan(project: MakeProject) -> Plan:
 def test_logs_that_no_longer_fit_lose_the_log_not_the_build(mount: Mount, plan: Plan, tmp_path: Path) -> None:
     folder = mount("256k")
     state = State(folder / "state", "--state-dir")
-    run = state.new_run()
+    run = state.new_run_folder()
     (folder / "filler").write_bytes(b"x" * (200 * 1024))  # the run's folder exists; little room is left
 
     def bake(files: Any, targets: Any, *, metadata_file: Path, on_status: Any, on_text: Any, **_: Any) -> BakeRun:
@@ -144,7 +145,16 @@ def test_logs_that_no_longer_fit_lose_the_log_not_the_build(mount: Mount, plan: 
             on_text(f"#{i} a long line of build output that has to go to the target's log file ...........")
         return BakeRun(0, [])
 
-    executor = Executor(plan, root=tmp_path, files=[], run=run, options=Options(), display=display.Quiet(), bake=bake)
+    executor = Executor(
+        plan,
+        root=tmp_path,
+        files=[],
+        run_folder=run,
+        options=Options(),
+        display=display.Quiet(),
+        runner=process.Runner({}),
+        bake=bake,
+    )
     results = executor.run()
     assert [r.status for r in results] == ["built", "built"]
     assert isinstance(executor.state_error, StateFolderError)
@@ -154,12 +164,21 @@ def test_logs_that_no_longer_fit_lose_the_log_not_the_build(mount: Mount, plan: 
 
 def test_buildx_failing_to_write_its_metadata_there_is_a_state_folder_error(plan: Plan, tmp_path: Path) -> None:
     state = State(tmp_path / "state")
-    run = state.new_run()
+    run = state.new_run_folder()
 
     def bake(files: Any, targets: Any, *, metadata_file: Path, **_: Any) -> BakeRun:
         return BakeRun(1, [f"ERROR: write {metadata_file.parent}/.tmp-all.json123: no space left on device"])
 
-    executor = Executor(plan, root=tmp_path, files=[], run=run, options=Options(), display=display.Quiet(), bake=bake)
+    executor = Executor(
+        plan,
+        root=tmp_path,
+        files=[],
+        run_folder=run,
+        options=Options(),
+        display=display.Quiet(),
+        runner=process.Runner({}),
+        bake=bake,
+    )
     executor.run()
     assert isinstance(executor.state_error, StateFolderError)
     assert "no space left on device" in str(executor.state_error)
