@@ -124,7 +124,7 @@ class Executor:
         self.stopping = threading.Event()
         # a wait between attempts ends at once when the run is stopped
         self.clock = retry.Clock(sleep=sleep or self.stopping.wait, random=jitter)
-        self.policy = retry.Policy(retries=options.retries, first=options.backoff)
+        self.policy = retry.Policy(retries=options.retries, first=options.backoff, budget=retry.budget(runner.environ))
         self.interrupted = False
         #: buildx's metadata (digests, image names) of every target built in this run
         self.metadata: dict[str, Any] = {}

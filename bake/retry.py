@@ -16,11 +16,12 @@ Time is injected (``sleep``, ``clock``, ``now``, ``random``): unit tests never s
 
 from __future__ import annotations
 
-import os
 import random as _random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from bake.errors import UsageError
 
 #: retries of one operation at most (the budget usually ends them first)
 RETRIES = 8
@@ -32,25 +33,29 @@ LONGEST = 30.0
 BUDGET_ENV = "BAKE_CI_RETRY_BUDGET"
 
 
-def _budget(text: str | None, default: float = 60.0) -> float:
-    """``BAKE_CI_RETRY_BUDGET``: seconds of retries after the first failure (a job that
-    would rather fail fast, a test of a registry that never answers); ``default`` unset."""
+#: no retry starts this long after the first failure, unless BAKE_CI_RETRY_BUDGET says otherwise
+BUDGET = 60.0
+
+
+def budget(environ: Mapping[str, str]) -> float:
+    """``BAKE_CI_RETRY_BUDGET`` in a run's environment: seconds of retries after the first
+    failure (a job that would rather fail fast, a test of a registry that never answers);
+    :data:`BUDGET` when it is unset or blank."""
+    text = environ.get(BUDGET_ENV)
     if text is None or not text.strip():
-        return default
+        return BUDGET
     try:
         value = float(text)
     except ValueError:
         value = -1.0
     if not 0 <= value < float("inf"):
-        raise SystemExit(
-            f"bake-ci: {BUDGET_ENV}={text!r} is not a number of seconds: "
-            f"unset it for the default ({default:g} s), or give one such as {BUDGET_ENV}=5"
+        raise UsageError(
+            f"{BUDGET_ENV}={text!r} in the environment is not a number of seconds: unset it for "
+            f"the default ({BUDGET:g} s), or give one such as {BUDGET_ENV}=5"
         )
     return value
 
 
-#: no retry starts this long after the first failure
-BUDGET = _budget(os.environ.get(BUDGET_ENV))
 #: each wait is drawn from [(1 - JITTER) * wait, wait]
 JITTER = 0.5
 

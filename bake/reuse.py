@@ -13,6 +13,7 @@ What was built or fetched locally is recorded in bake-ci's state folder
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,18 +39,19 @@ log = logs.get_logger("bake")
 def client(runner: Runner) -> registry.Client:
     """A run's registry client (it keeps tokens between requests: make one per run, and
     pass it down), with the logins docker keeps as ``runner``'s environment names them."""
-    return registry.Client(auth.logins(runner))
+    policy = dataclasses.replace(registry.POLICY, budget=retry.budget(runner.environ))
+    return registry.Client(auth.logins(runner), policy=policy)
 
 
 R = TypeVar("R")
 
 
-def through_buildx(call: Callable[[], R], what: str, clock: retry.Clock = retry.REAL_TIME) -> R:
+def through_buildx(runner: Runner, call: Callable[[], R], what: str, clock: retry.Clock = retry.REAL_TIME) -> R:
     """A buildx command standing in for the registry client (a login or an auth scheme
     it lacks), retried on the client's schedule while it fails for a transient reason."""
     from bake.execute import is_transient  # only on this rare path: the reuse path's imports are counted
 
-    retries = retry.Retry(registry.POLICY, clock)
+    retries = retry.Retry(dataclasses.replace(registry.POLICY, budget=retry.budget(runner.environ)), clock)
     while True:
         try:
             return call()
@@ -76,7 +78,7 @@ def lookup(client: registry.Client, runner: Runner, ref: str) -> registry.Manife
         return client.manifest(ref)
     except registry.RegistryError as exc:
         _fall_back(exc, ref)
-    descriptor = through_buildx(lambda: images.registry_descriptor(runner, ref), f"look up {ref}")
+    descriptor = through_buildx(runner, lambda: images.registry_descriptor(runner, ref), f"look up {ref}")
     if descriptor is None:
         return None
     return registry.Manifest(str(descriptor.get("mediaType", "")), str(descriptor["digest"]), b"")
@@ -358,7 +360,7 @@ def add_tags(
         except registry.RegistryError as exc:
             _fall_back(exc, image)
     source = f"{image}@{manifest.digest}"
-    through_buildx(lambda: images.retag(runner, source, tags, index=manifest.is_index), f"tag {source}")
+    through_buildx(runner, lambda: images.retag(runner, source, tags, index=manifest.is_index), f"tag {source}")
 
 
 def publish(client: registry.Client, runner: Runner, t: TargetPlan, digest: str) -> None:

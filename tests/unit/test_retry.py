@@ -10,6 +10,7 @@ import pytest
 from bake import registry, retry, reuse
 from bake.engine import images, process
 from bake.engine.process import CommandFailed
+from bake.errors import UsageError
 
 
 class FakeTime:
@@ -149,21 +150,21 @@ def test_the_buildx_fallback_is_retried_on_the_same_schedule(monkeypatch: pytest
             raise CommandFailed(["docker", "buildx", "imagetools"], 1, "ERROR: 503 Service Unavailable")
         return "done"
 
-    assert reuse.through_buildx(flaky, "tag x", time.clock(0.0)) == "done"
+    assert reuse.through_buildx(process.Runner({}), flaky, "tag x", time.clock(0.0)) == "done"
     assert time.waits == [0.5, 1.0]
 
     def refused() -> str:
         raise CommandFailed(["docker", "buildx", "imagetools"], 1, "ERROR: 401 Unauthorized")
 
     with pytest.raises(CommandFailed):
-        reuse.through_buildx(refused, "tag x", time.clock(0.0))
+        reuse.through_buildx(process.Runner({}), refused, "tag x", time.clock(0.0))
     assert time.waits == [0.5, 1.0]  # a refusal is not retried
 
 
 def test_the_budget_comes_from_the_environment_or_is_a_minute() -> None:
-    assert retry._budget(None) == retry._budget(" ") == 60.0
-    assert retry._budget("3") == 3.0
-    assert retry._budget("0.5") == 0.5
+    assert retry.budget({}) == retry.budget({"BAKE_CI_RETRY_BUDGET": " "}) == 60.0
+    assert retry.budget({"BAKE_CI_RETRY_BUDGET": "3"}) == 3.0
+    assert retry.budget({"BAKE_CI_RETRY_BUDGET": "0.5"}) == 0.5
     for bad in ("soon", "-1", "inf", "nan"):
-        with pytest.raises(SystemExit, match=f"BAKE_CI_RETRY_BUDGET='{bad}' is not a number of seconds"):
-            retry._budget(bad)
+        with pytest.raises(UsageError, match=f"BAKE_CI_RETRY_BUDGET='{bad}' in the environment is not a number"):
+            retry.budget({"BAKE_CI_RETRY_BUDGET": bad})
