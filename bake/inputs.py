@@ -22,8 +22,9 @@ from pathlib import Path
 
 from bake import dockerfile, fingerprint, logs
 from bake.config import TABLE, Project
+from bake.context import Entry, normalize, select, through_link
 from bake.errors import ConfigError
-from bake.fingerprint import Entry, Fingerprint
+from bake.fingerprint import Fingerprint
 from bake.naming import platform_suffix
 from bake.plan import Target
 from bake.pool import background, parallel
@@ -49,9 +50,9 @@ def check_inputs(project: Project, entries: Mapping[str, Entry]) -> None:
     matches nothing would leave a stage's real inputs out of its fingerprint."""
     for stage, globs in project.inputs.items():
         for i, glob in enumerate(globs):
-            if fingerprint.select(entries, [glob]):
+            if select(entries, [glob]):
                 continue
-            close = difflib.get_close_matches(fingerprint._normalize(glob), list(entries), n=1, cutoff=0.6)
+            close = difflib.get_close_matches(normalize(glob), list(entries), n=1, cutoff=0.6)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(
                 f"{_shown(project.config_file)}: {TABLE}.stages.{stage}.inputs[{i}] = {glob!r} matches nothing "
@@ -210,9 +211,9 @@ def fingerprints(
     resolved_pairs, states = lookups.result()
 
     def chosen(patterns: list[str]) -> list[str]:
-        if "." in patterns or fingerprint.through_link(entries, patterns):
+        if "." in patterns or through_link(entries, patterns):
             patterns = ["."]
-        return fingerprint.select(entries, patterns) if patterns else []
+        return select(entries, patterns) if patterns else []
 
     paths: dict[str, list[str]] = {}
     own: dict[str, frozenset[str]] = {}

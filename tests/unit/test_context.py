@@ -18,8 +18,8 @@ from typing import ClassVar
 import pytest
 
 from bake import fingerprint, registry, reuse
+from bake.context import Entry, Ignore, scan
 from bake.errors import ConfigError
-from bake.fingerprint import Entry, Ignore
 
 from .conftest import RunCli
 from .helpers import fingerprints
@@ -132,7 +132,7 @@ def special(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_special_files_are_hashed_by_type_and_never_opened(special: Path) -> None:
-    entries = fingerprint.scan(special, Ignore(()))
+    entries = scan(special, Ignore(()))
     records = fingerprint.content_records(special, entries, list(entries))
     assert records[".#app.py"] == "link -> user@host.1234:1700000000"
     assert records["zero"] == "link -> /dev/zero"
@@ -306,7 +306,7 @@ def test_scan_keeps_an_ignored_directory_only_for_what_is_re_included(tmp_path: 
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("", encoding="utf-8")
     (tmp_path / "cache").mkdir()
-    entries = fingerprint.scan(tmp_path, Ignore.parse("build\ncache\n!build/keep.txt\n"))
+    entries = scan(tmp_path, Ignore.parse("build\ncache\n!build/keep.txt\n"))
     assert sorted(entries) == ["build", "build/keep.txt", "docs", "docs/a.md"]
     assert entries["build"] == Entry("dir", entries["build"].mode)
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from bake import fingerprint
-from bake.fingerprint import Ignore, Memo
+from bake.context import Ignore, scan
+from bake.fingerprint import Memo
 
 LATER = 60 * 1_000_000_000  # a run that began a minute after the files were written
 
@@ -25,7 +26,7 @@ def records(context: Path, memo_file: Path, *, started: int | None = None) -> tu
         return original(path)
 
     memo = Memo(memo_file, context, started=time.time_ns() + LATER if started is None else started)
-    entries = fingerprint.scan(context, Ignore(()))
+    entries = scan(context, Ignore(()))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(fingerprint, "blob_hash", spy)
         found = fingerprint.content_records(context, entries, list(entries), memo=memo)
