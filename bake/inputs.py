@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bake import dockerfile, fingerprint, logs
+from bake import content, dockerfile, fingerprint, logs
 from bake.config import TABLE, Project
 from bake.context import Entry, normalize, select, through_link
 from bake.errors import ConfigError
@@ -170,7 +170,7 @@ def fingerprints(
     """Fingerprints of ``targets`` and, for those without one, why; ``args``: each
     target's resolved build args; ``resolve``: an image reference's digest, or None and
     the reason; ``memo_file``: where the blob hashes of earlier runs are kept
-    (:class:`bake.fingerprint.Memo`). With ``platforms``, the fingerprints of each
+    (:class:`bake.content.Memo`). With ``platforms``, the fingerprints of each
     platform's image, keyed ``TARGET__OS-ARCH`` (:func:`bake.naming.platform_suffix`):
     that platform alone hashed, every image by its digest for that platform
     (``resolve_platform``); the context is read once for all of them."""
@@ -206,7 +206,7 @@ def fingerprints(
         ),
         name="lookups",
     )
-    entries, memo = fingerprint.survey(context, dockerfile_path, memo_file)
+    entries, memo = content.survey(context, dockerfile_path, memo_file)
     check_inputs(project, entries)
     resolved_pairs, states = lookups.result()
 
@@ -220,7 +220,7 @@ def fingerprints(
     for target in targets:
         paths[target.id] = chosen(reads[target.id].patterns)
         own[target.id] = frozenset(paths[target.id]) - frozenset(chosen(reads[target.id].below))
-    records = fingerprint.content_records(context, entries, {p for ps in paths.values() for p in ps}, memo=memo)
+    records = content.content_records(context, entries, {p for ps in paths.values() for p in ps}, memo=memo)
     if memo is not None:
         unsaved = memo.save(entries)
         if unsaved is not None:  # it only saves time: the run goes on without it
@@ -232,7 +232,7 @@ def fingerprints(
 
     extra: dict[str, str] = {}
     if project.inherits_base and project.bake_file is not None:
-        extra["bake file"] = fingerprint.file_hashes(project.root, [project.bake_file.name])[project.bake_file.name]
+        extra["bake file"] = content.file_hashes(project.root, [project.bake_file.name])[project.bake_file.name]
     if config.labels:
         extra["labels"] = json.dumps(config.labels, sort_keys=True)
 
