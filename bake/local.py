@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bake import auth, config, reuse
 from bake.args import Output
+from bake.bases import lookup, resolve_base
 from bake.engine import buildx, checks, images
 from bake.engine.docker import docker_cli
 from bake.engine.process import CommandFailed
@@ -281,7 +282,8 @@ def doctor(
     if registry:
 
         def registry_detail() -> str:
-            reuse.lookup(f"{registry}/{project.config.image}:bake-ci-doctor")  # absent is fine; unreachable raises
+            # absent is fine; unreachable raises
+            lookup(f"{registry}/{project.config.image}:bake-ci-doctor", client=reuse.client())
             login = auth.credentials(registry.split("/", 1)[0], environ) is not None
             return (
                 f"{registry} answers; credentials: {'found' if login else 'none (fine for a registry without login)'}"
@@ -292,7 +294,7 @@ def doctor(
         found.append(Check("registry", True, "none configured: builds stay local (--load, cache in the state folder)"))
 
     bases = sorted({build_args(project, t)["BASE_IMAGE"] for t in matrix(project)})
-    for resolution in parallel(reuse.resolve_base, bases):
+    for resolution in parallel(lambda ref: resolve_base(ref, client=reuse.client()), bases):
         name = f"base image {resolution.ref}"
         if resolution.digest:
             found.append(Check(name, True, resolution.digest[:19]))

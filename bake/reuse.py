@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
-from bake import auth, inputs, logs, registry, retry
+from bake import auth, bases, inputs, logs, registry
 from bake.config import Project
-from bake.engine import docker, images
+from bake.engine import images
 from bake.engine.process import CommandFailed
-from bake.errors import EnvironmentProblem
 from bake.files import write_atomic
 from bake.fingerprint import Fingerprint
 from bake.plan import FINGERPRINT_LABEL, Plan, Target, TargetPlan, fingerprint_tag
@@ -46,150 +44,6 @@ def client() -> registry.Client:
     return _client
 
 
-R = TypeVar("R")
-
-
-def through_buildx(call: Callable[[], R], what: str, clock: retry.Clock = retry.REAL_TIME) -> R:
-    """A buildx command standing in for the registry client (a login or an auth scheme
-    it lacks), retried on the client's schedule while it fails for a transient reason."""
-    from bake.execute import is_transient  # only on this rare path: the reuse path's imports are counted
-
-    retries = retry.Retry(registry.POLICY, clock)
-    while True:
-        try:
-            return call()
-        except CommandFailed as exc:
-            delay = retries.delay() if is_transient(None, [exc.output]) else None
-            if delay is None:
-                raise
-            log.warning("retry", what=what, attempt=retries.attempt, delay=round(delay, 2), reason=redact(exc.output))
-            retries.wait(delay)
-
-
-def _fall_back(exc: registry.RegistryError, image: str) -> None:
-    """After the registry client failed: a transient failure it retried already is final
-    (retries never nest); otherwise buildx is asked instead."""
-    if exc.transient:
-        raise exc
-    log.debug("registry API unavailable, asking buildx", image=image, reason=redact(str(exc)))
-
-
-def lookup(ref: str) -> registry.Manifest | None:
-    """The manifest of ``ref`` in its registry (None if absent): over HTTP, else through buildx.
-    :class:`registry.RegistryError` when the registry stayed unreachable while retried."""
-    try:
-        return client().manifest(ref)
-    except registry.RegistryError as exc:
-        _fall_back(exc, ref)
-    descriptor = through_buildx(lambda: images.registry_descriptor(ref), f"look up {ref}")
-    if descriptor is None:
-        return None
-    return registry.Manifest(str(descriptor.get("mediaType", "")), str(descriptor["digest"]), b"")
-
-
-def engine_mirrors() -> tuple[list[str], str | None]:
-    """The engine's docker.io mirrors, and why there are none if it could not be asked
-    (from the process's one ``docker info``, :func:`bake.engine.checks.engine_info`)."""
-    from bake.engine import checks
-
-    try:
-        info = checks.engine_info()
-    except EnvironmentProblem as exc:
-        return [], "docker info: " + _said(exc)
-    if not info.get("ServerVersion"):
-        errors = info.get("ServerErrors") or [docker.engine_hint()]
-        return [], "docker info: " + redact(str(errors[0]))
-    try:
-        return registry.mirrors_of((info.get("RegistryConfig") or {}).get("Mirrors")), None
-    except registry.RegistryError as exc:
-        return [], "docker info: " + _said(exc)
-
-
-def _said(exc: Exception) -> str:
-    """A failure in one line: the last line of a command's output, or a message's first sentence."""
-    if isinstance(exc, CommandFailed):
-        lines = exc.output.strip().splitlines()
-        return redact(lines[-1] if lines else str(exc))
-    return redact(str(exc).split(". ")[0])
-
-
-def resolve_base(ref: str, platform: str | None = None) -> registry.Resolution:
-    """A base image's digest the way the engine pulls it, with every answer on the way.
-
-    A reference with a digest is that digest, asked of no one. A docker.io name is asked
-    of the engine's registry mirrors first, then of its own registry (over HTTP, else
-    through buildx), and last the local engine's image ID. With ``platform``, a
-    multi-platform image resolves to that platform's child (:func:`resolve_platform`).
-    """
-    answers: list[registry.Answer] = []
-
-    def found(digest: str | registry.Manifest) -> registry.Resolution:
-        if isinstance(digest, registry.Manifest):
-            if platform is None or not digest.body:
-                digest = digest.digest
-            else:
-                child, why = registry.platform_child(digest, platform)
-                if child is None:
-                    answers.append(registry.Answer(ref, why))
-                    return registry.Resolution(ref, None, tuple(answers))
-                digest = child
-        return registry.Resolution(ref, digest, tuple(answers))
-
-    try:
-        parsed = registry.Reference.parse(ref)
-    except registry.InvalidReference as exc:
-        return registry.Resolution(ref, None, (registry.Answer(ref, f"not an image reference: {exc}"),))
-    if parsed.digest:  # the reference names its image: nothing to ask, nothing that can change
-        log.debug("pinned by digest, not looked up", image=ref, digest=parsed.digest)
-        return registry.Resolution(ref, parsed.digest, (registry.Answer(ref, "pinned by digest"),))
-    if parsed.host == registry.DOCKER_HUB:
-        mirrors, problem = engine_mirrors()
-        if problem:
-            answers.append(registry.Answer("the engine's registry mirrors", problem))
-        for mirror in mirrors:
-            candidate = registry.via_mirror(parsed, mirror)
-            if candidate is None:
-                answers.append(registry.Answer(f"mirror {mirror}", "not a registry URL"))
-                continue
-            try:
-                manifest = client().manifest(candidate)
-            except registry.RegistryError as exc:
-                answers.append(registry.Answer(f"{candidate} (mirror)", redact(str(exc))))
-                continue
-            if manifest is not None:
-                return found(manifest)
-            answers.append(registry.Answer(f"{candidate} (mirror)", "not found"))
-    try:
-        manifest = client().manifest(parsed)
-        if manifest is not None:
-            return found(manifest)
-        answers.append(registry.Answer(str(parsed), "not found"))
-    except registry.RegistryError as exc:
-        answers.append(registry.Answer(str(parsed), redact(str(exc))))
-        try:  # buildx knows every login docker has; the HTTP client only the common ones
-            descriptor = images.registry_descriptor(ref)
-            if descriptor is not None:
-                return found(str(descriptor["digest"]))
-            answers.append(registry.Answer(f"buildx imagetools inspect {ref}", "not found"))
-        except (CommandFailed, EnvironmentProblem) as failed:
-            answers.append(registry.Answer(f"buildx imagetools inspect {ref}", _said(failed)))
-    try:
-        image_id = images.local_image_id(ref)
-        if image_id:
-            return found(image_id)
-        answers.append(registry.Answer("the local engine", "no such image"))
-    except (CommandFailed, EnvironmentProblem) as failed:
-        answers.append(registry.Answer("the local engine", _said(failed)))
-    log.debug("base image not resolved", image=ref, answers=[f"{a.asked}: {a.said}" for a in answers])
-    return registry.Resolution(ref, None, tuple(answers))
-
-
-def resolve_platform(ref: str, platform: str) -> registry.Resolution:
-    """The digest of ``platform``'s image of the base ``ref``: a re-pushed child of one
-    platform changes that platform's fingerprint only."""
-    return resolve_base(ref, platform)
-
-
 @dataclass(frozen=True)
 class Fingerprints:
     """Fingerprints of some targets, and why the others have none."""
@@ -208,7 +62,7 @@ def compute(
     platforms: Sequence[str] = (),
 ) -> Fingerprints:
     """Fingerprint ``targets``; ``args`` are each target's resolved build args (from the plan).
-    Images are resolved with :func:`resolve_base`; see :mod:`bake.inputs`. With ``state``,
+    Images are resolved with :func:`bake.bases.resolve_base`; see :mod:`bake.inputs`. With ``state``,
     files whose lstat has not changed since an earlier run are not read again. With
     ``platforms``, the fingerprints of each platform's images (keyed ``TARGET__OS-ARCH``):
     every image resolved to its child for that platform, and that platform alone hashed."""
@@ -216,11 +70,11 @@ def compute(
     resolutions: dict[str, registry.Resolution] = {}
 
     def resolve(ref: str) -> tuple[str | None, str]:
-        found = resolutions[ref] = resolve_base(ref)
+        found = resolutions[ref] = bases.resolve_base(ref, client=client())
         return found.digest, found.reason() if found.digest is None else ""
 
     def resolve_for(ref: str, platform: str) -> tuple[str | None, str]:
-        found = resolve_platform(ref, platform)
+        found = bases.resolve_platform(ref, platform, client=client())
         resolutions.setdefault(ref, found)
         return found.digest, found.reason() if found.digest is None else ""
 
@@ -322,7 +176,7 @@ def find(t: TargetPlan, fp: Fingerprint, *, loading: bool = False) -> registry.M
     was written by something else than the build of these inputs) is not it: warned about,
     and None, so the target is built."""
     fp_tag = fingerprint_tag(t.target, fp.value, None if loading else t.platform)
-    manifest = lookup(f"{t.repository}:{fp_tag}")
+    manifest = bases.lookup(f"{t.repository}:{fp_tag}", client=client())
     if manifest is None:
         return None
     labels = fingerprint_labels(t.repository, manifest)
@@ -345,9 +199,9 @@ def add_tags(image: str, manifest: registry.Manifest, tags: Sequence[str]) -> No
             parallel(lambda tag: client().tag(manifest, tag), list(tags))
             return
         except registry.RegistryError as exc:
-            _fall_back(exc, image)
+            bases.fall_back(exc, image)
     source = f"{image}@{manifest.digest}"
-    through_buildx(lambda: images.retag(source, tags, index=manifest.is_index), f"tag {source}")
+    bases.through_buildx(lambda: images.retag(source, tags, index=manifest.is_index), f"tag {source}")
 
 
 def publish(t: TargetPlan, digest: str) -> None:
@@ -355,7 +209,7 @@ def publish(t: TargetPlan, digest: str) -> None:
     found by its fingerprint only once every other tag of it is in the registry."""
     if not t.later_tags:
         return
-    manifest = lookup(f"{t.repository}@{digest}")
+    manifest = bases.lookup(f"{t.repository}@{digest}", client=client())
     if manifest is None:
         raise CommandFailed(["tag", f"{t.repository}@{digest}"], 1, f"{t.repository}@{digest}: manifest unknown")
     fp_tags = [
@@ -381,7 +235,7 @@ def reuse(plan: Plan, fps: Fingerprints) -> dict[str, Result]:
         try:
             manifest = find(t, fp, loading=loading)
         except (CommandFailed, registry.RegistryError) as exc:
-            log.warning("cannot look up the fingerprint image", target=t.id, error=_said(exc)[-300:])
+            log.warning("cannot look up the fingerprint image", target=t.id, error=bases.in_one_line(exc)[-300:])
             return None
         if manifest is None:
             log.info("not reused: no image for this fingerprint", target=t.id, tag=fp_tag)
@@ -390,7 +244,7 @@ def reuse(plan: Plan, fps: Fingerprints) -> dict[str, Result]:
         try:
             add_tags(t.repository, manifest, tags)
         except (CommandFailed, registry.RegistryError) as exc:
-            log.warning("cannot tag the fingerprint image", target=t.id, error=_said(exc)[-300:])
+            log.warning("cannot tag the fingerprint image", target=t.id, error=bases.in_one_line(exc)[-300:])
             return None
         log.debug("reused", target=t.id, fingerprint=fp.short, digest=manifest.digest)
         return Result(

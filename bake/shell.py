@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bake import ci, logs, reuse
+from bake import bases, ci, logs, reuse
 from bake.config import Project
 from bake.engine import docker, images
 from bake.engine.process import CommandFailed
@@ -134,7 +134,7 @@ def choose(
         return Choice(recorded[0], "local", f"it matches the current inputs (fingerprint {fp.short})")
     registry = project.config.registry
     if registry:
-        manifest = reuse.lookup(f"{t.repository}:{fp_tag}")
+        manifest = bases.lookup(f"{t.repository}:{fp_tag}", client=reuse.client())
         if manifest is not None:
             images.pull(f"{t.repository}@{manifest.digest}", platform=platform)
             images.tag(f"{t.repository}@{manifest.digest}", t.image)

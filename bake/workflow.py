@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from bake import cache, ci, config, display, logs, naming, platforms, registry, report, reuse
 from bake.args import Args, Output, fingerprints
+from bake.bases import engine_mirrors, resolve_base
 from bake.engine import git, images, process
 from bake.errors import BuildFailed, ConfigError, EnvironmentProblem, Interrupted, StateFolderError, UsageError
 from bake.files import write_atomic
@@ -207,7 +208,7 @@ def fingerprint(run: Run) -> None:
     # the engine's mirrors (for docker.io base images) are asked while the context is read
     bases = [registry.Reference.parse(build_args(run.project, t)["BASE_IMAGE"]) for t in run.targets]
     if any(b.host == registry.DOCKER_HUB and not b.digest for b in bases):
-        threading.Thread(target=reuse.engine_mirrors, name="mirrors", daemon=True).start()
+        threading.Thread(target=engine_mirrors, name="mirrors", daemon=True).start()
     fps = platforms.fingerprints(run.project, run.targets, run.state, run.platforms)
     for target, why in fps.missing.items():
         (log.debug if quiet else log.warning)("no fingerprint", target=target, reason=why)
@@ -226,7 +227,7 @@ def check_images(run: Run) -> None:
     stages = sorted({t.stage for t in run.targets})
     if not resolutions:  # a push without reuse, or cache only: resolved for nothing else
         refs = sorted(dockerfile_check.image_lines(project.dockerfile_text, metas, stages))
-        resolutions = dict(zip(refs, parallel(reuse.resolve_base, refs), strict=True))
+        resolutions = dict(zip(refs, parallel(lambda ref: resolve_base(ref, client=reuse.client()), refs), strict=True))
     missing = {ref: r for ref, r in resolutions.items() if r.missing}
     problem = dockerfile_check.missing_image(project.dockerfile_text, metas, stages, missing) if missing else None
     if problem is not None:

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import pytest
 
-from bake import content, fingerprint, registry, reuse
+from bake import bases, content, fingerprint, registry
 from bake.context import Entry, Ignore, scan
 from bake.errors import ConfigError
 
@@ -41,11 +41,11 @@ def digests(monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
     """Image digests in place of the registry (a missing key resolves to a fixed digest)."""
     found: dict[str, str | None] = {}
 
-    def resolve(ref: str) -> registry.Resolution:
+    def resolve(ref: str, client: object = None) -> registry.Resolution:
         digest = found.get(ref, "sha256:" + "a" * 64)
         return registry.Resolution(ref, digest, () if digest else (registry.Answer(ref, "not found"),))
 
-    monkeypatch.setattr(reuse, "resolve_base", resolve)
+    monkeypatch.setattr(bases, "resolve_base", resolve)
     return found
 
 

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bake import config, context, fingerprint, registry, reuse
+from bake import bases, config, context, fingerprint, registry, reuse
 from bake.context import Ignore
 from bake.naming import PythonVersion
 from bake.plan import Target, build_args
@@ -345,7 +345,7 @@ class FakeResolver:
     digests: dict[str, str | None] = field(default_factory=dict)
     asked: list[str] = field(default_factory=list)
 
-    def __call__(self, ref: str) -> registry.Resolution:
+    def __call__(self, ref: str, client: object = None) -> registry.Resolution:
         self.asked.append(ref)
         digest = self.digests.get(ref, DIGEST_A)
         return registry.Resolution(ref, digest, () if digest else (registry.Answer(ref, "not found"),))
@@ -361,7 +361,7 @@ def resolver(monkeypatch: pytest.MonkeyPatch) -> FakeResolver:
     monkeypatch.setattr(subprocess, "run", refuse)
     monkeypatch.setattr(subprocess, "Popen", refuse)
     fake = FakeResolver()
-    monkeypatch.setattr(reuse, "resolve_base", fake)
+    monkeypatch.setattr(bases, "resolve_base", fake)
     return fake
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bake import config, local, registry, reuse
+from bake import bases, config, local, registry, reuse
 from bake.engine import images
 from bake.engine.process import CommandFailed
 from bake.fingerprint import Fingerprint
@@ -44,7 +44,7 @@ class World:
 def world(monkeypatch: pytest.MonkeyPatch) -> World:
     w = World()
 
-    def lookup(ref: str) -> registry.Manifest | None:
+    def lookup(ref: str, client: object = None) -> registry.Manifest | None:
         if w.unreachable:
             raise CommandFailed(["imagetools"], 1, "dial tcp: connect: connection refused")
         tag = ref.rsplit(":", 1)[-1]
@@ -55,7 +55,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
         own = next(fp.value for fp in (OLD, NEW) if tag.endswith(fp.short))
         return {w.labels.get(tag, own)}
 
-    monkeypatch.setattr(reuse, "lookup", lookup)
+    monkeypatch.setattr(bases, "lookup", lookup)
     monkeypatch.setattr(reuse, "fingerprint_labels", labels)
     monkeypatch.setattr(images, "local_image", lambda ref: w.local.get(ref))
     return w

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from bake import registry, retry, reuse
+from bake import bases, registry, retry
 from bake.engine import checks, images, process
 from bake.engine.process import CommandFailed
 from bake.pool import parallel
@@ -86,6 +86,7 @@ def make_registry() -> Iterator[Any]:
 class World:
     mirror: FakeRegistry
     hub: FakeRegistry
+    client: registry.Client
     local: dict[str, str] = field(default_factory=dict)  # the engine's images: ref -> ID
 
 
@@ -93,7 +94,7 @@ class World:
 def world(make_registry: Any, monkeypatch: pytest.MonkeyPatch) -> World:
     """The engine mirrors docker.io through ``mirror``; ``hub`` stands for Docker Hub."""
     mirror, hub = make_registry(), make_registry()
-    world = World(mirror, hub)
+    world = World(mirror, hub, registry.Client(lambda host: None, policy=retry.Policy(retries=0)))
 
     def refuse(*args: object, **kwargs: object) -> Any:
         raise AssertionError(f"a process was started: {args!r}")
@@ -104,8 +105,7 @@ def world(make_registry: Any, monkeypatch: pytest.MonkeyPatch) -> World:
     monkeypatch.setattr(subprocess, "run", refuse)
     monkeypatch.setattr(subprocess, "Popen", refuse)
     monkeypatch.setattr(registry, "DOCKER_HUB", hub.address)
-    monkeypatch.setattr(reuse, "_client", registry.Client(lambda host: None, policy=retry.Policy(retries=0)))
-    monkeypatch.setattr(reuse, "engine_mirrors", lambda: ([f"http://{mirror.address}/"], None))
+    monkeypatch.setattr(bases, "engine_mirrors", lambda: ([f"http://{mirror.address}/"], None))
     monkeypatch.setattr(images, "registry_descriptor", buildx_descriptor)
     monkeypatch.setattr(images, "local_image_id", lambda ref: world.local.get(ref))
     return world
@@ -118,7 +118,7 @@ def world(make_registry: Any, monkeypatch: pytest.MonkeyPatch) -> World:
 def test_a_docker_io_name_resolves_through_the_engines_mirror_without_asking_docker_io(world: World, name: str) -> None:
     body = manifest("mirrored")
     world.mirror.manifests["library/python:3.11-slim"] = body
-    resolution = reuse.resolve_base(name)
+    resolution = bases.resolve_base(name, client=world.client)
     assert resolution.digest == digest(body)
     assert world.mirror.asked == ["/v2/library/python/manifests/3.11-slim"]
     assert world.hub.asked == []
@@ -127,13 +127,13 @@ def test_a_docker_io_name_resolves_through_the_engines_mirror_without_asking_doc
 def test_a_name_without_tag_is_latest_of_that_repository(world: World) -> None:
     body = manifest("latest")
     world.mirror.manifests["library/python:latest"] = body
-    assert reuse.resolve_base("library/python").digest == digest(body)
+    assert bases.resolve_base("library/python", client=world.client).digest == digest(body)
 
 
 def test_what_the_mirror_lacks_comes_from_docker_io(world: World) -> None:
     body = manifest("from the hub")
     world.hub.manifests["library/python:3.13-slim"] = body
-    resolution = reuse.resolve_base("python:3.13-slim")
+    resolution = bases.resolve_base("python:3.13-slim", client=world.client)
     assert resolution.digest == digest(body)
     assert world.mirror.asked == ["/v2/library/python/manifests/3.13-slim"]
 
@@ -143,7 +143,7 @@ def test_a_reference_with_a_digest_is_that_digest_and_nothing_is_asked(world: Wo
     pinned = digest(manifest("pinned"))
     world.mirror.manifests["library/python:3.11-slim"] = manifest("the tag moved on")
     world.local[name.format(d=pinned)] = "sha256:" + "e" * 64
-    resolution = reuse.resolve_base(name.format(d=pinned))
+    resolution = bases.resolve_base(name.format(d=pinned), client=world.client)
     assert resolution.digest == pinned
     assert world.mirror.asked == []
     assert world.hub.asked == []
@@ -151,14 +151,14 @@ def test_a_reference_with_a_digest_is_that_digest_and_nothing_is_asked(world: Wo
 
 def test_an_image_no_registry_has_falls_back_to_the_local_engine(world: World) -> None:
     world.local["python:3.13-slim"] = "sha256:" + "e" * 64
-    assert reuse.resolve_base("python:3.13-slim").digest == "sha256:" + "e" * 64
+    assert bases.resolve_base("python:3.13-slim", client=world.client).digest == "sha256:" + "e" * 64
 
 
 def test_another_registry_is_never_asked_through_the_mirror(world: World, make_registry: Any) -> None:
     own = make_registry()
     body = manifest("own")
     own.manifests["team/python:3.11"] = body
-    assert reuse.resolve_base(f"{own.address}/team/python:3.11").digest == digest(body)
+    assert bases.resolve_base(f"{own.address}/team/python:3.11", client=world.client).digest == digest(body)
     assert world.mirror.asked == []
 
 
@@ -166,7 +166,7 @@ def test_an_unresolvable_base_says_which_refs_were_tried_and_what_each_answered(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(registry, "DOCKER_HUB", "127.0.0.1:1")  # nothing listens: an error, not a 404
-    resolution = reuse.resolve_base("python:3.99-slim")
+    resolution = bases.resolve_base("python:3.99-slim", client=world.client)
     assert resolution.digest is None
     answers = {a.asked: a.said for a in resolution.answers}
     assert answers[f"{world.mirror.address}/library/python:3.99-slim (mirror)"] == "not found"
@@ -182,8 +182,8 @@ def test_an_unresolvable_base_says_which_refs_were_tried_and_what_each_answered(
 def test_when_the_engine_cannot_say_its_mirrors_the_reason_says_so(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(reuse, "engine_mirrors", lambda: ([], "docker info: Cannot connect"))
-    resolution = reuse.resolve_base("python:3.99-slim")
+    monkeypatch.setattr(bases, "engine_mirrors", lambda: ([], "docker info: Cannot connect"))
+    resolution = bases.resolve_base("python:3.99-slim", client=world.client)
     assert resolution.digest is None
     assert "the engine's registry mirrors: docker info: Cannot connect" in resolution.reason()
     assert world.mirror.asked == []
@@ -198,7 +198,7 @@ def test_the_engine_is_asked_for_its_mirrors_once_per_process(monkeypatch: pytes
 
     monkeypatch.setattr(process, "run", run)
     monkeypatch.setattr(checks, "_infos", {})
-    found = parallel(lambda _: reuse.engine_mirrors(), list(range(8)))
+    found = parallel(lambda _: bases.engine_mirrors(), list(range(8)))
     assert found == [(["http://localhost:5000/"], None)] * 8
     assert [c[1:] for c in calls] == [["info", "--format", "{{json .}}"]]
     checks.check_engine(checks.engine_info())  # the checks before a build read the same answer
@@ -211,7 +211,7 @@ def test_an_engine_that_does_not_answer_means_no_mirrors_and_a_reason(monkeypatc
 
     monkeypatch.setattr(process, "run", run)
     monkeypatch.setattr(checks, "_infos", {})
-    mirrors, problem = reuse.engine_mirrors()
+    mirrors, problem = bases.engine_mirrors()
     assert mirrors == []
     assert problem is not None
     assert "Cannot connect to the Docker daemon" in problem

@@ -7,7 +7,7 @@ import email.utils
 
 import pytest
 
-from bake import registry, retry, reuse
+from bake import bases, registry, retry
 from bake.engine import images
 from bake.engine.process import CommandFailed
 
@@ -133,10 +133,9 @@ def test_a_registry_client_that_gave_up_on_a_transient_failure_is_not_retried_ag
             raise registry.RegistryError("registry.example: ConnectionRefusedError (9 attempts)", transient=True)
 
     asked: list[str] = []
-    monkeypatch.setattr(reuse, "_client", Down())
     monkeypatch.setattr(images, "registry_descriptor", lambda ref: asked.append(ref))
     with pytest.raises(registry.RegistryError, match="9 attempts"):
-        reuse.lookup("registry.example/acme/app:1")
+        bases.lookup("registry.example/acme/app:1", client=Down())
     assert asked == [], "buildx was asked after the client had retried for a minute"
 
 
@@ -150,12 +149,12 @@ def test_the_buildx_fallback_is_retried_on_the_same_schedule(monkeypatch: pytest
             raise CommandFailed(["docker", "buildx", "imagetools"], 1, "ERROR: 503 Service Unavailable")
         return "done"
 
-    assert reuse.through_buildx(flaky, "tag x", time.clock(0.0)) == "done"
+    assert bases.through_buildx(flaky, "tag x", time.clock(0.0)) == "done"
     assert time.waits == [0.5, 1.0]
 
     def refused() -> str:
         raise CommandFailed(["docker", "buildx", "imagetools"], 1, "ERROR: 401 Unauthorized")
 
     with pytest.raises(CommandFailed):
-        reuse.through_buildx(refused, "tag x", time.clock(0.0))
+        bases.through_buildx(refused, "tag x", time.clock(0.0))
     assert time.waits == [0.5, 1.0]  # a refusal is not retried

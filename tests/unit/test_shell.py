@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bake import noise, registry, reuse, shell
+from bake import bases, noise, registry, shell
 from bake.cli import _args, parse_args
 from bake.errors import UsageError
 from bake.fingerprint import Fingerprint
@@ -37,7 +37,7 @@ FILES = {"requirements.txt": "six==1.16.0\n", "app.py": "print(1)\n"}
 @pytest.fixture(autouse=True)
 def no_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     digest = "sha256:" + "a" * 64
-    monkeypatch.setattr(reuse, "resolve_base", lambda ref: registry.Resolution(ref, digest, ()))
+    monkeypatch.setattr(bases, "resolve_base", lambda ref, client=None: registry.Resolution(ref, digest, ()))
 
 
 def test_a_stage_that_only_copies_has_its_own_files_and_an_environment_without_them(
