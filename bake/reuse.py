@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bake import auth, bases, inputs, logs, registry
+from bake import auth, bases, fingerprint, logs, registry
 from bake.config import Project
 from bake.engine import images
 from bake.engine.process import CommandFailed
@@ -62,7 +62,7 @@ def compute(
     platforms: Sequence[str] = (),
 ) -> Fingerprints:
     """Fingerprint ``targets``; ``args`` are each target's resolved build args (from the plan).
-    Images are resolved with :func:`bake.bases.resolve_base`; see :mod:`bake.inputs`. With ``state``,
+    Images are resolved with :func:`bake.bases.resolve_base`; see :mod:`bake.fingerprint`. With ``state``,
     files whose lstat has not changed since an earlier run are not read again. With
     ``platforms``, the fingerprints of each platform's images (keyed ``TARGET__OS-ARCH``):
     every image resolved to its child for that platform, and that platform alone hashed."""
@@ -79,7 +79,7 @@ def compute(
         return found.digest, found.reason() if found.digest is None else ""
 
     memo = state.blob_memo() if state is not None else None
-    values, missing = inputs.fingerprints(
+    values, missing = fingerprint.fingerprints(
         project, targets, args, resolve=resolve, memo_file=memo, platforms=platforms, resolve_platform=resolve_for
     )
     return Fingerprints(values, missing, resolutions)
