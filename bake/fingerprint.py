@@ -16,7 +16,7 @@ each stage of the target's chain, else the paths that stage COPYs/ADDs/bind-moun
 the context, else (when a source uses a variable, or goes through a symlink) the whole
 context; always minus ``.dockerignore``.
 
-For each target (:func:`fingerprints`): its chain of stages (``dockerfile``), the context
+For each target (:func:`hash_targets`): its chain of stages (``dockerfile``), the context
 paths those stages read (configured ``inputs`` or the Dockerfile's sources), every image
 they read by digest, every ``ADD <url>`` by its pinned checksum or by what its server
 says about it, and the records of the context paths. A target whose inputs cannot all
@@ -37,18 +37,20 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from bake import content, dockerfile, logs
+from bake import bases, content, dockerfile, logs, registry
 from bake.config import TABLE, Project
 from bake.context import Entry, normalize, select, through_link
 from bake.errors import ConfigError
+from bake.files import write_atomic
 from bake.naming import platform_suffix
 from bake.plan import Target
 from bake.pool import background, parallel
 from bake.redact import redact
+from bake.state import State
 
 SCHEMA = "bake-ci-fingerprint/2"
 SHORT = 12
@@ -244,7 +246,7 @@ def _only_copied(stage: dockerfile.Stage) -> bool:
     return True
 
 
-def fingerprints(
+def hash_targets(
     project: Project,
     targets: Sequence[Target],
     args: Mapping[str, Mapping[str, str]],
@@ -353,3 +355,91 @@ def fingerprints(
                 own=own[target.id],
             )
     return values, missing
+
+
+# -- a project's targets ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetFingerprints:
+    """Fingerprints of some targets, and why the others have none."""
+
+    values: dict[str, Fingerprint]
+    missing: dict[str, str]
+    #: every image reference that was resolved, and what was found
+    resolutions: dict[str, registry.Resolution] = field(default_factory=dict)
+
+
+def of_targets(
+    project: Project,
+    targets: Sequence[Target],
+    args: Mapping[str, Mapping[str, str]],
+    state: State | None = None,
+    platforms: Sequence[str] = (),
+    *,
+    client: registry.Client,
+) -> TargetFingerprints:
+    """Fingerprint ``targets``; ``args`` are each target's resolved build args (from the plan).
+    Images are resolved with :func:`bake.bases.resolve_base`, asking ``client``; see
+    :func:`hash_targets`. With ``state``, files whose lstat has not changed since an earlier
+    run are not read again. With ``platforms``, the fingerprints of each platform's images
+    (keyed ``TARGET__OS-ARCH``): every image resolved to its child for that platform, and
+    that platform alone hashed."""
+
+    resolutions: dict[str, registry.Resolution] = {}
+
+    def resolve(ref: str) -> tuple[str | None, str]:
+        found = resolutions[ref] = bases.resolve_base(ref, client=client)
+        return found.digest, found.reason() if found.digest is None else ""
+
+    def resolve_for(ref: str, platform: str) -> tuple[str | None, str]:
+        found = bases.resolve_platform(ref, platform, client=client)
+        resolutions.setdefault(ref, found)
+        return found.digest, found.reason() if found.digest is None else ""
+
+    memo = state.blob_memo() if state is not None else None
+    values, missing = hash_targets(
+        project, targets, args, resolve=resolve, memo_file=memo, platforms=platforms, resolve_platform=resolve_for
+    )
+    return TargetFingerprints(values, missing, resolutions)
+
+
+# -- the local record ---------------------------------------------------------------------
+#
+# What was built or fetched locally is recorded in bake-ci's state folder
+# (``fingerprints/TARGET.json``: fingerprint, its parts, the local image ID), so
+# ``status`` can tell which inputs changed since the local image.
+
+
+def record_local_image(state: State, target: str, fp: Fingerprint, image: str, image_id: str | None) -> None:
+    """Remember which fingerprint the local image of ``target`` was made from. Its parts
+    (one per context file: megabytes for a large context) go to a file of their own,
+    read only to say what changed (:func:`local_image_parts`). StateFolderError if they cannot
+    be written (the record is then the old one or none: never half)."""
+    parts = {"fingerprint": fp.value, "parts": fp.parts}
+    data = {"fingerprint": fp.value, "image": image, "image_id": image_id}
+    with state.writing(f"recording which inputs the local image of {target} was made from"):
+        write_atomic(state.fingerprint_parts(target), json.dumps(parts, sort_keys=True) + "\n")
+        write_atomic(state.fingerprint_record(target), json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def local_image_record(state: State, target: str) -> dict[str, object] | None:
+    """The record of ``target``'s local image: its fingerprint, image and image ID."""
+    try:
+        data = json.loads(state.fingerprint_record(target).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def local_image_parts(state: State, target: str, record: Mapping[str, object]) -> dict[str, str] | None:
+    """The parts of the fingerprint ``record`` (:func:`local_image_record`) names, if they are still
+    on record: in their own file, or inline in a record from before they had one."""
+    try:
+        data = json.loads(state.fingerprint_parts(target).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = record
+    if not isinstance(data, dict) or data.get("fingerprint") != record.get("fingerprint"):
+        return None
+    parts = data.get("parts")
+    return {str(k): str(v) for k, v in parts.items()} if isinstance(parts, dict) else None

@@ -15,7 +15,13 @@ from bake.engine import buildx, checks, images
 from bake.engine.docker import docker_cli
 from bake.engine.process import CommandFailed
 from bake.errors import BakeError
-from bake.fingerprint import Fingerprint
+from bake.fingerprint import (
+    Fingerprint,
+    TargetFingerprints,
+    local_image_parts,
+    local_image_record,
+    record_local_image,
+)
 from bake.plan import FINGERPRINT_LABEL, Plan, TargetPlan, build_args, matrix
 from bake.pool import background, parallel
 from bake.redact import redact
@@ -59,7 +65,7 @@ def ask_local_images(plan: Plan, state: State) -> LocalImages:
     recorded); the answers are waited for when they are looked up."""
     refs = {t.image for t in plan.targets}
     for t in plan.targets:
-        record = reuse.recorded(state, t.id)
+        record = local_image_record(state, t.id)
         if record is not None and isinstance(record.get("image"), str):
             refs.add(str(record["image"]))
     answers = {ref: background(functools.partial(images.local_image, ref), name="local-image") for ref in refs}
@@ -79,7 +85,7 @@ def _local_state(
     local = local_image(image)
     if local is not None and local.labels.get(FINGERPRINT_LABEL) == fp.value:
         return True, ()
-    record = reuse.recorded(state, target)
+    record = local_image_record(state, target)
     if record is None:
         return False, ()
     built = local if record.get("image") == image else local_image(str(record.get("image")))
@@ -87,7 +93,7 @@ def _local_state(
         return False, ()  # that image has been replaced or removed since: nothing to compare with
     if record.get("fingerprint") == fp.value:
         return True, ()
-    parts = reuse.recorded_parts(state, target, record)
+    parts = local_image_parts(state, target, record)
     return False, tuple(fp.changed_since(parts) if parts is not None else ["inputs"])
 
 
@@ -95,7 +101,7 @@ def status(
     plan: Plan,
     state: State,
     output: Output,
-    fps: reuse.Fingerprints,
+    fps: TargetFingerprints,
     registry: str | None,
     local_image: LocalImages | None = None,
 ) -> list[Status]:
@@ -165,7 +171,7 @@ def status_table(rows: Sequence[Status]) -> str:
 # -- pull -------------------------------------------------------------------------------------
 
 
-def pull(plan: Plan, state: State, fps: reuse.Fingerprints) -> list[str]:
+def pull(plan: Plan, state: State, fps: TargetFingerprints) -> list[str]:
     """Fetch each target's image for its current fingerprint; return the targets the registry lacks."""
 
     def one(t: TargetPlan) -> str | None:
@@ -178,7 +184,7 @@ def pull(plan: Plan, state: State, fps: reuse.Fingerprints) -> list[str]:
         digest = manifest.digest
         images.pull(f"{t.repository}@{digest}", platform=t.platform)
         images.tag(f"{t.repository}@{digest}", t.image)
-        reuse.record(state, t.id, fp, t.image, images.local_image_id(t.image))
+        record_local_image(state, t.id, fp, t.image, images.local_image_id(t.image))
         print(f"{t.id}: pulled {t.image} ({digest[:19]})")
         return None
 

@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 
-from bake import config, reuse
+from bake import config, fingerprint, reuse
 from bake.config import Project
 from bake.errors import UsageError
 from bake.plan import Target, build_args
@@ -85,11 +85,11 @@ def chosen(project: Project, command: str, platform: str | None, output: str | N
 
 def fingerprints(
     project: Project, targets: Sequence[Target], state: State | None, platforms: Sequence[str]
-) -> reuse.Fingerprints:
+) -> fingerprint.TargetFingerprints:
     """The targets' fingerprints, keyed by plan identifier: per platform
     (``ci-py312__linux-arm64``) when ``platforms`` are given, else as one image."""
     args = {t.id: build_args(project, t) for t in targets}
-    return reuse.compute(project, targets, args, state, platforms=platforms)
+    return fingerprint.of_targets(project, targets, args, state, platforms=platforms, client=reuse.client())
 
 
 def index_fingerprint(per_platform: Mapping[str, str]) -> str:

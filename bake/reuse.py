@@ -1,14 +1,9 @@
-"""Build avoidance: fingerprints for the targets of a project, and reusing images that match.
+"""Build avoidance: reusing the images whose fingerprint matches, and publishing by tag.
 
-Fingerprinting reads the project's files and resolves each base image's digest (from
-its registry, else from the local engine). With a registry, every pushed image also
-carries the tag ``STAGE-pyX.Y-fp-<12 hex>`` and the label ``dev.bake-ci.fingerprint``;
-a later build whose target has the same fingerprint adds this branch's tags to that
-image with ``imagetools create`` instead of building it.
-
-What was built or fetched locally is recorded in bake-ci's state folder
-(``fingerprints/TARGET.json``: fingerprint, its parts, the local image ID), so
-``status`` can tell which inputs changed since the local image.
+A target's fingerprint is made in :mod:`bake.fingerprint`. With a registry, every pushed
+image also carries the tag ``STAGE-pyX.Y-fp-<12 hex>`` and the label
+``dev.bake-ci.fingerprint``; a later build whose target has the same fingerprint adds
+this branch's tags to that image with ``imagetools create`` instead of building it.
 """
 
 from __future__ import annotations
@@ -16,19 +11,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
-from bake import auth, bases, fingerprint, logs, registry
-from bake.config import Project
+from bake import auth, bases, logs, registry
 from bake.engine import images
 from bake.engine.process import CommandFailed
-from bake.files import write_atomic
-from bake.fingerprint import Fingerprint
-from bake.plan import FINGERPRINT_LABEL, Plan, Target, TargetPlan, fingerprint_tag
+from bake.fingerprint import Fingerprint, TargetFingerprints
+from bake.plan import FINGERPRINT_LABEL, Plan, TargetPlan, fingerprint_tag
 from bake.pool import parallel
 from bake.redact import redact
 from bake.report import Result
-from bake.state import State
 
 log = logs.get_logger("bake")
 
@@ -42,84 +33,6 @@ def client() -> registry.Client:
     if _client is None:
         _client = registry.Client(auth.credentials)
     return _client
-
-
-@dataclass(frozen=True)
-class Fingerprints:
-    """Fingerprints of some targets, and why the others have none."""
-
-    values: dict[str, Fingerprint]
-    missing: dict[str, str]
-    #: every image reference that was resolved, and what was found
-    resolutions: dict[str, registry.Resolution] = field(default_factory=dict)
-
-
-def compute(
-    project: Project,
-    targets: Sequence[Target],
-    args: Mapping[str, Mapping[str, str]],
-    state: State | None = None,
-    platforms: Sequence[str] = (),
-) -> Fingerprints:
-    """Fingerprint ``targets``; ``args`` are each target's resolved build args (from the plan).
-    Images are resolved with :func:`bake.bases.resolve_base`; see :mod:`bake.fingerprint`. With ``state``,
-    files whose lstat has not changed since an earlier run are not read again. With
-    ``platforms``, the fingerprints of each platform's images (keyed ``TARGET__OS-ARCH``):
-    every image resolved to its child for that platform, and that platform alone hashed."""
-
-    resolutions: dict[str, registry.Resolution] = {}
-
-    def resolve(ref: str) -> tuple[str | None, str]:
-        found = resolutions[ref] = bases.resolve_base(ref, client=client())
-        return found.digest, found.reason() if found.digest is None else ""
-
-    def resolve_for(ref: str, platform: str) -> tuple[str | None, str]:
-        found = bases.resolve_platform(ref, platform, client=client())
-        resolutions.setdefault(ref, found)
-        return found.digest, found.reason() if found.digest is None else ""
-
-    memo = state.blob_memo() if state is not None else None
-    values, missing = fingerprint.fingerprints(
-        project, targets, args, resolve=resolve, memo_file=memo, platforms=platforms, resolve_platform=resolve_for
-    )
-    return Fingerprints(values, missing, resolutions)
-
-
-# -- the local record -----------------------------------------------------------------------
-
-
-def record(state: State, target: str, fp: Fingerprint, image: str, image_id: str | None) -> None:
-    """Remember which fingerprint the local image of ``target`` was made from. Its parts
-    (one per context file: megabytes for a large context) go to a file of their own,
-    read only to say what changed (:func:`recorded_parts`). StateFolderError if they cannot
-    be written (the record is then the old one or none: never half)."""
-    parts = {"fingerprint": fp.value, "parts": fp.parts}
-    data = {"fingerprint": fp.value, "image": image, "image_id": image_id}
-    with state.writing(f"recording which inputs the local image of {target} was made from"):
-        write_atomic(state.fingerprint_parts(target), json.dumps(parts, sort_keys=True) + "\n")
-        write_atomic(state.fingerprint_record(target), json.dumps(data, indent=1, sort_keys=True) + "\n")
-
-
-def recorded(state: State, target: str) -> dict[str, object] | None:
-    """The record of ``target``'s local image: its fingerprint, image and image ID."""
-    try:
-        data = json.loads(state.fingerprint_record(target).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def recorded_parts(state: State, target: str, record: Mapping[str, object]) -> dict[str, str] | None:
-    """The parts of the fingerprint ``record`` (:func:`recorded`) names, if they are still
-    on record: in their own file, or inline in a record from before they had one."""
-    try:
-        data = json.loads(state.fingerprint_parts(target).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        data = record
-    if not isinstance(data, dict) or data.get("fingerprint") != record.get("fingerprint"):
-        return None
-    parts = data.get("parts")
-    return {str(k): str(v) for k, v in parts.items()} if isinstance(parts, dict) else None
 
 
 _ATTESTATION = "attestation-manifest"
@@ -221,7 +134,7 @@ def publish(t: TargetPlan, digest: str) -> None:
     add_tags(t.repository, manifest, fp_tags)
 
 
-def reuse(plan: Plan, fps: Fingerprints) -> dict[str, Result]:
+def reuse(plan: Plan, fps: TargetFingerprints) -> dict[str, Result]:
     """Targets whose fingerprint image is in the registry, with this run's tags added to it."""
 
     def one(t: TargetPlan) -> Result | None:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bake import bases, ci, logs, reuse
+from bake import bases, ci, fingerprint, logs, reuse
 from bake.config import Project
 from bake.engine import docker, images
 from bake.engine.process import CommandFailed
@@ -90,7 +90,7 @@ def have(ref: str, platform: str | None) -> images.LocalImage | None:
 
 def _recorded_image(state: State, target: str) -> tuple[str, dict[str, object]] | None:
     """The image the last local build or pull of ``target`` recorded, if the engine still has it."""
-    record = reuse.recorded(state, target)
+    record = fingerprint.local_image_record(state, target)
     if record is None or not isinstance(record.get("image"), str):
         return None
     image = str(record["image"])
@@ -120,7 +120,9 @@ def choose(
     """The image for ``t`` (see the module's docstring); ``build`` builds it locally."""
     # the engine is asked for the local image while the inputs are fingerprinted
     asked = background(lambda: images.local_image(t.image), name="local-image")
-    fps = reuse.compute(project, [t.target], {t.id: build_args(project, t.target)}, state)
+    fps = fingerprint.of_targets(
+        project, [t.target], {t.id: build_args(project, t.target)}, state, client=reuse.client()
+    )
     fp = fps.values.get(t.id)
     if fp is None:
         build()
@@ -139,7 +141,7 @@ def choose(
             images.pull(f"{t.repository}@{manifest.digest}", platform=platform)
             images.tag(f"{t.repository}@{manifest.digest}", t.image)
             pulled = images.local_image(t.image)
-            reuse.record(state, t.id, fp, t.image, pulled.id if pulled is not None else None)
+            fingerprint.record_local_image(state, t.id, fp, t.image, pulled.id if pulled is not None else None)
             why = f"the registry has the image for the current inputs ({fp_tag})"
             return Choice(t.image, "pulled", why, found=pulled)
     if mount:
@@ -169,7 +171,7 @@ def _mounted_over(
     if local is not None and local.labels.get(ENVIRONMENT_LABEL) == fp.environment:
         return Choice(t.image, "mounted over", why, needs_mount=True)
     if recorded is not None:
-        parts = reuse.recorded_parts(state, t.id, recorded[1])
+        parts = fingerprint.local_image_parts(state, t.id, recorded[1])
         if parts is not None and only_mounted_changed(fp, parts):
             return Choice(recorded[0], "mounted over", why, needs_mount=True)
     if not project.config.registry:

@@ -28,6 +28,7 @@ from bake.bases import engine_mirrors, resolve_base
 from bake.engine import git, images, process
 from bake.errors import BuildFailed, ConfigError, EnvironmentProblem, Interrupted, StateFolderError, UsageError
 from bake.files import write_atomic
+from bake.fingerprint import TargetFingerprints, record_local_image
 from bake.plan import Plan, Selection, Target, build_args, build_plan, matrix, select
 from bake.pool import parallel
 from bake.redact import redact
@@ -53,7 +54,7 @@ class Run:
     sha: str | None = None
     output: Output = "load"
     writes: ci.Writes | None = None
-    fingerprints: reuse.Fingerprints | None = None
+    fingerprints: TargetFingerprints | None = None
     plan: Plan = field(init=False)
     results: dict[str, report.Result] = field(default_factory=dict)
     executor: Executor | None = None
@@ -413,7 +414,7 @@ def record(run: Run) -> None:
     ids = parallel(images.local_image_id, [t.image for t in built])
     for t, image_id in zip(built, ids, strict=True):
         try:
-            reuse.record(run.state, t.id, fps.values[t.id], t.image, image_id)
+            record_local_image(run.state, t.id, fps.values[t.id], t.image, image_id)
         except StateFolderError as exc:  # the images are built: the summary comes first
             run.state_error = run.state_error or exc
             break

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bake import config, reuse
+from bake import config, fingerprint, reuse
 from bake.plan import build_args, matrix
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
@@ -43,11 +43,13 @@ def vertex(
     return out
 
 
-def fingerprints(root: Path) -> reuse.Fingerprints:
+def fingerprints(root: Path) -> fingerprint.TargetFingerprints:
     """What ``bake-ci`` computes for every target of the project at ``root``."""
     project = config.load(root / "pyproject.toml", {})
     targets = matrix(project)
-    return reuse.compute(project, targets, {t.id: build_args(project, t) for t in targets})
+    return fingerprint.of_targets(
+        project, targets, {t.id: build_args(project, t) for t in targets}, client=reuse.client()
+    )
 
 
 def load_bench(name: str, file: str) -> ModuleType:

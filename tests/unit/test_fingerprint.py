@@ -315,7 +315,7 @@ def test_changed_since_names_file_paths_without_prefix() -> None:
     assert new.changed_since(new.parts) == []
 
 
-# -- reuse.compute(): a project's fingerprints ------------------------------------------------
+# -- fingerprint.of_targets(): a project's fingerprints ---------------------------------------
 
 DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64
@@ -365,7 +365,7 @@ def resolver(monkeypatch: pytest.MonkeyPatch) -> FakeResolver:
     return fake
 
 
-def values(fps: reuse.Fingerprints) -> dict[str, str]:
+def values(fps: fingerprint.TargetFingerprints) -> dict[str, str]:
     assert fps.missing == {}
     return {target: fp.value for target, fp in fps.values.items()}
 
@@ -373,7 +373,7 @@ def values(fps: reuse.Fingerprints) -> dict[str, str]:
 ALL = ["base-py311", "base-py312", "ci-py311", "ci-py312", "deps-py311", "deps-py312"]
 
 
-def changed(before: reuse.Fingerprints, after: reuse.Fingerprints) -> dict[str, list[str]]:
+def changed(before: fingerprint.TargetFingerprints, after: fingerprint.TargetFingerprints) -> dict[str, list[str]]:
     """Which targets' fingerprints changed, and which parts of them."""
     return {
         target: fp.changed_since(before.values[target].parts)
@@ -566,4 +566,6 @@ def test_targets_can_be_fingerprinted_one_python_at_a_time(project: MakeProject,
     proj = config.load(root / "pyproject.toml", {})
     only = [Target("ci", PythonVersion.parse("3.12"))]
     args = {t.id: build_args(proj, t) for t in only}
-    assert values(reuse.compute(proj, only, args)) == {"ci-py312": everything["ci-py312"]}
+    assert values(fingerprint.of_targets(proj, only, args, client=reuse.client())) == {
+        "ci-py312": everything["ci-py312"]
+    }

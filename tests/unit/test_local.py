@@ -11,7 +11,7 @@ import pytest
 from bake import bases, config, local, registry, reuse
 from bake.engine import images
 from bake.engine.process import CommandFailed
-from bake.fingerprint import Fingerprint
+from bake.fingerprint import Fingerprint, TargetFingerprints, record_local_image
 from bake.plan import FINGERPRINT_LABEL, Plan, build_plan, matrix
 from bake.state import State
 
@@ -71,7 +71,7 @@ def setup(project: MakeProject, tmp_path: Path) -> tuple[Plan, State]:
 
 def verdict(setup: tuple[Plan, State], fp: Fingerprint | None, output: str = "push") -> local.Status:
     plan, state = setup
-    fps = reuse.Fingerprints({"ci-py312": fp} if fp else {}, {} if fp else {"ci-py312": "base image x is nowhere"})
+    fps = TargetFingerprints({"ci-py312": fp} if fp else {}, {} if fp else {"ci-py312": "base image x is nowhere"})
     [row] = local.status(plan, state, output, fps, "registry.example/acme")  # type: ignore[arg-type]
     return row
 
@@ -108,7 +108,7 @@ def test_changed_inputs_since_the_local_image_are_named(world: World, setup: tup
     plan, state = setup
     image = plan["ci-py312"].image
     world.local[image] = images.LocalImage("sha256:local", {FINGERPRINT_LABEL: OLD.value})
-    reuse.record(state, "ci-py312", OLD, image, "sha256:local")
+    record_local_image(state, "ci-py312", OLD, image, "sha256:local")
     row = verdict(setup, NEW, output="load")
     assert row.action == "build"
     assert row.changed == ("requirements.txt",)
@@ -120,7 +120,7 @@ def test_many_changed_inputs_are_cut_short_in_the_table(world: World, setup: tup
     image = plan["ci-py312"].image
     world.local[image] = images.LocalImage("sha256:local", {FINGERPRINT_LABEL: OLD.value})
     many = {f"file:src/m{i:02d}.py": str(i) for i in range(12)}
-    reuse.record(state, "ci-py312", OLD._replace(parts={**OLD.parts, **many}), image, "sha256:local")
+    record_local_image(state, "ci-py312", OLD._replace(parts={**OLD.parts, **many}), image, "sha256:local")
     row = verdict(setup, NEW, output="load")
     assert len(row.changed) == 13  # requirements.txt and the twelve that are gone, all in --json
     assert row.why.endswith(" and 8 more (--json lists all)")
@@ -131,7 +131,7 @@ def test_without_the_recorded_parts_the_inputs_changed(world: World, setup: tupl
     plan, state = setup
     image = plan["ci-py312"].image
     world.local[image] = images.LocalImage("sha256:local", {FINGERPRINT_LABEL: OLD.value})
-    reuse.record(state, "ci-py312", OLD, image, "sha256:local")
+    record_local_image(state, "ci-py312", OLD, image, "sha256:local")
     parts = state.fingerprint_parts("ci-py312")
     parts.write_text(json.dumps({"fingerprint": "another", "parts": OLD.parts}))  # another build's
     assert verdict(setup, NEW, output="load").changed == ("inputs",)
@@ -152,7 +152,7 @@ def test_a_record_of_an_earlier_version_still_names_what_changed(world: World, s
 def test_a_record_of_a_replaced_local_image_says_nothing(world: World, setup: tuple[Plan, State]) -> None:
     plan, state = setup
     image = plan["ci-py312"].image
-    reuse.record(state, "ci-py312", OLD, image, "sha256:old")
+    record_local_image(state, "ci-py312", OLD, image, "sha256:old")
     world.local[image] = images.LocalImage("sha256:someone-else", {})
     row = verdict(setup, NEW, output="load")
     assert (row.action, row.changed) == ("build", ())
