@@ -363,17 +363,17 @@ class Memo:
 # -- one read of the context --------------------------------------------------------------
 
 
-class Survey(NamedTuple):
+class ContextScan(NamedTuple):
     """The build context as one scan saw it, and the memo of the hashes of its files."""
 
     entries: dict[str, Entry]
     memo: Memo | None
 
 
-def survey(context: Path, dockerfile_path: Path, memo_file: Path | None) -> Survey:
+def scan_context(context: Path, dockerfile_path: Path, memo_file: Path | None) -> ContextScan:
     """Scan the context that the Dockerfile at ``dockerfile_path`` is built from (its
     ignore file applied), and read the memo in ``memo_file`` (before the scan: a file
     that changes meanwhile is not remembered)."""
     memo = Memo(memo_file, context) if memo_file is not None else None
     entries = scan(context, read_ignore(context, dockerfile_path))
-    return Survey(entries, memo)
+    return ContextScan(entries, memo)

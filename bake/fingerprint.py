@@ -22,8 +22,10 @@ they read by digest, every ``ADD <url>`` by its pinned checksum or by what its s
 says about it, and the records of the context paths. A target whose inputs cannot all
 be pinned down gets no fingerprint, with the reason, so that it is built.
 
-The context's paths are found in :mod:`bake.context` and what its files hold is hashed
-in :mod:`bake.content`.
+Where each piece lives: this module reads what each target reads and hashes it
+(:func:`of_targets`, :func:`hash_targets`, :func:`compute`) and keeps the local record;
+the context's paths are found in :mod:`bake.context`, what its files hold is hashed in
+:mod:`bake.content`, and images are resolved to digests in :mod:`bake.bases`.
 """
 
 from __future__ import annotations
@@ -180,7 +182,7 @@ def url_state(url: str, timeout: float = URL_TIMEOUT) -> tuple[str | None, str]:
 
 
 @dataclass(frozen=True)
-class _Target:
+class _Reads:
     """What one target reads, before anything is resolved or hashed."""
 
     stage_texts: list[str]
@@ -200,9 +202,9 @@ def _read(
     meta: Mapping[str, str],
     configured: Mapping[str, Sequence[str]],
     preamble: str,
-) -> _Target:
+) -> _Reads:
     chain = dockerfile.chain(stages, target.stage, meta)
-    bases: list[str] = []
+    base_refs: list[str] = []
     images: list[str] = []
     urls: list[dockerfile.Url] = []
     unknown: list[str] = []
@@ -211,7 +213,7 @@ def _read(
     for stage in chain:
         sources = dockerfile.stage_sources(stage, keys, meta)
         base = dockerfile.substitute(stage.base, meta)
-        bases += [i for i in sources.images if i == base]
+        base_refs += [i for i in sources.images if i == base]
         images += [i for i in sources.images if i != base]
         urls += sources.urls
         unknown += sources.unknown
@@ -222,9 +224,9 @@ def _read(
         patterns += read
         if stage.key != target.stage.lower() or not _only_copied(stage):
             below += read
-    return _Target(
+    return _Reads(
         [preamble] + [s.text for s in chain],
-        list(dict.fromkeys(bases)),
+        list(dict.fromkeys(base_refs)),
         list(dict.fromkeys(images)),
         list(dict.fromkeys(urls)),
         unknown,
@@ -294,7 +296,7 @@ def hash_targets(
         ),
         name="lookups",
     )
-    entries, memo = content.survey(context, dockerfile_path, memo_file)
+    entries, memo = content.scan_context(context, dockerfile_path, memo_file)
     check_inputs(project, entries)
     resolved_pairs, states = lookups.result()
 
