@@ -17,7 +17,7 @@ refs are asked at once (a HEAD-sized GET each, in parallel) and:
 Cache can only make a step's result come from somewhere else when BuildKit's own key of
 that step matches, so none of this can ship a stale image: a wrong decision costs cache
 hits, nothing else. A ref that cannot be asked (auth, network) is kept as planned. Only
-runs that may write fingerprint tags (see bake.ci.policy) tag cache by fingerprint: the
+runs that may write fingerprint tags (see bake.policy.policy) tag cache by fingerprint: the
 tag is shared by every branch, like the fingerprint tag of an image.
 """
 

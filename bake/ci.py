@@ -1,4 +1,4 @@
-"""The CI provider: the only module that reads CI variables, and the trust policy they imply.
+"""The CI provider: the only module that reads CI variables.
 
 What a run may write to the registry follows from the CI *event*, never from a branch
 name alone: a pull request from a fork can name its head branch ``main``, and must still
@@ -8,12 +8,12 @@ not touch ``main``'s cache. So:
   :func:`read_event`) into a :class:`Context`: provider, event, branch, commit, pull
   request number, whether the code comes from a fork. Pure; bad values are
   :class:`UsageError`.
-- :func:`identity` and :func:`policy` (in :mod:`bake.policy`, re-exported here) name
-  what a run's refs are made of and say what it may write (:class:`Writes`).
-- GitHub's workflow commands (``::group::`` and friends) are written here and nowhere else.
+- The trust policy those values imply (what a run's refs are made of, what it may write)
+  is :mod:`bake.policy`'s; GitHub's workflow commands (``::group::`` and friends) are
+  written by :mod:`bake.workflow_commands`.
 
 Nothing here runs a process: git fallbacks (branch and commit when the CI says nothing)
-belong to the caller, which passes the resolved branch to :func:`identity` and :func:`policy`.
+belong to the caller, which passes the resolved branch to :func:`bake.policy.policy`.
 """
 
 from __future__ import annotations
@@ -25,12 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from bake.args import Output as Output
 from bake.errors import UsageError
-from bake.policy import Command as Command
-from bake.policy import Writes as Writes
-from bake.policy import identity as identity
-from bake.policy import policy as policy
 from bake.redact import redact
 
 Provider = Literal["github", "gitlab", "other-ci", "local"]
@@ -134,7 +129,7 @@ def _truthy(environ: Mapping[str, str], name: str) -> bool:
     return environ.get(name, "").strip().lower() not in _FALSE
 
 
-def _shown(value: str) -> str:
+def _redacted_repr(value: str) -> str:
     """A value for an error message: redacted, and short."""
     text = redact(value)
     return repr(text if len(text) <= 80 else text[:77] + "...")
@@ -145,7 +140,7 @@ def check_sha(name: str, value: str) -> str:
     if SHA_RE.fullmatch(value):
         return value.lower()
     raise UsageError(
-        f"{name}={_shown(value)} is not a commit hash: bake-ci expects 7 to 64 hexadecimal characters "
+        f"{name}={_redacted_repr(value)} is not a commit hash: bake-ci expects 7 to 64 hexadecimal characters "
         f"there, because the commit becomes part of image tags (STAGE-pyX.Y-SHA). Unset {name} to take "
         f'the commit from git, or set it to the commit being built, e.g. {name}="$(git rev-parse HEAD)".'
     )
@@ -155,7 +150,7 @@ def _number(name: str, value: str) -> int:
     if _NUMBER_RE.fullmatch(value):
         return int(value)
     raise UsageError(
-        f"{name}={_shown(value)} is not a merge/pull request number: bake-ci names a request's tags and "
+        f"{name}={_redacted_repr(value)} is not a merge/pull request number: bake-ci names a request's tags and "
         f"cache pr-N after it. Unset {name} outside merge request pipelines, or set it to the request's "
         "number (GitLab sets it itself)."
     )
@@ -339,47 +334,3 @@ def read_event(environ: Mapping[str, str]) -> dict[str, Any] | None:
 def from_environ(environ: Mapping[str, str]) -> Context:
     """:func:`detect` with GitHub's event payload read from ``GITHUB_EVENT_PATH``."""
     return detect(environ, read_event(environ))
-
-
-# -- GitHub workflow commands ---------------------------------------------------------------
-
-
-def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
-def group(title: str) -> str:
-    """Start a collapsible group in the GitHub Actions log."""
-    return f"::group::{_escape_data(title)}"
-
-
-def endgroup() -> str:
-    return "::endgroup::"
-
-
-def error(message: str, title: str | None = None) -> str:
-    """An error annotation (shown on the run's summary page)."""
-    props = f" title={_escape_property(title)}" if title else ""
-    return f"::error{props}::{_escape_data(message)}"
-
-
-def warning(message: str, title: str | None = None) -> str:
-    props = f" title={_escape_property(title)}" if title else ""
-    return f"::warning{props}::{_escape_data(message)}"
-
-
-def stop_commands(token: str) -> str:
-    """Stop GitHub from acting on workflow commands until :func:`resume_commands` with the same token.
-
-    Print it before a build log (a Dockerfile's ``RUN echo ::add-mask::...`` is otherwise
-    obeyed); make the token unguessable, e.g. ``secrets.token_hex(16)``.
-    """
-    return f"::stop-commands::{token}"
-
-
-def resume_commands(token: str) -> str:
-    return f"::{token}::"

@@ -1,34 +1,27 @@
-"""``[tool.bake-ci]``: reading, validating and explaining what is wrong with it.
+"""``[tool.bake-ci]``: what it may contain (the models and their validators), and :class:`Project`.
 
 The models are strict (no coercion), reject unknown keys and use the kebab-case keys
 users write in TOML. Every validation failure becomes one :class:`ConfigError`
-paragraph naming the file, the key path, the value and the fix.
+paragraph naming the file, the key path, the value and the fix: a validator's message
+says what is wrong with the value and how to fix it, bake/config_explain.py adds the
+file, the key and the value. bake/config_load.py reads the file and checks it against
+the project's other files.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
-import sys
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from bake import dockerfile, dockerfile_check, redact, reference
-from bake.errors import ConfigError
-from bake.naming import PythonVersion, target_id
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+from bake import reference
+from bake.config_errors import cut, did_you_mean, summarise
+from bake.naming import PythonVersion
 
 TABLE = "tool.bake-ci"
-#: Environment variables that override a key of the file.
-ENV_OVERRIDES = {"registry": "BAKE_CI_REGISTRY", "base-image": "BAKE_CI_BASE_IMAGE"}
 
 _REPO_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE_RE = re.compile(rf"{_REPO_COMPONENT}(?:/{_REPO_COMPONENT})*")
@@ -38,8 +31,6 @@ _USERINFO_IN_IMAGE_RE = re.compile(r"@[^@]*/")
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 _ARG_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-#: No config error paragraph is longer than this: values and lists in it are summarised.
-MAX_MESSAGE = 560
 #: A docker repository name (registry host and path) is at most this long.
 MAX_NAME = 255
 #: What bake-ci appends to ``image`` for the registry cache repository.
@@ -77,14 +68,14 @@ _VARIANTS = {
 }
 
 
-def _kebab(name: str) -> str:
+def kebab(name: str) -> str:
     return name.replace("_", "-")
 
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        alias_generator=_kebab,
+        alias_generator=kebab,
         frozen=True,
         strict=True,
     )
@@ -139,7 +130,7 @@ def _base_image(value: str) -> str:
     unknown = [p for p in _PLACEHOLDER_RE.findall(value) if p != "python"]
     if unknown:
         raise ValueError(
-            f"unknown placeholder {{{_cut(unknown[0], 20)}}}: the only placeholder is {{python}}, "
+            f"unknown placeholder {{{cut(unknown[0], 20)}}}: the only placeholder is {{python}}, "
             'e.g. "python:{python}-slim"'
         )
     if not value.strip():
@@ -205,21 +196,21 @@ def _platform(value: str) -> str:
             raise ValueError(f'platforms are lowercase: write "{value.lower()}"')
     os_name, arch, variant = parts[0], parts[1], parts[2] if len(parts) == 3 else None
     if os_name in _OS_ALIASES:
-        fixed = _cut("/".join([_OS_ALIASES[os_name], *parts[1:]]), 40)
+        fixed = cut("/".join([_OS_ALIASES[os_name], *parts[1:]]), 40)
         raise ValueError(f'the os is called {_OS_ALIASES[os_name]!r} in platforms: write "{fixed}"')
     if os_name not in PLATFORM_OS:
-        hint = _did_you_mean(os_name, list(PLATFORM_OS))
-        raise ValueError(f"unknown os {_cut(os_name, 20)!r}.{hint} Known: {summarise(PLATFORM_OS, 6)}")
+        hint = did_you_mean(os_name, list(PLATFORM_OS))
+        raise ValueError(f"unknown os {cut(os_name, 20)!r}.{hint} Known: {summarise(PLATFORM_OS, 6)}")
     if arch in _ARCH_ALIASES and variant is None:
         canonical = _ARCH_ALIASES[arch]
         raise ValueError(f'the architecture is called {canonical!r} in platforms: write "{os_name}/{canonical}"')
     if arch not in PLATFORM_ARCH:
-        hint = _did_you_mean(arch, list(PLATFORM_ARCH))
-        raise ValueError(f"unknown architecture {_cut(arch, 20)!r}.{hint} Known: {summarise(PLATFORM_ARCH, 9)}")
+        hint = did_you_mean(arch, list(PLATFORM_ARCH))
+        raise ValueError(f"unknown architecture {cut(arch, 20)!r}.{hint} Known: {summarise(PLATFORM_ARCH, 9)}")
     if variant is not None:
         pattern, known = _VARIANTS.get(arch, (r"[a-z0-9][a-z0-9.]{0,31}", "up to 32 lowercase letters and digits"))
         if not re.fullmatch(pattern, variant):
-            raise ValueError(f"{arch} has no variant {_cut(variant, 20)!r}: use {known}, or drop the variant")
+            raise ValueError(f"{arch} has no variant {cut(variant, 20)!r}: use {known}, or drop the variant")
     return value
 
 
@@ -238,7 +229,7 @@ def _unique(values: list[str]) -> list[str]:
     seen: set[str] = set()
     for value in values:
         if value in seen:
-            raise ValueError(f"{_cut(value, 40)!r} is listed twice; list each once")
+            raise ValueError(f"{cut(value, 40)!r} is listed twice; list each once")
         seen.add(value)
     return values
 
@@ -289,7 +280,7 @@ _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 def seconds(text: str) -> float:
     """A duration such as ``1h``, ``30m``, ``1h30m``, ``2d`` or ``0``, in seconds (ValueError if not one)."""
     if not _DURATION_RE.fullmatch(text.strip()):
-        raise ValueError(f"{_cut(text, 20)!r} is not a duration: write a number and a unit, e.g. 1h, 30m, 2d, or 0")
+        raise ValueError(f"{cut(text, 20)!r} is not a duration: write a number and a unit, e.g. 1h, 30m, 2d, or 0")
     return sum(float(n) * _UNIT[u] for n, u in _DURATION_PART_RE.findall(text))
 
 
@@ -367,401 +358,3 @@ class Project:
     bake_file: Path | None
     #: Whether that file defines a target ``bake-ci`` for generated targets to inherit.
     inherits_base: bool
-
-
-# -- loading ----------------------------------------------------------------------------
-
-
-def read_table(path: Path) -> dict[str, Any]:
-    """The raw ``[tool.bake-ci]`` table of a TOML file."""
-    shown = _shown(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise error(
-            f"{shown}: no such file. bake-ci reads [{TABLE}] from pyproject.toml in the "
-            "current directory; run it from the project's root or pass --config FILE."
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"{shown}: cannot be read ({exc}). Fix the file's permissions or encoding.") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise error(
-            f"{shown}: not valid TOML: {exc}. Fix the syntax at that line and column (bake-ci reads TOML 1.0)."
-        ) from None
-    table = data.get("tool", {}).get("bake-ci") if isinstance(data.get("tool"), dict) else None
-    if table is None:
-        raise error(
-            f"{shown}: there is no [{TABLE}] table. Add one, at least:\n"
-            f'[{TABLE}]\nimage = "OWNER/NAME-ci"\npython = ["3.12"]'
-        )
-    if not isinstance(table, dict):
-        raise error(f"{shown}: {TABLE} must be a table, not {type(table).__name__}. Write it as [{TABLE}].")
-    return table
-
-
-def parse(table: Mapping[str, Any], path: Path, environ: Mapping[str, str]) -> Config:
-    """Validate a raw table, with environment overrides applied first."""
-    data = dict(table)
-    overridden: dict[str, str] = {}
-    for key, var in ENV_OVERRIDES.items():
-        if var in environ:
-            overridden[key] = var
-            if environ[var]:
-                data[key] = environ[var]
-            else:  # set but empty: explicitly unset (e.g. a fork's CI without secrets)
-                data.pop(key, None)
-    _register_secrets(data)
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as exc:
-        raise error(explain(exc, path, overridden)) from None
-    problems = _cross_checks(config, overridden)
-    if problems:
-        raise error(_joined(problems, f"{_shown(path)}: "))
-    return config
-
-
-def _register_secrets(data: Mapping[str, Any]) -> None:
-    """Credentials in configured values are hidden from every message and log from now on."""
-    values = [data.get("registry"), data.get("base-image")]
-    args = data.get("args")
-    if isinstance(args, Mapping):
-        values += list(args.values())
-    for value in values:
-        if isinstance(value, str):
-            redact.register_value(value)
-    for value in (data.get("registry"), data.get("base-image")):
-        if isinstance(value, str) and (login := _login(value)):
-            redact.register(login)
-
-
-_DIGEST_AFTER_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}")
-
-
-def _login(value: str) -> str | None:
-    """What comes before an "@" in a registry or an image reference, other than a digest's:
-    a login, a bare token included (``TOKEN@ghcr.io/acme``), which redact cannot tell from
-    an e-mail address in free text."""
-    ats = [i for i, c in enumerate(value) if c == "@" and not _DIGEST_AFTER_RE.match(value, i + 1)]
-    if not ats:
-        return None
-    login = value[: ats[-1]]
-    return login.partition("://")[2] or login
-
-
-def _cross_checks(config: Config, overridden: Mapping[str, str]) -> list[str]:
-    """Problems that involve more than one key (each one sentence naming every key involved)."""
-
-    def key(name: str) -> str:
-        return f"{overridden[name]} (overrides {TABLE}.{name})" if name in overridden else f"{TABLE}.{name}"
-
-    problems: list[str] = []
-    if config.registry:
-        name = f"{config.registry}/{config.image}{CACHE_SUFFIX}"
-        if len(name) > MAX_NAME:
-            problems.append(
-                f"{key('registry')} = {show(config.registry)} and {key('image')} = {show(config.image)} "
-                f"make the cache repository {show(name)}: a docker repository name, registry host "
-                f"included, is at most {MAX_NAME} characters. Shorten image or registry."
-            )
-    elif "/" not in config.image and len(f"library/{config.image}") > MAX_NAME:
-        problems.append(
-            f"{key('image')} = {show(config.image)}: docker names it library/{_cut(config.image, 12)}, "
-            f"{len(config.image) + 8} characters, over the {MAX_NAME} a repository name may have. "
-            'Shorten it or give it an owner, e.g. image = "acme/app-ci".'
-        )
-    versions = config.python
-    if len(versions) > 1 and "{python}" not in config.base_image:
-        base = config.base_image
-        found = next((v for v in versions if v in base), None)
-        suggestion = base.replace(found, "{python}") if found else "python:{python}-slim"
-        problems.append(
-            f"{key('base-image')} = {show(base)} has no {{python}} placeholder, but {key('python')} lists "
-            f"{len(versions)} versions ({summarise(versions)}): every target would be built on that one "
-            f"image, whatever its Python. Write base-image = {show(suggestion)}, with {{python}} where "
-            "the version goes."
-        )
-    groups: dict[str, str] = {}
-    for version in versions:
-        group = PythonVersion.parse(version).group
-        other = groups.setdefault(group, version)
-        if other != version:
-            problems.append(
-                f"{key('python')} lists {show(other)} and {show(version)}, which give the same target "
-                f"names (...-{group}). Remove the one that is not a Python version you build."
-            )
-            break
-    return problems
-
-
-def load(config_file: Path | None, environ: Mapping[str, str]) -> Project:
-    """Read, validate and check the configuration against the project's files."""
-    path = config_file if config_file is not None else Path("pyproject.toml")
-    config = parse(read_table(path), path, environ)
-    root = path.resolve().parent
-    shown = _shown(path)
-
-    for name, value, example in (
-        ("context", config.context, 'context = "."'),
-        ("dockerfile", config.dockerfile, 'dockerfile = "Dockerfile"'),
-    ):
-        resolved = (root / value).resolve()
-        if resolved != root and root not in resolved.parents:
-            raise error(
-                f"{shown}: {TABLE}.{name} = {show(value)} resolves to {_short_path(resolved)}, outside the "
-                f"project ({_short_path(root)}). bake-ci builds only from the project's own files: point "
-                f"{name} inside it, relative to the config file, e.g. {example}."
-            )
-    context = root / config.context
-    if not context.is_dir():
-        raise error(
-            f"{shown}: {TABLE}.context = {show(config.context)}: no such directory under "
-            f"{_short_path(root)}. Set context to the build context, relative to the config file."
-        )
-    dockerfile_path = root / config.dockerfile
-    try:
-        text = dockerfile_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise error(
-            f"{shown}: {TABLE}.dockerfile = {show(config.dockerfile)}: no such file "
-            f"({_short_path(dockerfile_path)}). Create it or point dockerfile at the Dockerfile, "
-            "relative to the config file."
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"{shown}: {TABLE}.dockerfile = {show(config.dockerfile)}: cannot be read ({exc}).") from None
-
-    found = dockerfile.stages(text)
-    named = [s.name for s in found if s.name]
-    listed = summarise([_cut(n, 40) for n in named], 8) if named else ""
-    dockerfile_name = _cut(config.dockerfile, 60)
-    if not found:
-        raise error(
-            f"{shown}: {TABLE}.dockerfile = {show(config.dockerfile)} has no FROM instruction. "
-            "Point dockerfile at a Dockerfile with named stages (FROM IMAGE AS NAME)."
-        )
-    if config.stages is None:
-        last = found[-1].name
-        if last is not None and len(last) > MAX_STAGE:
-            raise error(
-                f"{shown}: the last stage of {dockerfile_name}, {last[:20]!r}..., is longer than "
-                f"{MAX_STAGE} characters, which leaves no room for tags. Shorten its name."
-            )
-        if last is None:
-            raise error(
-                f"{shown}: {TABLE}.stages is not set and the last stage of "
-                f"{dockerfile_name} has no name. Name it (FROM ... AS ci) or set "
-                f"stages = [...] to some of: {listed or '(no named stages)'}."
-            )
-        stage_list = [last]
-    else:
-        for i, stage in enumerate(config.stages):
-            if stage not in named:
-                hint = _did_you_mean(stage, named)
-                raise error(
-                    f"{shown}: {TABLE}.stages[{i}] = {show(stage)}: {dockerfile_name} has no "
-                    f"such stage.{hint} Its stages are: {listed or '(none named)'}."
-                )
-        stage_list = list(config.stages)
-    ids: dict[str, str] = {}
-    for stage in stage_list:
-        other = ids.setdefault(target_id(stage, config.pythons[0]), stage)
-        if other != stage:
-            raise error(
-                f"{shown}: {TABLE}.stages: stages {other!r} and {stage!r} give the same target "
-                f"names ({target_id(stage, config.pythons[0])}); rename one of them in {dockerfile_name}."
-            )
-
-    _check_dockerfile(text, config, stage_list, _shown(dockerfile_path), root)
-    bake_file = root / "docker-bake.hcl"
-    has_bake = bake_file.is_file()
-    inherits = has_bake and bool(
-        re.search(r'^\s*target\s+"bake-ci"\s*\{', bake_file.read_text(encoding="utf-8"), re.MULTILINE)
-    )
-    return Project(
-        root=root,
-        config_file=path,
-        config=config,
-        stages=stage_list,
-        inputs={name: s.inputs for name, s in (config.stages or {}).items() if s.inputs is not None},
-        dockerfile_text=text,
-        bake_file=bake_file if has_bake else None,
-        inherits_base=inherits,
-    )
-
-
-def _check_dockerfile(text: str, config: Config, stages: list[str], shown: str, root: Path) -> None:
-    """What BuildKit would refuse in the Dockerfile, before anything is built (exit 2)."""
-    args = [
-        {**config.args, "BASE_IMAGE": config.base_image.replace("{python}", p), "PYTHON_VERSION": p}
-        for p in config.python
-    ]
-    facts = dockerfile_check.Facts(stages, args, other_args=(root / "docker-bake.hcl").is_file())
-    try:
-        dockerfile_check.check(text, facts, config.python)
-    except dockerfile_check.DockerfileProblem as exc:
-        end = "" if "\n" in exc.message else "."  # a message ending in lines of code ends there
-        raise error(f"{shown}:{exc.line}: {exc.message}{end}") from None
-
-
-# -- keeping messages short and free of secrets -------------------------------------------
-
-
-def error(message: str) -> ConfigError:
-    """A :class:`ConfigError` whose paragraph is at most :data:`MAX_MESSAGE` characters.
-
-    Every message is built short (values and lists summarised); this cut is the last
-    resort, keeping the start (file, key, value) and the end (the fix).
-    """
-    return ConfigError(_capped(redact.redact(message)))
-
-
-def _capped(message: str) -> str:
-    if len(message) <= MAX_MESSAGE:
-        return message
-    head = MAX_MESSAGE * 2 // 3
-    tail = MAX_MESSAGE - head - 5
-    return f"{message[:head]} ... {message[-tail:]}"
-
-
-def _cut(text: str, limit: int) -> str:
-    """``text``, or its first ``limit`` characters and ``...``."""
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def show(value: Any, limit: int = 60) -> str:
-    """A value as a message shows it: credentials hidden, long values cut, with their length."""
-    if isinstance(value, str):
-        value = redact.redact_value(value)
-        if len(value) > limit:
-            return f"{value[: limit - 20]!r}... ({len(value):,} characters)"
-        return repr(value)
-    text = repr(value)
-    if isinstance(value, (list, tuple, dict)) and len(text) > limit:
-        return f"{text[: limit - 20]}... ({len(value):,} entries)"
-    return _cut(text, limit)
-
-
-def summarise(items: Sequence[str], first: int = 3) -> str:
-    """``a, b, c and 1,997 more``: a list as a message shows it."""
-    items = list(items)
-    if len(items) <= first + 1:
-        return ", ".join(items)
-    return f"{', '.join(items[:first])} and {len(items) - first:,} more"
-
-
-def _short_path(path: Path) -> str:
-    text = str(path)
-    return text if len(text) <= 80 else "..." + text[-77:]
-
-
-# -- explaining validation errors ------------------------------------------------------
-
-
-def _shown(path: Path) -> str:
-    try:
-        text = str(path.resolve().relative_to(Path.cwd().resolve()))
-    except (ValueError, OSError):
-        text = str(path)
-    return text if len(text) <= 80 else "..." + text[-77:]
-
-
-def _did_you_mean(word: str, choices: list[str]) -> str:
-    if len(word) > 100:
-        return ""
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    out = TABLE
-    for part in loc:
-        if part != "[key]":  # pydantic's marker for a dict key's own error
-            out += f"[{part}]" if isinstance(part, int) else f".{_cut(str(part), 40)}"
-    return out
-
-
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model whose keys live at ``loc`` (for listing and suggesting keys)."""
-    model: type[BaseModel] = Config
-    for part in loc:
-        field = next((f for name, f in model.model_fields.items() if part in (name, _kebab(name))), None)
-        annotation = field.annotation if field else None
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-        else:
-            return None
-    return model
-
-
-def _explain_one(err: Mapping[str, Any], overridden: Mapping[str, str]) -> tuple[str, str]:
-    """``(subject, reason)``: "KEY = VALUE" and what is wrong and how to fix it.
-
-    Errors with the same reason are reported together (see :func:`explain`). A reason
-    that is a sentence of its own has an empty subject.
-    """
-    loc: tuple[int | str, ...] = tuple(err["loc"])
-    is_key = bool(loc) and loc[-1] == "[key]"
-    key = _key_path(loc[:-2] if is_key else loc)
-    if loc and loc[0] in overridden:
-        key = f"{overridden[str(loc[0])]} (overrides {key})"
-    value = err.get("input")
-    shown = show(value)
-    kind = err["type"]
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    if is_key:
-        return f"{key} key {shown}", msg
-    if kind == "missing":
-        examples = {"image": 'image = "OWNER/NAME-ci"', "python": 'python = ["3.12"]'}
-        example = examples.get(str(loc[-1]), f"{loc[-1]} = ...")
-        return "", f"{key} is required but missing. Add {example} to [{TABLE}]"
-    if kind == "extra_forbidden":
-        model = _model_at(loc[:-1])
-        known = sorted(_kebab(n) for n in model.model_fields) if model else []
-        hint = _did_you_mean(str(loc[-1]), known)
-        listing = f" Known keys here: {', '.join(known)}." if known else ""
-        return "", f"{key} is not a known key.{hint}{listing} Remove or rename it"
-    if kind == "string_type" and isinstance(value, (int, float)) and not isinstance(value, bool):
-        if loc[:1] == ("python",):
-            return f"{key} = {shown}", (
-                "a TOML number, not a string (TOML reads 3.10 as 3.1). "
-                'Quote every version, e.g. python = ["3.10", "3.12"]'
-            )
-        return "", f'{key} = {shown} is a number; quote it: "{_cut(str(value), 30)}"'
-    if kind.endswith("_type"):
-        return f"{key} = {shown}", f"{msg.lower()}. Write it as the documented type"
-    if kind == "too_short":
-        return "", f"{key} must not be empty. Give at least one entry"
-    return f"{key} = {shown}", msg
-
-
-def explain(exc: ValidationError, path: Path, overridden: Mapping[str, str] | None = None) -> str:
-    """One paragraph for all the errors of a validation, naming file, keys, values and fixes.
-
-    Errors that share a reason are grouped (the first few subjects, then how many more);
-    groups are explained while they fit in :data:`MAX_MESSAGE`, the rest are counted.
-    """
-    groups: dict[str, list[str]] = {}
-    for err in exc.errors(include_url=False):
-        subject, reason = _explain_one(err, overridden or {})
-        groups.setdefault(reason, []).append(subject)
-    parts: list[str] = []
-    for reason, subjects in groups.items():
-        if not subjects[0]:
-            parts.append(f"{reason}.")
-        else:
-            parts.append(f"{summarise(subjects, 2)}: {reason}.")
-    return _joined(parts, f"{_shown(path)}: ")
-
-
-def _joined(parts: list[str], prefix: str) -> str:
-    """``prefix`` and as many whole problems as fit in a message, then how many more there are."""
-    out = [prefix + parts[0]]
-    for i, part in enumerate(parts[1:], start=2):
-        room = MAX_MESSAGE - (0 if i == len(parts) else 60)  # keep room to count the rest
-        if len(" ".join([*out, part])) > room:
-            break
-        out.append(part)
-    rest = len(parts) - len(out)
-    if rest:
-        out.append(f"And {rest:,} more {'problem' if rest == 1 else 'problems'}: fix these and run again.")
-    return " ".join(out)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Literal, Protocol
 
-from bake import ci, logs
+from bake import ci, logs, workflow_commands
 from bake.progress import Event, TargetProgress, Vertex, describe
 from bake.report import Result
 
@@ -109,12 +109,15 @@ class GitHub(Plain):
             self._emit(result.target, line)
         with self.lock:
             lines = self.held.pop(result.target, [])
-            print(ci.group(f"{result.target}: {_outcome(result)}"), file=self.stream)
+            print(workflow_commands.group(f"{result.target}: {_outcome(result)}"), file=self.stream)
             for line in lines:
                 print(line, file=self.stream)
-            print(ci.endgroup(), file=self.stream)
+            print(workflow_commands.endgroup(), file=self.stream)
             if result.status == "failed":
-                print(ci.error(result.failed_step or "see the log", title=f"{result.target} failed"), file=self.stream)
+                print(
+                    workflow_commands.error(result.failed_step or "see the log", title=f"{result.target} failed"),
+                    file=self.stream,
+                )
             self.stream.flush()
 
 

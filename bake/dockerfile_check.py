@@ -21,8 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bake import dockerfile, reference
-from bake.dockerfile import Instruction, Stage
+from bake import dockerfile, dockerfile_parser, reference
+from bake.dockerfile import Stage
+from bake.dockerfile_parser import Instruction
 
 if TYPE_CHECKING:
     from bake.registry import Resolution
@@ -67,7 +68,7 @@ def _quoted(instruction: Instruction) -> str:
     return first if len(first) <= 80 else first[:77] + "..."
 
 
-def _other_frontend(parsed: dockerfile.Dockerfile) -> bool:
+def _other_frontend(parsed: dockerfile_parser.Dockerfile) -> bool:
     syntax = parsed.directives.get("syntax", "").strip()
     if not syntax:
         return False
@@ -256,7 +257,7 @@ def _python(stages: Sequence[Stage], metas: Sequence[Mapping[str, str]], facts: 
 
 def check(text: str, facts: Facts, python: Sequence[str]) -> None:
     """Raise :class:`DockerfileProblem` for the first problem BuildKit would refuse."""
-    parsed = dockerfile.parse(text)
+    parsed = dockerfile_parser.parse(text)
     if _other_frontend(parsed):
         return
     _syntax(parsed.instructions)
@@ -275,7 +276,7 @@ def check(text: str, facts: Facts, python: Sequence[str]) -> None:
 def image_lines(text: str, metas: Sequence[Mapping[str, str]], targets: Sequence[str]) -> dict[str, list[Instruction]]:
     """Every image the targets' stages read (``FROM``, ``--from``), args substituted as
     fingerprints substitute them, with the instructions that name it."""
-    parsed = dockerfile.parse(text)
+    parsed = dockerfile_parser.parse(text)
     preamble, stages = dockerfile.split_stages(parsed)
     keys = {s.key for s in stages} | {str(s.index) for s in stages}
     found: dict[str, list[Instruction]] = {}

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from bake import bases, content, dockerfile, logs, registry
+from bake import bases, content, dockerfile, dockerfile_parser, logs, registry
 from bake.config import TABLE, Project
 from bake.context import Entry, normalize, select, through_link
 from bake.errors import ConfigError
@@ -267,7 +267,7 @@ def hash_targets(
     config = project.config
     context = project.root / config.context
     dockerfile_path = project.root / config.dockerfile
-    parsed = dockerfile.parse(project.dockerfile_text)
+    parsed = dockerfile_parser.parse(project.dockerfile_text)
     preamble, stages = dockerfile.split_stages(parsed)
     keys = {s.key for s in stages} | {str(s.index) for s in stages}
     preamble_text = dockerfile.preamble_text(parsed)

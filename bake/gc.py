@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bake import auth, backoff, ci, config, inventory, logs, policy, prune, registry, retention, retry
+from bake import auth, backoff, ci, config, holdings, inventory, logs, policy, prune, registry, retention, retry
 from bake.args import Args
 from bake.cache import fingerprint_ref
 from bake.engine import git
@@ -155,7 +155,7 @@ def live_branches(root: Path, args: Args) -> Live:
     return Live(live, "the checkout's local branches", None, frozenset(s[:7] for s in shas), shas)
 
 
-def facts(project: config.Project, live: Live, found: inventory.Survey, now: float) -> retention.Facts:
+def facts(project: config.Project, live: Live, found: holdings.Survey, now: float) -> retention.Facts:
     cfg = project.config
     pushed = ci.Context(provider="local", ci=False, event="push")
     branches: dict[str, float | None] = {}

@@ -10,38 +10,14 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from bake import registry
+from bake.holdings import Survey
 from bake.pool import parallel
 from bake.prune import MANIFEST_TYPES, PLACEHOLDER, Registry
-from bake.retention import Ref, Repo, Verdict, split
-
-
-@dataclass
-class Survey:
-    """The tags of both repositories, judged-ready, and what their manifests reach."""
-
-    refs: list[Ref]
-    #: manifest digest -> its blobs (config, layers, children manifests) and their sizes
-    blobs: dict[str, dict[str, int]] = field(default_factory=dict)
-    #: manifest digest -> the manifests it references (index children, attestations)
-    children: dict[str, set[str]] = field(default_factory=dict)
-
-    def reached(self, verdicts: Iterable[Verdict]) -> dict[Repo, frozenset[str]]:
-        """Every manifest a kept ref reaches through indexes, per repository."""
-        out: dict[Repo, set[str]] = {"image": set(), "cache": set()}
-        for v in verdicts:
-            if v.keep:
-                todo = [v.ref.digest]
-                while todo:
-                    for child in self.children.get(todo.pop(), ()):
-                        if child not in out[v.ref.repo]:
-                            out[v.ref.repo].add(child)
-                            todo.append(child)
-        return {repo: frozenset(found) for repo, found in out.items()}
+from bake.retention import Ref, Repo, split
 
 
 def parse_time(text: object) -> float | None:

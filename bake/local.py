@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bake import auth, config, reuse
+from bake import auth, config_load, reuse
 from bake.args import Output
 from bake.bases import lookup, resolve_base
 from bake.engine import buildx, checks, images
@@ -258,7 +258,7 @@ def doctor(
         )
     )
     try:
-        project = config.load(config_file, environ)
+        project = config_load.load(config_file, environ)
     except BakeError as exc:
         return [*found, Check("config", False, str(exc), "fix the configuration as the message says")]
     stages = ", ".join(project.stages)

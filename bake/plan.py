@@ -17,10 +17,10 @@ from pathlib import PurePath
 from typing import Any
 
 from bake.args import Output
-from bake.ci import Writes
 from bake.config import Project
 from bake.errors import UsageError
 from bake.naming import PythonVersion, branch_tag, platform_suffix, tag_prefix, target_id
+from bake.policy import Writes
 from bake.redact import redact_definition
 
 #: The target of a project's docker-bake.hcl that generated targets inherit.
@@ -341,7 +341,7 @@ def build_plan(
     does not write it. Without a registry, cache goes to ``cache_dir`` (bake-ci's state
     folder, outside the build context).
 
-    ``writes`` (from :func:`bake.ci.policy`) is what this CI run may write: it names the
+    ``writes`` (from :func:`bake.policy.policy`) is what this CI run may write: it names the
     branch and output, whether the bare and fingerprint tags are written, and which
     cache refs are read and written.
     """

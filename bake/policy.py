@@ -14,14 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from bake.args import Output
+from bake.ci import Context
 from bake.errors import UsageError
 from bake.naming import branch_name, slug
-
-if TYPE_CHECKING:
-    from bake.ci import Context
 
 #: The commands that write to the registry. ``build`` and ``merge`` write what the event
 #: allows (and degrade where it allows less); ``warm`` and ``gc`` need a trusted event and

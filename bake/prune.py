@@ -23,14 +23,12 @@ import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bake import backoff, logs, registry, retry
+from bake.holdings import Survey
 from bake.redact import redact
 from bake.retention import Repo, Verdict, split
-
-if TYPE_CHECKING:
-    from bake.inventory import Survey
 
 log = logs.get_logger("bake.gc")
 

@@ -17,9 +17,11 @@ the side of hiding. It replaces with ``***``:
   ``"auth": "X"``, and ``Authorization: Bearer X`` / ``Basic X`` headers. Values that are
   shell words (``shlex.join`` output: quoted with ``'…'`` or ``"…"``) are hidden whole,
   spaces included; an unquoted ``key=value`` in prose ends at the first space;
-- every secret passed to :func:`register` (exact text, wherever it appears): the config
-  registers the userinfo of ``registry``, ``base-image`` and ``args`` values (and of their
-  environment overrides); whoever reads docker's credentials should register them too.
+- every secret registered with the command's :class:`Redactor` (exact text, wherever it
+  appears): the config registers the userinfo of ``registry``, ``base-image`` and ``args``
+  values (and of their environment overrides); whoever reads docker's credentials should
+  register them too. :func:`register`, :func:`redact` and friends are the methods of the
+  one redactor of the running command, :data:`REDACTOR`.
 
 :func:`redact_definition` is for a bake definition (or any JSON-like object) that is
 about to be *shown*: ``bake-ci plan`` must print ``redact_definition(plan.definition)``,
@@ -31,7 +33,7 @@ from __future__ import annotations
 import bisect
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 MASK = "***"
@@ -73,30 +75,6 @@ _AUTHORIZATION = re.compile(
 )
 _QUICK = re.compile(r"(?i)@|password|passwd|passphrase|token|secret|api.?key|credential|auth|-p\b")
 
-_lock = threading.Lock()
-_secrets: tuple[str, ...] = ()
-
-
-def register(secret: str) -> None:
-    """Hide ``secret`` (exact text) in everything :func:`redact` sees from now on.
-
-    For credentials bake-ci reads (docker's config, userinfo in a configured value).
-    Secrets shorter than :data:`MIN_SECRET` characters are ignored.
-    """
-    global _secrets
-    if len(secret) < MIN_SECRET:
-        return
-    with _lock:
-        if secret not in _secrets:
-            _secrets = tuple(sorted({*_secrets, secret}, key=len, reverse=True))
-
-
-def forget_all() -> None:
-    """Drop every registered secret (for tests)."""
-    global _secrets
-    with _lock:
-        _secrets = ()
-
 
 def userinfo(value: str) -> str | None:
     """The credentials of a single value such as ``user:pw@host/img`` or ``https://t@host``, if any.
@@ -115,55 +93,107 @@ def userinfo(value: str) -> str | None:
     return info
 
 
-def register_value(value: str) -> None:
-    """Register the userinfo of a configured value, and its password part, as secrets."""
-    info = userinfo(value)
-    if info is None:
-        return
-    register(info)
-    _user, sep, password = info.partition(":")
-    if sep:
-        register(password)
+class Redactor:
+    """The credentials a run has learned (exact text), and redaction that hides them.
 
-
-def redact(text: str) -> str:
-    """``text`` with every credential it appears to hold replaced by ``***``."""
-    for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, MASK)
-    if not _QUICK.search(text):
-        return text
-    return "\n".join(_redact_line(line) for line in text.split("\n"))
-
-
-def redact_value(value: str) -> str:
-    """One configured value (an image, a registry, a build arg): its userinfo hidden."""
-    info = userinfo(value)
-    if info is not None:
-        value = value.replace(info, MASK, 1)
-    return redact(value)
-
-
-def redact_definition(obj: Any) -> Any:
-    """A copy of a bake definition (or any JSON-like value) fit to print.
-
-    Every string is passed through :func:`redact_value`, and the value of every key
-    that names a secret (``PIP_TOKEN``, ``password``, ``api-key``) is replaced whole.
-    The original is not changed: buildx must still read the real values.
+    Its patterns hide what looks like a credential; registered secrets are hidden
+    wherever they appear. Also a structlog processor (:meth:`__call__`): every string
+    field of a log line is redacted before it is rendered.
     """
-    if isinstance(obj, dict):
-        return {key: _redact_entry(key, value) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [redact_definition(item) for item in obj]
-    if isinstance(obj, str):
-        return redact_value(obj)
-    return obj
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        #: Longest first, so that a secret holding another is hidden whole.
+        self._secrets: tuple[str, ...] = ()
+
+    def register(self, secret: str) -> None:
+        """Hide ``secret`` (exact text) in everything :meth:`redact` sees from now on.
+
+        For credentials bake-ci reads (docker's config, userinfo in a configured value).
+        Secrets shorter than :data:`MIN_SECRET` characters are ignored.
+        """
+        if len(secret) < MIN_SECRET:
+            return
+        with self._lock:
+            if secret not in self._secrets:
+                self._secrets = tuple(sorted({*self._secrets, secret}, key=len, reverse=True))
+
+    def forget_all(self) -> None:
+        """Drop every registered secret (a new command starts with none)."""
+        with self._lock:
+            self._secrets = ()
+
+    def register_value(self, value: str) -> None:
+        """Register the userinfo of a configured value, and its password part, as secrets."""
+        info = userinfo(value)
+        if info is None:
+            return
+        self.register(info)
+        _user, sep, password = info.partition(":")
+        if sep:
+            self.register(password)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every credential it appears to hold replaced by ``***``."""
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        if not _QUICK.search(text):
+            return text
+        return "\n".join(_redact_line(line) for line in text.split("\n"))
+
+    def redact_value(self, value: str) -> str:
+        """One configured value (an image, a registry, a build arg): its userinfo hidden."""
+        info = userinfo(value)
+        if info is not None:
+            value = value.replace(info, MASK, 1)
+        return self.redact(value)
+
+    def redact_definition(self, obj: Any) -> Any:
+        """A copy of a bake definition (or any JSON-like value) fit to print.
+
+        Every string is passed through :meth:`redact_value`, and the value of every key
+        that names a secret (``PIP_TOKEN``, ``password``, ``api-key``) is replaced whole.
+        The original is not changed: buildx must still read the real values.
+        """
+        if isinstance(obj, dict):
+            return {key: self._redact_entry(key, value) for key, value in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [self.redact_definition(item) for item in obj]
+        if isinstance(obj, str):
+            return self.redact_value(obj)
+        return obj
+
+    def _redact_entry(self, key: Any, value: Any) -> Any:
+        if isinstance(key, str) and isinstance(value, str) and value and _SECRET_KEY.fullmatch(key):
+            return MASK
+        return self.redact_definition(value)
+
+    def __call__(self, logger: object, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        """structlog's processor: each string field of a log line, redacted."""
+        for key, value in event.items():
+            if isinstance(value, str):
+                event[key] = self.redact(value)
+        return event
 
 
-def _redact_entry(key: Any, value: Any) -> Any:
-    if isinstance(key, str) and isinstance(value, str) and value and _SECRET_KEY.fullmatch(key):
-        return MASK
-    return redact_definition(value)
+# Credentials are registered where they are read (bake.config, bake.auth) and redaction is
+# asked for in about twenty places, most of them with no run object in hand: they share
+# this one redactor, emptied at the start of every command (:func:`start`), and bound to
+# structlog's configuration as a processor (bake.logs).
+REDACTOR = Redactor()
+register = REDACTOR.register
+register_value = REDACTOR.register_value
+forget_all = REDACTOR.forget_all
+redact = REDACTOR.redact
+redact_value = REDACTOR.redact_value
+redact_definition = REDACTOR.redact_definition
+
+
+def start() -> Redactor:
+    """The redactor of a new command: nothing an earlier command registered is kept."""
+    REDACTOR.forget_all()
+    return REDACTOR
 
 
 _SECRET_KEY = re.compile(rf"(?i){_SECRET_NAME}[A-Za-z0-9_.-]*?")

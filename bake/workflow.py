@@ -22,7 +22,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bake import cache, ci, config, display, logs, naming, platforms, registry, report, reuse
+from bake import (
+    cache,
+    ci,
+    config,
+    config_load,
+    display,
+    logs,
+    naming,
+    platforms,
+    policy,
+    registry,
+    report,
+    reuse,
+    workflow_commands,
+)
 from bake.args import Args, Output, fingerprints
 from bake.bases import engine_mirrors, resolve_base
 from bake.engine import git, images, process
@@ -53,7 +67,7 @@ class Run:
     branch: str = ""
     sha: str | None = None
     output: Output = "load"
-    writes: ci.Writes | None = None
+    writes: policy.Writes | None = None
     fingerprints: TargetFingerprints | None = None
     plan: Plan = field(init=False)
     results: dict[str, report.Result] = field(default_factory=dict)
@@ -88,7 +102,7 @@ def execute(steps: Sequence[Step], run: Run) -> None:
 
 def load(run: Run) -> None:
     """Read and validate the configuration; locate bake-ci's state folder."""
-    run.project = config.load(run.args.config, run.environ)
+    run.project = config_load.load(run.args.config, run.environ)
     run.state = State.locate(run.project.root, run.environ, run.args.state_dir)
 
 
@@ -121,7 +135,7 @@ def destination(run: Run) -> None:
     if not cfg.registry:
         run.branch, run.output = branch, output
         return
-    writes = ci.policy(
+    writes = policy.policy(
         run.context,
         branch=branch,
         default_branch=cfg.default_branch,
@@ -489,17 +503,19 @@ def _print_logs(rows: Sequence[report.Result], github: bool) -> None:
             continue
         text = Path(row.log_file).read_text(encoding="utf-8", errors="replace")
         print(
-            ci.group(f"log of {row.target}") if github else f"----- log of {row.target} ({row.log_file}) -----",
+            workflow_commands.group(f"log of {row.target}")
+            if github
+            else f"----- log of {row.target} ({row.log_file}) -----",
             file=sys.stderr,
         )
         # a build log can print workflow commands (RUN echo ::add-mask::...): GitHub must not obey them
         token = secrets.token_hex(16)
         if github:
-            print(ci.stop_commands(token), file=sys.stderr)
+            print(workflow_commands.stop_commands(token), file=sys.stderr)
         sys.stderr.write(text)
         if github:
-            print(ci.resume_commands(token), file=sys.stderr)
-        print(ci.endgroup() if github else "-----", file=sys.stderr, flush=True)
+            print(workflow_commands.resume_commands(token), file=sys.stderr)
+        print(workflow_commands.endgroup() if github else "-----", file=sys.stderr, flush=True)
 
 
 _UNAUTHORIZED_RE = re.compile(

@@ -43,7 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bake import ci, config  # noqa: E402
+from bake import ci, config_load  # noqa: E402
 from bake import gc as bake_gc  # noqa: E402
 from bake.args import Args  # noqa: E402
 from bake.engine import process  # noqa: E402
@@ -311,7 +311,7 @@ class Sim:
         listing.write_text(branches + f"pr-{self.pr}\n", encoding="utf-8")
         os.environ["BAKE_CI_REGISTRY"] = f"{reg.address}/sim"
         process.use_environment(os.environ)
-        project = config.load(self.repo / "pyproject.toml", os.environ)
+        project = config_load.load(self.repo / "pyproject.toml", os.environ)
         args = Args("gc", apply=True, grace="0", branch_days=7, pr_days=7, commit_days=7, branches_file=listing)
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer):

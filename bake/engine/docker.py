@@ -1,10 +1,11 @@
 """The docker CLI: where it is, its global options, and a python-on-whales client for it.
 
-Calls that python-on-whales answers with typed objects (builders, pull, tag) use
-:func:`client`; the few it cannot make (``docker info`` as JSON, ``imagetools inspect``
-with the digest, ``bake`` with rawjson progress), and ``image inspect``, which ``status``
-makes on the reuse path (where python-on-whales' import costs too much), go through
-:func:`bake.engine.process.run` with :func:`docker_cmd`.
+Calls that python-on-whales answers with typed objects (``buildx inspect``, ``imagetools
+create``) use :func:`client`. The others run the CLI itself through
+:func:`bake.engine.process.run` with :func:`docker_cmd`, and each says why where it is
+made: python-on-whales cannot make it as asked, or it is made on a path whose whole
+budget is a fraction of a second, where python-on-whales' import alone would take a
+third of it.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def docker_cmd() -> list[str]:
     """The docker CLI (EnvironmentProblem if there is none on PATH).
 
     It reads DOCKER_HOST, DOCKER_CONTEXT and DOCKER_CONFIG from the runner's environment
-    itself, so plain commands need no python-on-whales (and the reuse path not its import).
+    itself.
     """
     found = shutil.which("docker", path=process.environment().get("PATH"))
     if found is None:

@@ -33,9 +33,8 @@ class LocalImage:
 def local_image(ref: str) -> LocalImage | None:
     """The local engine's image ``ref`` (its ID and labels), or None if it has no such image.
 
-    Asked of the CLI itself, not of python-on-whales: ``status`` asks it on the reuse
-    path, whose whole budget is a fraction of a second, and python-on-whales' import
-    alone takes a third of that."""
+    Asked of the CLI itself: ``status`` asks it on the reuse path (python-on-whales'
+    import: see :mod:`bake.engine.docker`)."""
     try:
         found = json.loads(docker("image", "inspect", ref))
     except CommandFailed as exc:
@@ -66,6 +65,7 @@ def pull(ref: str, platform: str | None = None) -> None:
 
 
 def tag(source: str, target: str) -> None:
+    """``docker tag``: the CLI itself, for the reason :func:`pull` (which it follows) gives."""
     docker("tag", source, target)
 
 
@@ -87,7 +87,11 @@ def registry_descriptor(ref: str) -> dict[str, Any] | None:
 
 def registry_image_configs(ref: str) -> list[dict[str, Any]]:
     """The image configs of ``ref`` in its registry: one, or one per platform of an index
-    (attestations left out); empty when absent."""
+    (attestations left out); empty when absent.
+
+    A plain CLI call: python-on-whales' ``imagetools.inspect`` returns the manifest, not
+    the image configs it names.
+    """
     try:
         out = docker("buildx", "imagetools", "inspect", ref, "--format", "{{json .Image}}")
     except CommandFailed as exc:

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bake import config, fingerprint, reuse
+from bake import config_load, fingerprint, reuse
 from bake.plan import build_args, matrix
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
@@ -45,7 +45,7 @@ def vertex(
 
 def fingerprints(root: Path) -> fingerprint.TargetFingerprints:
     """What ``bake-ci`` computes for every target of the project at ``root``."""
-    project = config.load(root / "pyproject.toml", {})
+    project = config_load.load(root / "pyproject.toml", {})
     targets = matrix(project)
     return fingerprint.of_targets(
         project, targets, {t.id: build_args(project, t) for t in targets}, client=reuse.client()

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from bake import ci, config
+from bake import ci, config_load, policy
+from bake.args import Output
 from bake.errors import UsageError
 from bake.plan import build_plan, matrix
 
@@ -87,16 +88,16 @@ def writes(
     environ: Mapping[str, str],
     event: Mapping[str, Any] | None = None,
     *,
-    output: ci.Output = "push",
+    output: Output = "push",
     git_branch: str = "main",
     **options: Any,
-) -> ci.Writes:
+) -> policy.Writes:
     context = ci.detect(environ, event)
     branch = context.branch or git_branch
-    return ci.policy(context, branch=branch, default_branch="main", output=output, **options)
+    return policy.policy(context, branch=branch, default_branch="main", output=output, **options)
 
 
-def tags(w: ci.Writes) -> tuple[bool, bool, bool]:
+def tags(w: policy.Writes) -> tuple[bool, bool, bool]:
     """May it write: branch and commit tags, the default branch's bare tags, fingerprint tags."""
     return (w.branch_tags, w.default_tags, w.fingerprint_tags)
 
@@ -245,15 +246,15 @@ def test_read_event(tmp_path: Path) -> None:
 
 
 def test_identity_of_a_pull_request_is_its_number_never_its_head_branch() -> None:
-    assert ci.identity(ci.detect(GH_PR_FORK_MAIN, FORK_PAYLOAD), "main") == "pr-12"
-    assert ci.identity(ci.detect(GL_MR_FORK_MAIN), "main") == "pr-7"
-    assert ci.identity(ci.detect(GH_PUSH_FEATURE), "feature/login") == "feature/login"
+    assert policy.identity(ci.detect(GH_PR_FORK_MAIN, FORK_PAYLOAD), "main") == "pr-12"
+    assert policy.identity(ci.detect(GL_MR_FORK_MAIN), "main") == "pr-7"
+    assert policy.identity(ci.detect(GH_PUSH_FEATURE), "feature/login") == "feature/login"
 
 
 def test_a_branch_cannot_take_a_pull_requests_identity() -> None:
     context = ci.detect(GH_PUSH_FEATURE)
-    assert ci.identity(context, "pr-12") == "branch-pr-12"
-    assert ci.identity(context, "PR/12") == "branch-PR/12"
+    assert policy.identity(context, "pr-12") == "branch-pr-12"
+    assert policy.identity(context, "PR/12") == "branch-PR/12"
 
 
 def test_push_to_main_writes_everything_of_main() -> None:
@@ -290,7 +291,7 @@ def test_fork_pull_request_named_main_writes_only_its_own_cache() -> None:
 
 
 @pytest.mark.parametrize("output", ["load", "cache-only"])
-def test_fork_pull_request_keeps_other_outputs(output: ci.Output) -> None:
+def test_fork_pull_request_keeps_other_outputs(output: Output) -> None:
     w = writes(GH_PR_FORK_MAIN, FORK_PAYLOAD, output=output, cache_to=True)
     assert (w.output, w.cache_to, w.warnings) == (output, "pr-12", ())
     assert not w.branch_tags
@@ -311,7 +312,7 @@ def test_pull_request_of_unknown_number_writes_nothing() -> None:
 
 def test_branch_option_cannot_move_a_pull_request_onto_main() -> None:
     context = ci.detect(GH_PR_SAME, SAME_PAYLOAD)
-    w = ci.policy(context, branch="main", default_branch="main", output="push")
+    w = policy.policy(context, branch="main", default_branch="main", output="push")
     assert (w.identity, w.cache_to, w.default_tags) == ("pr-12", "pr-12", False)
     assert "--branch main is ignored" in w.warnings[0]
 
@@ -383,20 +384,6 @@ def test_a_default_branch_the_ci_disagrees_with_is_pointed_out() -> None:
     assert 'default-branch = "master"' in w.warnings[0]
 
 
-# -- GitHub workflow commands ------------------------------------------------------------------
-
-
-def test_workflow_commands_escape_their_text() -> None:
-    assert ci.group("ci-py312: built") == "::group::ci-py312: built"
-    assert ci.endgroup() == "::endgroup::"
-    assert ci.error("RUN pip install\n100% failed", title="ci-py312 failed") == (
-        "::error title=ci-py312 failed::RUN pip install%0A100%25 failed"
-    )
-    assert ci.warning("x", title="a:b,c") == "::warning title=a%3Ab%2Cc::x"
-    assert ci.group("a\n::endgroup::") == "::group::a%0A::endgroup::"  # one line, whatever the title
-    assert (ci.stop_commands("t0k"), ci.resume_commands("t0k")) == ("::stop-commands::t0k", "::t0k::")
-
-
 # -- the policy carried into the real plan ------------------------------------------------------
 
 PROJECT = """\
@@ -413,9 +400,9 @@ def registry_writes(tmp_path: Path, environ: Mapping[str, str], event: Mapping[s
     """Every registry ref that the plan for this CI run pushes to, as ``bake-ci build`` would plan it."""
     (tmp_path / "pyproject.toml").write_text(PROJECT, encoding="utf-8")
     (tmp_path / "Dockerfile").write_text(DOCKERFILE, encoding="utf-8")
-    project = config.load(tmp_path / "pyproject.toml", {})
+    project = config_load.load(tmp_path / "pyproject.toml", {})
     context = ci.detect(environ, event)
-    w = ci.policy(
+    w = policy.policy(
         context,
         branch=context.branch or "main",
         default_branch=project.config.default_branch,

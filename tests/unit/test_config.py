@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bake import config, redact
+from bake import config_errors, config_load, redact
 from bake.errors import ConfigError
 
 GOOD = """\
@@ -24,7 +24,7 @@ TWO = '[tool.bake-ci]\nimage = "acme/app-ci"\npython = ["3.11", "3.13"]\n'
 MAX_PRINTED = 600
 
 
-CAPPED = config._capped
+CAPPED = config_errors._capped
 
 
 @pytest.fixture(autouse=True)
@@ -37,13 +37,13 @@ def _no_registered_secrets() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _no_last_resort_cut(monkeypatch: pytest.MonkeyPatch) -> None:
     """Length checks here measure the messages as built, not the last-resort cut."""
-    monkeypatch.setattr(config, "_capped", lambda message: message)
+    monkeypatch.setattr(config_errors, "_capped", lambda message: message)
 
 
 def test_the_last_resort_cut_keeps_the_start_and_the_fix() -> None:
     text = "pyproject.toml: tool.bake-ci.x = 'y': " + "z" * 5000 + " Write x = 1."
     cut = CAPPED(text)
-    assert len(cut) == config.MAX_MESSAGE
+    assert len(cut) == config_errors.MAX_MESSAGE
     assert cut.startswith("pyproject.toml: tool.bake-ci.x = 'y': ")
     assert cut.endswith(" Write x = 1.")
 
@@ -393,7 +393,7 @@ def test_stages_that_would_share_a_target_name_are_rejected(project, cli) -> Non
 
 def test_defaults(project) -> None:
     project(GOOD)
-    loaded = config.load(None, {})
+    loaded = config_load.load(None, {})
     assert loaded.stages == ["ci"]  # the Dockerfile's last stage
     assert loaded.config.registry is None
     assert loaded.config.default_branch == "main"
@@ -415,28 +415,28 @@ def test_default_stage_is_the_last_one_of_the_dockerfile(project, cli) -> None:
 
 def test_fallback_branches_default_to_the_default_branch(project) -> None:
     project(GOOD + 'default-branch = "trunk"\n')
-    assert config.load(None, {}).config.fallback_branches == ["trunk"]
+    assert config_load.load(None, {}).config.fallback_branches == ["trunk"]
 
 
 def test_fallback_branches_can_be_set(project) -> None:
     project(GOOD + 'default-branch = "trunk"\n[tool.bake-ci.cache]\nfallback-branches = ["develop", "trunk"]\n')
-    assert config.load(None, {}).config.fallback_branches == ["develop", "trunk"]
+    assert config_load.load(None, {}).config.fallback_branches == ["develop", "trunk"]
 
 
 def test_configured_stages_keep_their_order(project) -> None:
     project(GOOD + 'stages = ["ci", "deps"]\n')
-    assert config.load(None, {}).stages == ["ci", "deps"]
+    assert config_load.load(None, {}).stages == ["ci", "deps"]
 
 
 def test_env_registry_overrides_the_file(project) -> None:
     project(GOOD + 'registry = "ghcr.io/acme"\n')
-    assert config.load(None, {}).config.registry == "ghcr.io/acme"
-    assert config.load(None, {"BAKE_CI_REGISTRY": "localhost:5000/ci"}).config.registry == "localhost:5000/ci"
+    assert config_load.load(None, {}).config.registry == "ghcr.io/acme"
+    assert config_load.load(None, {"BAKE_CI_REGISTRY": "localhost:5000/ci"}).config.registry == "localhost:5000/ci"
 
 
 def test_empty_env_registry_means_no_registry(project, cli) -> None:
     project(GOOD + 'registry = "ghcr.io/acme"\n')
-    assert config.load(None, {"BAKE_CI_REGISTRY": ""}).config.registry is None
+    assert config_load.load(None, {"BAKE_CI_REGISTRY": ""}).config.registry is None
     env = {"BAKE_CI_REGISTRY": "", "CI": "true", "GITHUB_SHA": "0" * 40, "BAKE_CI_STATE_DIR": "/state"}
     run = cli("plan", "--branch", "main", env=env)
     assert run.rc == 0
@@ -448,7 +448,7 @@ def test_empty_env_registry_means_no_registry(project, cli) -> None:
 
 def test_bake_file_with_base_target_is_detected(project) -> None:
     project(GOOD, files={"docker-bake.hcl": 'target "bake-ci" {\n  labels = { a = "b" }\n}\n'})
-    loaded = config.load(None, {})
+    loaded = config_load.load(None, {})
     assert loaded.bake_file is not None
     assert loaded.bake_file.name == "docker-bake.hcl"
     assert loaded.inherits_base is True
@@ -456,7 +456,7 @@ def test_bake_file_with_base_target_is_detected(project) -> None:
 
 def test_bake_file_without_base_target_is_not_inherited(project) -> None:
     project(GOOD, files={"docker-bake.hcl": 'target "other" {}\n# target "bake-ci" {}\n'})
-    loaded = config.load(None, {})
+    loaded = config_load.load(None, {})
     assert loaded.bake_file is not None
     assert loaded.inherits_base is False
 
@@ -556,10 +556,10 @@ KEYS = st.sampled_from(
 )
 def test_any_table_is_accepted_or_explained_in_one_short_paragraph(table, env) -> None:
     try:
-        config.parse(table, Path("pyproject.toml"), env)
+        config_load.parse(table, Path("pyproject.toml"), env)
     except ConfigError as exc:
         message = str(exc)
-        assert len(message) <= config.MAX_MESSAGE
+        assert len(message) <= config_errors.MAX_MESSAGE
         assert message.startswith("pyproject.toml: ")
     redact.forget_all()
 
@@ -570,29 +570,29 @@ def test_any_table_is_accepted_or_explained_in_one_short_paragraph(table, env) -
 def test_platforms_buildx_knows_are_accepted(project) -> None:
     platforms = ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm64/v8", "linux/amd64/v3", "windows/amd64"]
     project(GOOD + f"platforms = {json.dumps(platforms)}\n")
-    assert config.load(None, {}).config.platforms == platforms
+    assert config_load.load(None, {}).config.platforms == platforms
 
 
 def test_base_image_without_python_is_fine_with_one_version(project) -> None:
     project(GOOD + 'base-image = "python:3.12-slim"\n')
-    assert config.load(None, {}).config.base_image == "python:3.12-slim"
+    assert config_load.load(None, {}).config.base_image == "python:3.12-slim"
 
 
 def test_args_with_ordinary_names_are_accepted(project) -> None:
     project(GOOD + 'args = { PIP_INDEX_URL = "https://pypi.example/simple", _x = "", a1 = "b" }\n')
-    assert set(config.load(None, {}).config.args) == {"PIP_INDEX_URL", "_x", "a1"}
+    assert set(config_load.load(None, {}).config.args) == {"PIP_INDEX_URL", "_x", "a1"}
 
 
 def test_an_image_of_exactly_255_characters_with_its_registry_is_accepted(project) -> None:
     image = "a/" + "b" * (255 - len("ghcr.io/acme/a/") - len("-cache"))
     project(f'[tool.bake-ci]\nregistry = "ghcr.io/acme"\nimage = "{image}"\npython = ["3.12"]\n')
-    loaded = config.load(None, {})
+    loaded = config_load.load(None, {})
     assert len(f"{loaded.config.registry}/{loaded.config.image}-cache") == 255
 
 
 def test_context_in_a_subdirectory_is_accepted(project) -> None:
     project(GOOD + 'context = "app/../app"\n', files={"app/x.txt": "x"})
-    assert config.load(None, {}).config.context == "app/../app"
+    assert config_load.load(None, {}).config.context == "app/../app"
 
 
 def test_a_context_linked_outside_the_project_is_rejected(project, cli, tmp_path_factory) -> None:
@@ -613,7 +613,7 @@ def test_base_image_credentials_never_reach_a_printed_plan(project) -> None:
     project(GOOD)
     base = "user:p@ss word@registry.example.com/python:{python}-slim"
     with pytest.raises(ConfigError) as caught:
-        config.load(None, {"BAKE_CI_BASE_IMAGE": base})
+        config_load.load(None, {"BAKE_CI_BASE_IMAGE": base})
     assert "p@ss" not in str(caught.value)
     assert "ss word" not in str(caught.value)
     # and wherever the value turns up later in a log line or message

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bake import dockerfile
+from bake import dockerfile, dockerfile_parser
 from bake.dockerfile import Sources, Stage, Url
 
 MULTI = """\
@@ -82,11 +82,11 @@ def test_empty_continuation_line_is_skipped_as_buildkit_does() -> None:
 
 
 def test_preamble_is_everything_before_the_first_from() -> None:
-    assert dockerfile.preamble_text(dockerfile.parse(MULTI)) == (
+    assert dockerfile.preamble_text(dockerfile_parser.parse(MULTI)) == (
         "# syntax=docker/dockerfile:1\nARG PY=3.12\nARG BASE_IMAGE=python:${PY}-slim"
     )
-    assert dockerfile.preamble_text(dockerfile.parse("FROM python AS ci\nARG INSIDE=1\n")) == ""
-    preamble, _ = dockerfile.split_stages(dockerfile.parse(MULTI))
+    assert dockerfile.preamble_text(dockerfile_parser.parse("FROM python AS ci\nARG INSIDE=1\n")) == ""
+    preamble, _ = dockerfile.split_stages(dockerfile_parser.parse(MULTI))
     assert dockerfile.arg_defaults(preamble) == {"PY": "3.12", "BASE_IMAGE": "python:3.12-slim"}
 
 
@@ -284,7 +284,7 @@ COPY . .
 
 
 def instructions(text: str) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
-    return [(i.cmd, i.flags, i.args) for i in dockerfile.parse(text).instructions]
+    return [(i.cmd, i.flags, i.args) for i in dockerfile_parser.parse(text).instructions]
 
 
 def test_heredoc_bodies_are_content_not_instructions() -> None:
@@ -307,10 +307,10 @@ hello
 EOF
 COPY app.py /app/
 """
-    parsed = dockerfile.parse(text)
+    parsed = dockerfile_parser.parse(text)
     assert [i.cmd for i in parsed.instructions] == ["FROM", "COPY", "RUN", "COPY", "RUN", "COPY"]
     copy_conf = parsed.instructions[1]
-    assert copy_conf.heredocs == (dockerfile.Heredoc("EOF", "COPY secrets.txt /x\nFROM evil AS other\n"),)
+    assert copy_conf.heredocs == (dockerfile_parser.Heredoc("EOF", "COPY secrets.txt /x\nFROM evil AS other\n"),)
     assert parsed.instructions[2].heredocs[0].content == "\tCOPY also-not-a-file /y\n"
     assert [h.name for h in parsed.instructions[3].heredocs] == ["one", "two"]
     assert len(dockerfile.stages(text)) == 1
@@ -326,7 +326,7 @@ def test_heredoc_content_is_part_of_the_stage_text() -> None:
 
 def test_quoted_heredoc_word_is_not_a_heredoc() -> None:
     text = 'FROM python AS ci\nRUN echo "<<EOF"\nCOPY a.txt /a\n'
-    assert [i.cmd for i in dockerfile.parse(text).instructions] == ["FROM", "RUN", "COPY"]
+    assert [i.cmd for i in dockerfile_parser.parse(text).instructions] == ["FROM", "RUN", "COPY"]
 
 
 def test_continuations_are_joined_without_a_space_as_buildkit_does() -> None:
@@ -345,7 +345,7 @@ def test_comment_lines_inside_a_continuation_are_dropped() -> None:
 
 def test_escape_directive_changes_the_continuation_character() -> None:
     text = "# escape=`\nFROM python AS ci\nCOPY a.txt `\n  b.txt C:\\dst\\\nRUN echo done\n"
-    parsed = dockerfile.parse(text)
+    parsed = dockerfile_parser.parse(text)
     assert parsed.directives == {"escape": "`"}
     assert [(i.cmd, i.args) for i in parsed.instructions[1:]] == [
         ("COPY", ("a.txt", "b.txt", "C:\\dst\\")),  # a backslash is no continuation here
@@ -354,7 +354,7 @@ def test_escape_directive_changes_the_continuation_character() -> None:
 
 
 def test_directives_only_at_the_top() -> None:
-    parsed = dockerfile.parse("FROM python AS ci\n# escape=`\nRUN echo a \\\n b\n")
+    parsed = dockerfile_parser.parse("FROM python AS ci\n# escape=`\nRUN echo a \\\n b\n")
     assert parsed.directives == {}
     assert [i.text for i in parsed.instructions] == ["FROM python AS ci", "RUN echo a  b"]
 
@@ -424,5 +424,5 @@ def test_cache_mount_from_a_stage_is_a_dependency() -> None:
 
 
 def test_an_unterminated_heredoc_is_read_to_the_end_without_error() -> None:
-    parsed = dockerfile.parse("FROM python AS ci\nRUN <<EOF\necho never closed\n")
+    parsed = dockerfile_parser.parse("FROM python AS ci\nRUN <<EOF\necho never closed\n")
     assert parsed.instructions[-1].heredocs[0].content == "echo never closed\n"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bake import config, display
+from bake import config_load, display
 from bake.engine.buildx import BakeRun
 from bake.engine.process import CommandFailed
 from bake.execute import Executor, Options
@@ -119,7 +119,7 @@ class FakeBake:
 @pytest.fixture
 def plan(project: MakeProject) -> Plan:
     root = project(TOML, dockerfile="ARG BASE_IMAGE\nFROM ${BASE_IMAGE} AS ci\nRUN make\n")
-    proj = config.load(root / "pyproject.toml", {})
+    proj = config_load.load(root / "pyproject.toml", {})
     return build_plan(proj, matrix(proj), branch="main", sha=None, output="push")
 
 

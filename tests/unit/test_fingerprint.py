@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bake import bases, config, context, fingerprint, registry, reuse
+from bake import bases, config_load, context, fingerprint, registry, reuse
 from bake.context import Ignore
 from bake.naming import PythonVersion
 from bake.plan import Target, build_args
@@ -563,7 +563,7 @@ def test_from_scratch_needs_no_base_image(project: MakeProject, resolver: FakeRe
 def test_targets_can_be_fingerprinted_one_python_at_a_time(project: MakeProject, resolver: FakeResolver) -> None:
     root = project(TOML, files=FILES_OF_PROJECT)
     everything = values(fingerprints(root))
-    proj = config.load(root / "pyproject.toml", {})
+    proj = config_load.load(root / "pyproject.toml", {})
     only = [Target("ci", PythonVersion.parse("3.12"))]
     args = {t.id: build_args(proj, t) for t in only}
     assert values(fingerprint.of_targets(proj, only, args, client=reuse.client())) == {

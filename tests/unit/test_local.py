@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bake import bases, config, local, registry, reuse
+from bake import bases, config_load, local, registry, reuse
 from bake.engine import images
 from bake.engine.process import CommandFailed
 from bake.fingerprint import Fingerprint, TargetFingerprints, record_local_image
@@ -64,7 +64,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
 @pytest.fixture
 def setup(project: MakeProject, tmp_path: Path) -> tuple[Plan, State]:
     root = project(TOML, dockerfile="FROM python:3.12-slim AS ci\nCOPY . .\n")
-    proj = config.load(root / "pyproject.toml", {})
+    proj = config_load.load(root / "pyproject.toml", {})
     plan = build_plan(proj, matrix(proj), branch="main", sha=None, output="load")
     return plan, State(tmp_path / "state")
 

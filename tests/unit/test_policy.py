@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bake import ci
+from bake import ci, policy
 from bake.errors import UsageError
 from bake.naming import reserved, slug
 
@@ -171,10 +171,10 @@ ROWS = [
 ]
 
 
-def decide(row: Row, command: ci.Command) -> Any:
+def decide(row: Row, command: policy.Command) -> Any:
     context = ci.detect(row.environ, row.payload)
     try:
-        w = ci.policy(
+        w = policy.policy(
             context,
             branch=context.branch or row.git_branch,
             default_branch="main",
@@ -194,7 +194,7 @@ def decide(row: Row, command: ci.Command) -> Any:
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
 @pytest.mark.parametrize("command", ["build", "merge", "warm", "gc"])
-def test_every_event_provider_and_command(row: Row, command: ci.Command) -> None:
+def test_every_event_provider_and_command(row: Row, command: policy.Command) -> None:
     expected = {"build": row.build, "merge": row.build, "warm": row.warm, "gc": row.gc}[command]
     assert decide(row, command) == expected
 
@@ -221,7 +221,7 @@ def test_the_table_covers_every_provider_and_event() -> None:
 def test_a_refused_warm_says_why_and_what_to_run_instead(row: Row, said: str) -> None:
     context = ci.detect(row.environ, row.payload)
     with pytest.raises(UsageError) as caught:
-        ci.policy(context, branch=context.branch or "main", default_branch="main", output="push", command="warm")
+        policy.policy(context, branch=context.branch or "main", default_branch="main", output="push", command="warm")
     message = str(caught.value)
     assert message.startswith("warm pushes the images and cache of every target it builds")
     assert said in message
@@ -231,6 +231,6 @@ def test_a_refused_warm_says_why_and_what_to_run_instead(row: Row, said: str) ->
 @given(branch=st.text(), event=st.sampled_from(["push", "schedule", "workflow_dispatch", "workflow_run", "release"]))
 def test_no_branch_ever_writes_refs_of_another_kind(branch: str, event: str) -> None:
     context = ci.detect(gh(event, branch or "x"))
-    w = ci.policy(context, branch=branch, default_branch="main", output="push", fallback_branches=["main"])
+    w = policy.policy(context, branch=branch, default_branch="main", output="push", fallback_branches=["main"])
     for name in (w.identity, *w.cache_from, *([w.cache_to] if w.cache_to else [])):
         assert not reserved(slug(name, 60)), name

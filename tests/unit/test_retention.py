@@ -275,7 +275,7 @@ def test_bad_durations(text: str) -> None:
     ],
 )
 def test_retention_config_errors_name_the_key(tmp_path: Path, table: str, words: str) -> None:
-    from bake.config import load
+    from bake.config_load import load
     from bake.errors import ConfigError
 
     (tmp_path / "Dockerfile").write_text("FROM python:3.12-slim AS ci\n", encoding="utf-8")

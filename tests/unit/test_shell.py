@@ -139,13 +139,13 @@ def test_shell_and_run_on_the_command_line() -> None:
 
 
 def test_an_exact_ref_names_the_commit_or_pull_request_tag(project: MakeProject) -> None:
-    from bake import config
+    from bake import config_load
     from bake.plan import build_plan, matrix
 
     root = project(
         TOML.replace('image = "app-ci"', 'image = "app-ci"\nregistry = "ghcr.io/acme"'), dockerfile=DOCKERFILE
     )
-    proj = config.load(root / "pyproject.toml", {})
+    proj = config_load.load(root / "pyproject.toml", {})
     t = build_plan(proj, matrix(proj), branch="main", sha=None, output="load")["ci-py312"]
     assert shell.exact_ref(t, "1A2B3C4D", None)[0] == "ghcr.io/acme/app-ci:ci-py3.12-1a2b3c4"
     assert shell.exact_ref(t, None, 42)[0] == "ghcr.io/acme/app-ci:ci-py3.12-pr-42"

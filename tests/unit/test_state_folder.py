@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from bake import config, display
+from bake import config_load, display
 from bake.engine.buildx import BakeRun
 from bake.errors import StateFolderError
 from bake.execute import Executor, Options
@@ -128,7 +128,7 @@ def plan(project: MakeProject) -> Plan:
         '[tool.bake-ci]\nimage = "acme/app-ci"\nregistry = "registry.example/acme"\npython = ["3.11", "3.12"]\n',
         dockerfile="ARG BASE_IMAGE\nFROM ${BASE_IMAGE} AS ci\nRUN make\n",
     )
-    proj = config.load(root / "pyproject.toml", {})
+    proj = config_load.load(root / "pyproject.toml", {})
     return build_plan(proj, matrix(proj), branch="main", sha=None, output="push")
 
 
