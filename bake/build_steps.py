@@ -13,6 +13,7 @@ from bake import cache, display, logs, naming, platforms, report, reuse
 from bake.engine import images
 from bake.errors import StateFolderError
 from bake.files import write_atomic
+from bake.fingerprint import record_local_image
 from bake.plan import TargetPlan, build_plan
 from bake.pool import parallel
 from bake.report import Result
@@ -185,7 +186,7 @@ def record(run: Run) -> None:
     ids = parallel(functools.partial(images.local_image_id, run.runner), [t.image for t in built])
     for t, image_id in zip(built, ids, strict=True):
         try:
-            reuse.record(run.state, t.id, fps.values[t.id], t.image, image_id)
+            record_local_image(run.state, t.id, fps.values[t.id], t.image, image_id)
         except StateFolderError as exc:  # the images are built: the summary comes first
             run.state_error = run.state_error or exc
             break

@@ -16,625 +16,49 @@ each stage of the target's chain, else the paths that stage COPYs/ADDs/bind-moun
 the context, else (when a source uses a variable, or goes through a symlink) the whole
 context; always minus ``.dockerignore``.
 
-A file's bytes are hashed as git hashes a blob (SHA-1 of ``blob SIZE\\0`` and the bytes,
-read in 1 MiB pieces), so that for files git already knows unchanged the index's hash
-is taken instead of reading them; files whose lstat is what it was when an earlier run
-hashed them are not read either (:class:`Memo`). Nothing outside the context is ever
-read, and nothing but regular files is ever opened.
+For each target (:func:`hash_targets`): its chain of stages (``dockerfile``), the context
+paths those stages read (configured ``inputs`` or the Dockerfile's sources), every image
+they read by digest, every ``ADD <url>`` by its pinned checksum or by what its server
+says about it, and the records of the context paths. A target whose inputs cannot all
+be pinned down gets no fingerprint, with the reason, so that it is built.
+
+Where each piece lives: this module reads what each target reads and hashes it
+(:func:`of_targets`, :func:`hash_targets`, :func:`compute`) and keeps the local record;
+the context's paths are found in :mod:`bake.context`, what its files hold is hashed in
+:mod:`bake.content`, and images are resolved to digests in :mod:`bake.bases`.
 """
 
 from __future__ import annotations
 
-import errno
+import base64
+import difflib
 import hashlib
+import http.client
 import json
-import os
-import re
-import stat
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from stat import S_ISREG
 from typing import TYPE_CHECKING, NamedTuple
+
+from bake import bases, content, dockerfile, dockerfile_parser, logs, registry
+from bake.config import TABLE, Project
+from bake.context import Entry, normalize, select, through_link
+from bake.errors import ConfigError
+from bake.files import write_atomic
+from bake.naming import platform_suffix
+from bake.plan import Target
+from bake.pool import background, parallel
+from bake.redact import redact
+from bake.state import State
 
 if TYPE_CHECKING:
     from bake.engine.process import Runner
 
 SCHEMA = "bake-ci-fingerprint/2"
 SHORT = 12
-CHUNK = 1 << 20
-WORKERS = 4
-
-
-# -- .dockerignore ------------------------------------------------------------------------
-
-
-def _translate(pattern: str) -> str:
-    """A dockerignore pattern (Go filepath.Match plus ``**``) as a regex over posix paths."""
-    out = ""
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if pattern.startswith("**", i):
-            i += 2
-            if pattern.startswith("/", i):
-                i += 1
-                out += "(?:.*/)?"
-            else:
-                out += ".*"
-            continue
-        if c == "*":
-            out += "[^/]*"
-        elif c == "?":
-            out += "[^/]"
-        elif c == "[":
-            end = pattern.find("]", i)
-            if end == -1:
-                out += re.escape(c)
-            else:
-                body = pattern[i + 1 : end].replace("\\", "\\\\")
-                out += "[" + ("^" + body[1:] if body.startswith("^") else body) + "]"
-                i = end
-        else:
-            out += re.escape(c)
-        i += 1
-    return out
-
-
-class Ignore(NamedTuple):
-    """Compiled .dockerignore rules: the last matching rule wins, ``!`` re-includes."""
-
-    rules: tuple[tuple[bool, re.Pattern[str]], ...]
-
-    @classmethod
-    def parse(cls, text: str) -> Ignore:
-        rules = []
-        for raw in text.splitlines():
-            if raw.startswith("#"):  # as BuildKit: a comment only where `#` is the first character
-                continue
-            line = raw.strip()
-            if not line:
-                continue
-            keep = line.startswith("!")
-            pattern = os.path.normpath(line[1:].strip() if keep else line).lstrip("/")
-            if pattern in ("", "."):
-                continue
-            # a pattern matches the path itself or anything below it
-            rules.append((keep, re.compile(_translate(pattern) + "(?:/.*)?", re.DOTALL)))
-        return cls(tuple(rules))
-
-    def ignored(self, path: str) -> bool:
-        result = False
-        for keep, regex in self.rules:
-            if result == keep and regex.fullmatch(path):
-                result = not keep
-        return result
-
-    @property
-    def has_exceptions(self) -> bool:
-        return any(keep for keep, _ in self.rules)
-
-    def matcher(self) -> Callable[[str], object] | None:
-        """:meth:`ignored` as fast as the rules allow (its truth is what counts): None
-        when nothing is ignored, one regex when no ``!`` rule re-includes anything."""
-        if not self.rules:
-            return None
-        if self.has_exceptions:
-            return self.ignored
-        return re.compile("|".join(f"(?:{r.pattern})" for _, r in self.rules), re.DOTALL).fullmatch
-
-
-def read_ignore(context: Path, dockerfile_path: Path) -> Ignore:
-    """``Dockerfile.dockerignore`` next to the Dockerfile wins over the context's ``.dockerignore``."""
-    for candidate in (dockerfile_path.with_name(dockerfile_path.name + ".dockerignore"), context / ".dockerignore"):
-        if candidate.is_file():
-            return Ignore.parse(candidate.read_text(encoding="utf-8", errors="replace"))
-    return Ignore(())
-
-
-# -- the context as BuildKit receives it ----------------------------------------------------
-
-_KINDS = {
-    stat.S_IFREG: "file",
-    stat.S_IFDIR: "dir",
-    stat.S_IFLNK: "link",
-    stat.S_IFIFO: "fifo",
-    stat.S_IFSOCK: "socket",
-    stat.S_IFCHR: "char-device",
-    stat.S_IFBLK: "block-device",
-}
-
-
-_new = tuple.__new__
-
-
-class Entry(NamedTuple):
-    """One path of the context, from ``lstat`` (a symlink is never followed)."""
-
-    kind: str
-    mode: int  # permission bits, setuid/setgid/sticky included
-    size: int = 0
-    target: str = ""  # a symlink's target, as written
-    #: (mtime ns, ctime ns, inode) of a file: to tell whether git's index still describes it
-    identity: tuple[int, int, int] = (0, 0, 0)
-
-    @classmethod
-    def of(cls, path: str | os.PathLike[str], st: os.stat_result) -> Entry:
-        mode = st.st_mode
-        if S_ISREG(mode):  # most paths: made without NamedTuple's __new__, which costs more
-            return _new(cls, ("file", mode & 0o7777, st.st_size, "", (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)))
-        kind = _KINDS.get(stat.S_IFMT(mode), "other")
-        target = ""
-        if kind == "link":
-            try:
-                target = os.readlink(path)  # noqa: PTH115 - str paths: cheaper for 20k entries
-            except OSError as exc:
-                target = f"<unreadable: {errno.errorcode.get(exc.errno or 0, exc.errno)}>"
-        return cls(kind, stat.S_IMODE(st.st_mode), 0, target)
-
-    def record(self, content: str | None = None) -> str:
-        """What the fingerprint holds for this path (``content``: a file's blob hash)."""
-        if self.kind == "link":
-            return f"link -> {self.target}"
-        if self.kind == "file":
-            return f"file {self.mode:04o} {content}"
-        return f"{self.kind} {self.mode:04o}"
-
-
-def scan(context: Path, ignore: Ignore) -> dict[str, Entry]:
-    """Every path of the build context sent to BuildKit (directories too), by posix path
-    (in no particular order: nothing that uses them depends on it).
-
-    Ignored directories are not read, unless a ``!`` rule may re-include something below
-    them; such a directory is then part of the context only if something below it is.
-    """
-    found: dict[str, Entry] = {}
-    exceptions = ignore.has_exceptions
-    ignored = ignore.matcher()
-    of = Entry.of
-
-    def walk(directory: str, prefix: str) -> bool:
-        try:
-            with os.scandir(directory) as it:
-                children = list(it)
-        except OSError:
-            return False
-        any_kept = False
-        for child in children:
-            rel = prefix + child.name
-            try:
-                st = child.stat(follow_symlinks=False)
-            except OSError:
-                continue  # gone since it was listed
-            entry = of(child.path, st)
-            skipped = ignored is not None and bool(ignored(rel))
-            if entry.kind == "dir":
-                if skipped and not exceptions:
-                    continue
-                found[rel] = entry
-                below = walk(child.path, rel + "/")
-                if skipped and not below:
-                    del found[rel]
-                    continue
-                any_kept = True
-            elif not skipped:
-                found[rel] = entry
-                any_kept = True
-        return any_kept
-
-    walk(os.fspath(context), "")
-    return found
-
-
-class Survey(NamedTuple):
-    """The build context as one scan saw it, and the memo of the hashes of its files."""
-
-    entries: dict[str, Entry]
-    memo: Memo | None
-
-
-def survey(context: Path, dockerfile_path: Path, memo_file: Path | None) -> Survey:
-    """Scan the context that the Dockerfile at ``dockerfile_path`` is built from (its
-    ignore file applied), and read the memo in ``memo_file`` (before the scan: a file
-    that changes meanwhile is not remembered)."""
-    memo = Memo(memo_file, context) if memo_file is not None else None
-    entries = scan(context, read_ignore(context, dockerfile_path))
-    return Survey(entries, memo)
-
-
-def context_files(context: Path, ignore: Ignore) -> list[str]:
-    """Every non-directory path of the build context sent to BuildKit, sorted."""
-    return sorted(p for p, e in scan(context, ignore).items() if e.kind != "dir")
-
-
-# -- choosing input paths -----------------------------------------------------------------
-
-
-def _normalize(pattern: str) -> str:
-    pattern = os.path.normpath(pattern).replace(os.sep, "/")
-    pattern = pattern.lstrip("/")
-    return "" if pattern == "." else pattern
-
-
-def compile_patterns(patterns: Iterable[str]) -> re.Pattern[str] | None:
-    """One regex for COPY sources: a file, a directory (everything below it), or a glob of
-    either; ``*`` and ``?`` never cross ``/`` (Go's filepath.Match), ``**`` does. None
-    when there are no patterns."""
-    normalized = [_normalize(p) for p in patterns]
-    if not normalized:
-        return None
-    if "" in normalized:
-        return re.compile(".*", re.DOTALL)
-    body = "|".join(f"(?:{_translate(p)})" for p in dict.fromkeys(normalized))
-    return re.compile(f"(?:{body})(?:/.*)?", re.DOTALL)
-
-
-def select(files: Iterable[str], patterns: Iterable[str]) -> list[str]:
-    """The paths that any of ``patterns`` covers, in their order."""
-    regex = compile_patterns(patterns)
-    if regex is None:
-        return []
-    match = regex.fullmatch
-    return [f for f in files if match(f)]
-
-
-_GLOB = re.compile(r"[*?\[]")
-
-
-def through_link(entries: Mapping[str, Entry], patterns: Iterable[str]) -> bool:
-    """Whether a pattern names a symlink or goes through one: BuildKit follows those, so
-    what is behind them (somewhere else in the context) is read too."""
-    links = [p for p, e in entries.items() if e.kind == "link"]
-    if not links:
-        return False
-    for pattern in patterns:
-        normalized = _normalize(pattern)
-        if not normalized:
-            continue
-        literal = _GLOB.split(normalized, 1)[0]
-        parts = literal.split("/")
-        prefixes = {"/".join(parts[: i + 1]) for i in range(len(parts)) if parts[i]}
-        if any(link in prefixes for link in links):
-            return True
-        exact = re.compile(_translate(normalized), re.DOTALL)
-        if _GLOB.search(normalized) and any(exact.fullmatch(link) for link in links):
-            return True
-    return False
-
-
-# -- hashing file content -----------------------------------------------------------------
-
-
-def _blob_once(fd: int, size: int, first: bool) -> tuple[str, int]:
-    h = hashlib.sha1(f"blob {size}\0".encode(), usedforsecurity=False)
-    total = 0
-    if not first:
-        os.lseek(fd, 0, os.SEEK_SET)
-    want = min(size + 1, CHUNK)  # a small file in one read, then the read that sees EOF
-    while True:
-        chunk = os.read(fd, want)
-        if not chunk:
-            break
-        total += len(chunk)
-        h.update(chunk)
-        want = CHUNK
-    return h.hexdigest(), total
-
-
-def blob_hash(path: str | os.PathLike[str]) -> str:
-    """The git blob hash of a regular file's bytes, read in bounded memory.
-
-    The file is opened without following a symlink and without blocking (a FIFO put in
-    its place is not waited on), and read only if it is still a regular file.
-    """
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        return f"<unreadable: {errno.errorcode.get(exc.errno or 0, exc.errno)}>"
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return "<not a regular file>"
-        size = st.st_size
-        for attempt in range(3):
-            digest, total = _blob_once(fd, size, attempt == 0)
-            if total == size:
-                return digest
-            size = os.fstat(fd).st_size
-        return f"<changing while read: {total} bytes>"
-    except OSError as exc:
-        return f"<unreadable: {errno.errorcode.get(exc.errno or 0, exc.errno)}>"
-    finally:
-        os.close(fd)
-
-
-def hash_files(context: Path, paths: Sequence[str], workers: int = WORKERS) -> dict[str, str]:
-    """Blob hashes of regular files of the context, several at a time."""
-    root = os.fspath(context)
-
-    def one(path: str) -> str:
-        return blob_hash(os.path.join(root, path))  # noqa: PTH118 - str paths: cheaper for 20k files
-
-    def some(chunk: Sequence[str]) -> list[str]:
-        return [one(p) for p in chunk]
-
-    if len(paths) < 2 * workers:
-        return {p: one(p) for p in paths}
-    # ThreadPoolExecutor.map ignores chunksize: a future per file costs more than hashing
-    # a small one, so each task hashes a slice of the files
-    size = max(16, min(512, len(paths) // (4 * workers)))
-    chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
-    from concurrent.futures import ThreadPoolExecutor  # here: only runs that read files need it
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        hashes = [h for part in pool.map(some, chunks) for h in part]
-    return dict(zip(paths, hashes, strict=True))
-
-
-def file_hashes(context: Path, paths: Iterable[str]) -> dict[str, str]:
-    """Records of the given paths (type, mode, content), as the fingerprint holds them."""
-    out: dict[str, str] = {}
-    for path in sorted(paths):
-        full = context / path
-        try:
-            entry = Entry.of(full, full.lstat())
-        except OSError:
-            out[path] = "<missing>"
-            continue
-        out[path] = entry.record(blob_hash(full) if entry.kind == "file" else None)
-    return out
-
-
-# -- what git already knows ----------------------------------------------------------------
-
-
-def _git(runner: Runner, args: Sequence[str], cwd: Path) -> str:
-    """``git ARGS`` in ``cwd``: its stdout (through the process runner)."""
-    from bake.engine import git
-
-    return git.output(runner, ["-c", "core.quotepath=off", *args], cwd=cwd)
-
-
-def _in_git_checkout(path: Path) -> bool:
-    return any((p / ".git").exists() for p in (path, *path.parents))
-
-
-#: Below this size of git's index (about 700 tracked files) reading the files is cheaper
-#: than the three git processes that would vouch for them.
-GIT_WORTHWHILE = 64 * 1024
-
-
-def git_worthwhile(path: Path) -> bool:
-    """Whether ``path`` is in a git checkout whose index is large enough for
-    :func:`git_blobs` to pay off (a ``.git`` file, as in worktrees, counts: git decides)."""
-    for p in (path, *path.parents):
-        dot_git = p / ".git"
-        if dot_git.is_dir():
-            try:
-                return (dot_git / "index").stat().st_size >= GIT_WORTHWHILE
-            except OSError:
-                return False
-        if dot_git.exists():
-            return True
-    return False
-
-
-_U32 = 1 << 32
-# `git ls-files --stage -v --debug -z`: "H": a plain cached entry (lowercase: assume-unchanged,
-# "S": skip-worktree, others unmerged or being removed); regular files only, stage 0, SHA-1
-_STAGED_RE = re.compile(
-    r"H (?:100644|100755) ([0-9a-f]{40}) 0\t([^\0]*)\0"
-    r"[ \t]*ctime: ([0-9]+):([0-9]+)\n[ \t]*mtime: ([0-9]+):([0-9]+)\n"
-    r"[ \t]*dev: [0-9]+\tino: ([0-9]+)\n[ \t]*uid: [0-9]+\tgid: [0-9]+\n[ \t]*size: ([0-9]+)\t"
-)
-_TREE_RE = re.compile(r"[0-7]+ blob ([0-9a-f]{40}) +([0-9]+)\t[^\0]*\0")
-
-
-class Known(NamedTuple):
-    """What git's index says about one file: its blob, the blob's length, and the stat
-    data of the file when git hashed it, as ``"MTIME CTIME INODE SIZE"`` with seconds,
-    inode and size cut to 32 bits as the index keeps them."""
-
-    blob: str
-    blob_size: int
-    stat: str
-
-    def describes(self, entry: Entry) -> bool:
-        """Whether the file is still what git hashed, with no conversion between its bytes
-        and the blob (the blob is as long as the file)."""
-        return entry.size == self.blob_size and _stat_key(entry) == self.stat
-
-
-def _stat_key(entry: Entry) -> str:
-    mtime_ns, ctime_ns, ino = entry.identity
-    m, c = divmod(mtime_ns, 1_000_000_000), divmod(ctime_ns, 1_000_000_000)
-    return f"{m[0] % _U32}:{m[1]} {c[0] % _U32}:{c[1]} {ino % _U32} {entry.size % _U32}"
-
-
-def _index_mtime(path: Path) -> int | None:
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return None
-
-
-def git_blobs(runner: Runner, context: Path) -> dict[str, Known]:
-    """What git's index says about the context's tracked regular files whose content it
-    can vouch for: not marked assume-unchanged or skip-worktree, and not "racily clean"
-    (changed in the same instant the index was written). The caller trusts an entry only
-    where the file's lstat still matches it (:meth:`Known.describes`), as git itself
-    does, and hashes every other file itself, the same way, so the result is the same
-    with or without git. Empty outside a git checkout or when git cannot answer."""
-    if not _in_git_checkout(context):
-        return {}
-    from bake.engine.process import CommandFailed
-
-    try:
-        index = context / _git(runner, ["rev-parse", "--git-path", "index"], context).strip()
-        written = _index_mtime(index)
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            staged, tree = pool.map(
-                lambda c: _git(runner, c, context),
-                (["ls-files", "--stage", "-v", "--debug", "-z"], ["ls-tree", "-r", "-l", "-z", "HEAD"]),
-            )
-    except (CommandFailed, UnicodeDecodeError, OSError):
-        return {}
-    if written is None or _index_mtime(index) != written:  # rewritten meanwhile: trust none of it
-        return {}
-    sizes = {blob: int(size) for blob, size in _TREE_RE.findall(tree)}
-    found: dict[str, Known] = {}
-    written_s = written // 1_000_000_000
-    for blob, path, c_s, c_ns, m_s, m_ns, ino, size in _STAGED_RE.findall(staged):
-        if blob not in sizes:
-            continue
-        if int(m_s) >= written_s - 1 and int(m_s) * 1_000_000_000 + int(m_ns) >= written:
-            continue  # racily clean: changed in the instant the index was written
-        found[path] = Known(blob, sizes[blob], f"{m_s}:{m_ns} {c_s}:{c_ns} {ino} {size}")
-    return found
-
-
-def content_records(
-    context: Path,
-    entries: Mapping[str, Entry],
-    paths: Iterable[str],
-    memo: Memo | None = None,
-    runner: Runner | None = None,
-) -> dict[str, str]:
-    """Records of ``paths`` (entries of the context): files by their blob hash, from
-    ``memo`` (what an earlier run hashed) where the file's lstat is still what it was
-    then, else from git's index where it still describes the file (asked through
-    ``runner`` when that pays off), else read here, several at a time. ``memo`` is updated with what this call
-    learned."""
-    wanted = list(paths)
-    files = [p for p in wanted if entries[p].kind == "file"]
-    blobs = memo.blobs(entries, files) if memo is not None else {}
-    missing = [p for p in files if p not in blobs]
-    pays_off = runner is not None and missing and _git_pays_off(context, entries, missing)
-    known = git_blobs(runner, context) if runner is not None and pays_off else {}
-    for p in missing:
-        hit = known.get(p)
-        if hit is not None and hit.describes(entries[p]):
-            blobs[p] = hit.blob
-    hashed = hash_files(context, [p for p in missing if p not in blobs])
-    blobs.update(hashed)
-    if memo is not None:
-        memo.learn(entries, {p: blobs[p] for p in missing if p in blobs})
-    file_records: dict[int, str] = {}  # a file's record up to its blob hash, by its mode
-    records = {}
-    for p in wanted:
-        entry = entries[p]
-        if entry.kind != "file":
-            records[p] = entry.record()
-            continue
-        head = file_records.get(entry.mode)
-        if head is None:
-            head = file_records[entry.mode] = entry.record("")
-        records[p] = head + blobs[p]
-    return records
-
-
-#: Fewer files to read than this, of fewer bytes than that, are read faster than git's
-#: index is asked about them.
-GIT_MIN_FILES = 64
-GIT_MIN_BYTES = 8 * CHUNK
-
-
-def _git_pays_off(context: Path, entries: Mapping[str, Entry], missing: Sequence[str]) -> bool:
-    """Whether asking git's index for ``missing`` files beats reading them."""
-    if len(missing) < GIT_MIN_FILES and sum(entries[p].size for p in missing) < GIT_MIN_BYTES:
-        return False
-    return git_worthwhile(context)
-
-
-# -- what an earlier run hashed -------------------------------------------------------------
-
-#: Files changed this long before a run began are not remembered by it: a later change
-#: within the same timestamp tick would leave the same lstat (git's "racily clean").
-SETTLED_NS = 2_000_000_000
-
-
-class Memo:
-    """The blob hashes an earlier run computed for the context's files, each with the
-    file's lstat then (permission bits, size, mtime, ctime, inode), kept in the state
-    folder. A file whose lstat is unchanged has the same bytes: any write changes its
-    ctime, which no one can set (git trusts its index by the same data). A file that
-    changed shortly before a run began is not remembered by that run."""
-
-    HEADER = "bake-ci-blobs/1"
-
-    def __init__(self, path: Path, context: Path, started: int | None = None) -> None:
-        self.path = path
-        self.origin = f"{self.HEADER} {os.fspath(context.resolve())}"
-        #: path -> (lstat key, blob), as read
-        self.found: dict[str, tuple[str, str]] = {}
-        #: how many files the memo holds
-        self.size = 0
-        self.learned: dict[str, tuple[str, str]] = {}
-        self.hits = 0
-        #: when this run began reading the context (ns since the epoch)
-        self.started = time.time_ns() if started is None else started
-        self._read()
-
-    def _read(self) -> None:
-        try:
-            fields = self.path.read_text(encoding="utf-8", errors="surrogateescape").split("\0")
-        except (OSError, ValueError):
-            return
-        if fields[0] != self.origin or len(fields) % 3 != 2:
-            return  # another context's, another version's, or cut short
-        self.found = {fields[i]: (fields[i + 1], fields[i + 2]) for i in range(1, len(fields) - 1, 3)}
-        self.size = len(self.found)
-
-    @staticmethod
-    def key(entry: Entry) -> str:
-        mtime_ns, ctime_ns, ino = entry.identity
-        return f"{entry.mode} {entry.size} {mtime_ns} {ctime_ns} {ino}"
-
-    def blobs(self, entries: Mapping[str, Entry], files: Iterable[str]) -> dict[str, str]:
-        """The remembered blobs of ``files`` whose lstat is what it was."""
-        get, key = self.found.get, self.key
-        out = {}
-        for p in files:
-            hit = get(p)
-            if hit is not None and hit[0] == key(entries[p]):
-                out[p] = hit[1]
-        self.hits += len(out)
-        return out
-
-    def learn(self, entries: Mapping[str, Entry], blobs: Mapping[str, str]) -> None:
-        """Remember ``blobs`` of files that had settled before this run began."""
-        settled = self.started - SETTLED_NS
-        for p, blob in blobs.items():
-            entry = entries[p]
-            if max(entry.identity[0], entry.identity[1]) < settled and not blob.startswith("<"):
-                self.learned[p] = (self.key(entry), blob)
-
-    def save(self, entries: Mapping[str, Entry]) -> str | None:
-        """Write what was learned, with what is still true of the earlier runs' (files
-        still there with the same lstat); nothing when that is what the file holds.
-        A folder that cannot be written costs the next run time only: why, or None."""
-        if not self.learned and self.hits == self.size:
-            return None  # every file remembered was found as it was
-        key = self.key
-        kept = {
-            p: hit
-            for p, hit in self.found.items()
-            if p not in self.learned and (e := entries.get(p)) is not None and e.kind == "file" and hit[0] == key(e)
-        }
-        if not self.learned and len(kept) == len(self.found):
-            return None
-        kept.update(self.learned)
-        text = "\0".join([self.origin, *(f"{p}\0{k}\0{b}" for p, (k, b) in kept.items())]) + "\0"
-        from bake.files import write_atomic
-
-        try:
-            write_atomic(self.path, text, errors="surrogateescape")
-        except OSError as exc:
-            return exc.strerror or str(exc)
-        return None
 
 
 # -- the fingerprint itself -----------------------------------------------------------------
@@ -695,3 +119,345 @@ def compute(
     }
     value = _sha(json.dumps(parts, sort_keys=True).encode())
     return Fingerprint(value, parts, own)
+
+
+# -- what each target reads ---------------------------------------------------------------
+
+URL_TIMEOUT = 5.0
+log = logs.get_logger("bake")
+#: An image reference's digest, or None and why not.
+Resolver = Callable[[str], "tuple[str | None, str]"]
+#: The digest of an image reference's image for one platform, or None and why not.
+PlatformResolver = Callable[[str, str], "tuple[str | None, str]"]
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
+def check_inputs(project: Project, entries: Mapping[str, Entry]) -> None:
+    """Every configured ``inputs`` glob must match something in the context: one that
+    matches nothing would leave a stage's real inputs out of its fingerprint."""
+    for stage, globs in project.inputs.items():
+        for i, glob in enumerate(globs):
+            if select(entries, [glob]):
+                continue
+            close = difflib.get_close_matches(normalize(glob), list(entries), n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"{_shown(project.config_file)}: {TABLE}.stages.{stage}.inputs[{i}] = {glob!r} matches nothing "
+                f"in the build context ({_shown(project.root / project.config.context)}, after .dockerignore), "
+                f"so changes to this stage's real inputs would go unseen and a stale image could be reused."
+                f"{hint} Fix the glob (relative to the context) or remove it."
+            )
+
+
+def url_state(url: str, timeout: float = URL_TIMEOUT) -> tuple[str | None, str]:
+    """What the server says about ``url`` to a HEAD request (ETag, Last-Modified, length),
+    or None and why it cannot stand for the file's content."""
+    shown = redact(url)
+    parts = urllib.parse.urlsplit(url)
+    authorization = None
+    if parts.username is not None:  # credentials go in a header, never into what is logged
+        pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        authorization = "Basic " + base64.b64encode(pair.encode()).decode()
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "bake-ci"})
+    if authorization:
+        request.add_unredirected_header("Authorization", authorization)  # not sent on to a redirect's host
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            found = {k: response.headers.get(k) for k in ("ETag", "Last-Modified", "Content-Length")}
+    except urllib.error.HTTPError as exc:
+        return None, f"ADD {shown}: the server answered HEAD with HTTP {exc.code}, so a change cannot be seen"
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return None, f"ADD {shown}: no answer to a HEAD request ({redact(str(reason))}), so a change cannot be seen"
+    if not found["ETag"] and not found["Last-Modified"]:
+        return None, f"ADD {shown}: the server sends neither ETag nor Last-Modified, so a change cannot be seen"
+    return json.dumps({k: v for k, v in found.items() if v}, sort_keys=True), ""
+
+
+@dataclass(frozen=True)
+class _Reads:
+    """What one target reads, before anything is resolved or hashed."""
+
+    stage_texts: list[str]
+    bases: list[str]
+    images: list[str]
+    urls: list[dockerfile.Url]
+    unknown: list[str]
+    patterns: list[str]
+    #: the patterns of the stages the target's own stage is built on (not its own)
+    below: list[str]
+
+
+def _read(
+    target: Target,
+    stages: list[dockerfile.Stage],
+    keys: set[str],
+    meta: Mapping[str, str],
+    configured: Mapping[str, Sequence[str]],
+    preamble: str,
+) -> _Reads:
+    chain = dockerfile.chain(stages, target.stage, meta)
+    base_refs: list[str] = []
+    images: list[str] = []
+    urls: list[dockerfile.Url] = []
+    unknown: list[str] = []
+    patterns: list[str] = []
+    below: list[str] = []
+    for stage in chain:
+        sources = dockerfile.stage_sources(stage, keys, meta)
+        base = dockerfile.substitute(stage.base, meta)
+        base_refs += [i for i in sources.images if i == base]
+        images += [i for i in sources.images if i != base]
+        urls += sources.urls
+        unknown += sources.unknown
+        # declared inputs add to what the stage is seen to read, and stand in only for
+        # sources with a variable in them, which cannot be read exactly
+        declared = configured.get(stage.name) if stage.name else None
+        read = sources.paths if declared is None else [*sources.exact, *declared]
+        patterns += read
+        if stage.key != target.stage.lower() or not _only_copied(stage):
+            below += read
+    return _Reads(
+        [preamble] + [s.text for s in chain],
+        list(dict.fromkeys(base_refs)),
+        list(dict.fromkeys(images)),
+        list(dict.fromkeys(urls)),
+        unknown,
+        list(dict.fromkeys(patterns)),
+        list(dict.fromkeys(below)),
+    )
+
+
+def _only_copied(stage: dockerfile.Stage) -> bool:
+    """Whether the stage does nothing with the context files it reads but copy them: no
+    ``RUN`` after its first ``COPY`` or ``ADD``, none that bind-mounts the context. Only
+    then does a checkout mounted over its image stand for a rebuild with new files."""
+    copied = False
+    for instruction in stage.body:
+        if instruction.cmd in ("COPY", "ADD") and instruction.flag("from") is None:
+            copied = True
+        elif instruction.cmd == "RUN" and (copied or instruction.flag_values("mount")):
+            return False
+    return True
+
+
+def hash_targets(
+    project: Project,
+    targets: Sequence[Target],
+    args: Mapping[str, Mapping[str, str]],
+    resolve: Resolver,
+    memo_file: Path | None = None,
+    platforms: Sequence[str] = (),
+    resolve_platform: PlatformResolver | None = None,
+    runner: Runner | None = None,
+) -> tuple[dict[str, Fingerprint], dict[str, str]]:
+    """Fingerprints of ``targets`` and, for those without one, why; ``args``: each
+    target's resolved build args; ``resolve``: an image reference's digest, or None and
+    the reason; ``memo_file``: where the blob hashes of earlier runs are kept
+    (:class:`bake.content.Memo`). With ``platforms``, the fingerprints of each
+    platform's image, keyed ``TARGET__OS-ARCH`` (:func:`bake.naming.platform_suffix`):
+    that platform alone hashed, every image by its digest for that platform
+    (``resolve_platform``); the context is read once for all of them. ``runner``: asks git's
+    index (none: every file is read)."""
+    config = project.config
+    context = project.root / config.context
+    dockerfile_path = project.root / config.dockerfile
+    parsed = dockerfile_parser.parse(project.dockerfile_text)
+    preamble, stages = dockerfile.split_stages(parsed)
+    keys = {s.key for s in stages} | {str(s.index) for s in stages}
+    preamble_text = dockerfile.preamble_text(parsed)
+    reads = {
+        t.id: _read(
+            t, stages, keys, dockerfile.global_args(preamble, parsed.escape, args[t.id]), project.inputs, preamble_text
+        )
+        for t in targets
+    }
+
+    # images and ADD URLs are looked up while the context is read (a configuration error
+    # found in the context does not wait for the network)
+    refs = sorted({ref for r in reads.values() for ref in r.bases + r.images})
+    urls = sorted({u.url for r in reads.values() for u in r.urls if not u.checksum})
+    cells: list[str | None] = list(platforms) or [None]
+    pairs = [(ref, p) for p in cells for ref in refs]
+
+    def one(pair: tuple[str, str | None]) -> tuple[str | None, str]:
+        ref, p = pair
+        return resolve(ref) if p is None or resolve_platform is None else resolve_platform(ref, p)
+
+    lookups = background(
+        lambda: (
+            dict(zip(pairs, parallel(one, pairs), strict=True)),
+            dict(zip(urls, parallel(url_state, urls), strict=True)),
+        ),
+        name="lookups",
+    )
+    entries, memo = content.scan_context(context, dockerfile_path, memo_file)
+    check_inputs(project, entries)
+    resolved_pairs, states = lookups.result()
+
+    def chosen(patterns: list[str]) -> list[str]:
+        if "." in patterns or through_link(entries, patterns):
+            patterns = ["."]
+        return select(entries, patterns) if patterns else []
+
+    paths: dict[str, list[str]] = {}
+    own: dict[str, frozenset[str]] = {}
+    for target in targets:
+        paths[target.id] = chosen(reads[target.id].patterns)
+        own[target.id] = frozenset(paths[target.id]) - frozenset(chosen(reads[target.id].below))
+    records = content.content_records(
+        context, entries, {p for ps in paths.values() for p in ps}, memo=memo, runner=runner
+    )
+    if memo is not None:
+        unsaved = memo.save(entries)
+        if unsaved is not None:  # it only saves time: the run goes on without it
+            log.warning(
+                "cannot save the hashes of the context's files in the state folder: the next run reads them again",
+                file=str(memo.path), reason=unsaved,
+                fix="point BAKE_CI_STATE_DIR or --state-dir at a folder you can write, with room",
+            )  # fmt: skip
+
+    extra: dict[str, str] = {}
+    if project.inherits_base and project.bake_file is not None:
+        extra["bake file"] = content.file_hashes(project.root, [project.bake_file.name])[project.bake_file.name]
+    if config.labels:
+        extra["labels"] = json.dumps(config.labels, sort_keys=True)
+
+    values: dict[str, Fingerprint] = {}
+    missing: dict[str, str] = {}
+    for cell in cells:
+        resolved = {ref: found for (ref, p), found in resolved_pairs.items() if p == cell}
+        digests = {ref: digest for ref, (digest, _) in resolved.items()}
+        for target in targets:
+            key = target.id + (platform_suffix(cell) if cell else "")
+            read = reads[target.id]
+            unresolved = [ref for ref in read.bases + read.images if not digests[ref]]
+            unknown_urls = [states[u.url][1] for u in read.urls if not u.checksum and states[u.url][0] is None]
+            if unresolved:
+                missing[key] = resolved[unresolved[0]][1]
+                continue
+            if read.unknown or unknown_urls:
+                missing[key] = (read.unknown + unknown_urls)[0]
+                continue
+            external = {f"image {ref}": str(digests[ref]) for ref in read.images}
+            for url in read.urls:
+                state = f"checksum {url.checksum}" if url.checksum else str(states[url.url][0])
+                external[f"ADD {redact(url.url)}"] = state
+            values[key] = compute(
+                stage_texts=read.stage_texts,
+                args=args[target.id],
+                base_digests={ref: str(digests[ref]) for ref in read.bases},
+                files={p: records[p] for p in paths[target.id]},
+                platforms=[cell] if cell else config.platforms,
+                external=external,
+                extra=extra,
+                own=own[target.id],
+            )
+    return values, missing
+
+
+# -- a project's targets ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetFingerprints:
+    """Fingerprints of some targets, and why the others have none."""
+
+    values: dict[str, Fingerprint]
+    missing: dict[str, str]
+    #: every image reference that was resolved, and what was found
+    resolutions: dict[str, registry.Resolution] = field(default_factory=dict)
+
+
+def of_targets(
+    project: Project,
+    targets: Sequence[Target],
+    args: Mapping[str, Mapping[str, str]],
+    state: State | None = None,
+    platforms: Sequence[str] = (),
+    *,
+    client: registry.Client,
+    runner: Runner,
+) -> TargetFingerprints:
+    """Fingerprint ``targets``; ``args`` are each target's resolved build args (from the plan).
+    Images are resolved with :func:`bake.bases.resolve_base`, asking ``client`` (and the engine
+    through ``runner``); see
+    :func:`hash_targets`. With ``state``, files whose lstat has not changed since an earlier
+    run are not read again. With ``platforms``, the fingerprints of each platform's images
+    (keyed ``TARGET__OS-ARCH``): every image resolved to its child for that platform, and
+    that platform alone hashed."""
+
+    resolutions: dict[str, registry.Resolution] = {}
+
+    def resolve(ref: str) -> tuple[str | None, str]:
+        found = resolutions[ref] = bases.resolve_base(client, runner, ref)
+        return found.digest, found.reason() if found.digest is None else ""
+
+    def resolve_for(ref: str, platform: str) -> tuple[str | None, str]:
+        found = bases.resolve_platform(client, runner, ref, platform)
+        resolutions.setdefault(ref, found)
+        return found.digest, found.reason() if found.digest is None else ""
+
+    memo = state.blob_memo() if state is not None else None
+    values, missing = hash_targets(
+        project,
+        targets,
+        args,
+        resolve=resolve,
+        memo_file=memo,
+        platforms=platforms,
+        resolve_platform=resolve_for,
+        runner=runner,
+    )
+    return TargetFingerprints(values, missing, resolutions)
+
+
+# -- the local record ---------------------------------------------------------------------
+#
+# What was built or fetched locally is recorded in bake-ci's state folder
+# (``fingerprints/TARGET.json``: fingerprint, its parts, the local image ID), so
+# ``status`` can tell which inputs changed since the local image.
+
+
+def record_local_image(state: State, target: str, fp: Fingerprint, image: str, image_id: str | None) -> None:
+    """Remember which fingerprint the local image of ``target`` was made from. Its parts
+    (one per context file: megabytes for a large context) go to a file of their own,
+    read only to say what changed (:func:`local_image_parts`). StateFolderError if they cannot
+    be written (the record is then the old one or none: never half)."""
+    parts = {"fingerprint": fp.value, "parts": fp.parts}
+    data = {"fingerprint": fp.value, "image": image, "image_id": image_id}
+    with state.writing(f"recording which inputs the local image of {target} was made from"):
+        write_atomic(state.fingerprint_parts(target), json.dumps(parts, sort_keys=True) + "\n")
+        write_atomic(state.fingerprint_record(target), json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def local_image_record(state: State, target: str) -> dict[str, object] | None:
+    """The record of ``target``'s local image: its fingerprint, image and image ID."""
+    try:
+        data = json.loads(state.fingerprint_record(target).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def local_image_parts(state: State, target: str, record: Mapping[str, object]) -> dict[str, str] | None:
+    """The parts of the fingerprint ``record`` (:func:`local_image_record`) names, if they are still
+    on record: in their own file, or inline in a record from before they had one."""
+    try:
+        data = json.loads(state.fingerprint_parts(target).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = record
+    if not isinstance(data, dict) or data.get("fingerprint") != record.get("fingerprint"):
+        return None
+    parts = data.get("parts")
+    return {str(k): str(v) for k, v in parts.items()} if isinstance(parts, dict) else None

@@ -10,11 +10,12 @@ from pathlib import Path
 
 from bake import auth, config_load, reuse
 from bake.args import Output
+from bake.bases import lookup, resolve_base
 from bake.engine import buildx, checks, images
 from bake.engine.docker import docker_cli
 from bake.engine.process import CommandFailed, Runner
 from bake.errors import BakeError
-from bake.fingerprint import Fingerprint
+from bake.fingerprint import Fingerprint, TargetFingerprints, local_image_parts, local_image_record, record_local_image
 from bake.plan import FINGERPRINT_LABEL, Plan, TargetPlan, build_args, matrix
 from bake.pool import background, parallel
 from bake.redact import redact
@@ -59,7 +60,7 @@ def ask_local_images(runner: Runner, plan: Plan, state: State) -> LocalImages:
     recorded); the answers are waited for when they are looked up."""
     refs = {t.image for t in plan.targets}
     for t in plan.targets:
-        record = reuse.recorded(state, t.id)
+        record = local_image_record(state, t.id)
         if record is not None and isinstance(record.get("image"), str):
             refs.add(str(record["image"]))
     answers = {ref: background(functools.partial(images.local_image, runner, ref), name="local-image") for ref in refs}
@@ -79,7 +80,7 @@ def _local_state(
     local = local_image(image)
     if local is not None and local.labels.get(FINGERPRINT_LABEL) == fp.value:
         return True, ()
-    record = reuse.recorded(state, target)
+    record = local_image_record(state, target)
     if record is None:
         return False, ()
     built = local if record.get("image") == image else local_image(str(record.get("image")))
@@ -87,7 +88,7 @@ def _local_state(
         return False, ()  # that image has been replaced or removed since: nothing to compare with
     if record.get("fingerprint") == fp.value:
         return True, ()
-    parts = reuse.recorded_parts(state, target, record)
+    parts = local_image_parts(state, target, record)
     return False, tuple(fp.changed_since(parts) if parts is not None else ["inputs"])
 
 
@@ -97,7 +98,7 @@ def status(
     plan: Plan,
     state: State,
     output: Output,
-    fps: reuse.Fingerprints,
+    fps: TargetFingerprints,
     registry: str | None,
     local_image: LocalImages | None = None,
 ) -> list[Status]:
@@ -167,7 +168,7 @@ def status_table(rows: Sequence[Status]) -> str:
 # -- pull -------------------------------------------------------------------------------------
 
 
-def pull(client: RegistryClient, runner: Runner, plan: Plan, state: State, fps: reuse.Fingerprints) -> list[str]:
+def pull(client: RegistryClient, runner: Runner, plan: Plan, state: State, fps: TargetFingerprints) -> list[str]:
     """Fetch each target's image for its current fingerprint; return the targets the registry lacks."""
 
     def one(t: TargetPlan) -> str | None:
@@ -180,7 +181,7 @@ def pull(client: RegistryClient, runner: Runner, plan: Plan, state: State, fps: 
         digest = manifest.digest
         images.pull(runner, f"{t.repository}@{digest}", platform=t.platform)
         images.tag(runner, f"{t.repository}@{digest}", t.image)
-        reuse.record(state, t.id, fp, t.image, images.local_image_id(runner, t.image))
+        record_local_image(state, t.id, fp, t.image, images.local_image_id(runner, t.image))
         print(f"{t.id}: pulled {t.image} ({digest[:19]})")
         return None
 
@@ -291,7 +292,7 @@ def doctor(
     if registry:
 
         def registry_detail() -> str:
-            reuse.lookup(
+            lookup(
                 client, runner, f"{registry}/{project.config.image}:bake-ci-doctor"
             )  # absent is fine; unreachable raises
             login = auth.credentials(runner, registry.split("/", 1)[0]) is not None
@@ -304,7 +305,7 @@ def doctor(
         found.append(Check("registry", True, "none configured: builds stay local (--load, cache in the state folder)"))
 
     bases = sorted({build_args(project, t)["BASE_IMAGE"] for t in matrix(project)})
-    for resolution in parallel(functools.partial(reuse.resolve_base, client, runner), bases):
+    for resolution in parallel(functools.partial(resolve_base, client, runner), bases):
         name = f"base image {resolution.ref}"
         if resolution.digest:
             found.append(Check(name, True, resolution.digest[:19]))

@@ -15,10 +15,11 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 
-from bake import config, registry, reuse
+from bake import config, registry
 from bake.config import Project
 from bake.engine.process import Runner
 from bake.errors import UsageError
+from bake.fingerprint import TargetFingerprints, of_targets
 from bake.plan import Target, build_args
 from bake.state import State
 
@@ -91,11 +92,11 @@ def fingerprints(
     targets: Sequence[Target],
     state: State | None,
     platforms: Sequence[str],
-) -> reuse.Fingerprints:
+) -> TargetFingerprints:
     """The targets' fingerprints, keyed by plan identifier: per platform
     (``ci-py312__linux-arm64``) when ``platforms`` are given, else as one image."""
     args = {t.id: build_args(project, t) for t in targets}
-    return reuse.compute(project, targets, args, state, platforms=platforms, client=client, runner=runner)
+    return of_targets(project, targets, args, state, platforms=platforms, client=client, runner=runner)
 
 
 def index_fingerprint(per_platform: Mapping[str, str]) -> str:

@@ -22,12 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bake import ci, logs, reuse
+from bake import ci, logs
+from bake.bases import lookup
 from bake.config import Project
 from bake.engine import docker, images
 from bake.engine.process import CommandFailed, Runner
 from bake.errors import NoImage, UsageError
-from bake.fingerprint import Fingerprint
+from bake.fingerprint import Fingerprint, local_image_parts, local_image_record, of_targets, record_local_image
 from bake.naming import branch_tag, tag_prefix
 from bake.plan import ENVIRONMENT_LABEL, FINGERPRINT_LABEL, TargetPlan, build_args, fingerprint_tag
 from bake.pool import background
@@ -91,7 +92,7 @@ def have(runner: Runner, ref: str, platform: str | None) -> images.LocalImage | 
 
 def _recorded_image(runner: Runner, state: State, target: str) -> tuple[str, dict[str, object]] | None:
     """The image the last local build or pull of ``target`` recorded, if the engine still has it."""
-    record = reuse.recorded(state, target)
+    record = local_image_record(state, target)
     if record is None or not isinstance(record.get("image"), str):
         return None
     image = str(record["image"])
@@ -123,7 +124,7 @@ def choose(
     """The image for ``t`` (see the module's docstring); ``build`` builds it locally."""
     # the engine is asked for the local image while the inputs are fingerprinted
     asked = background(lambda: images.local_image(runner, t.image), name="local-image")
-    fps = reuse.compute(project, [t.target], {t.id: build_args(project, t.target)}, state, client=client, runner=runner)
+    fps = of_targets(project, [t.target], {t.id: build_args(project, t.target)}, state, client=client, runner=runner)
     fp = fps.values.get(t.id)
     if fp is None:
         build()
@@ -137,12 +138,12 @@ def choose(
         return Choice(recorded[0], "local", f"it matches the current inputs (fingerprint {fp.short})")
     registry = project.config.registry
     if registry:
-        manifest = reuse.lookup(client, runner, f"{t.repository}:{fp_tag}")
+        manifest = lookup(client, runner, f"{t.repository}:{fp_tag}")
         if manifest is not None:
             images.pull(runner, f"{t.repository}@{manifest.digest}", platform=platform)
             images.tag(runner, f"{t.repository}@{manifest.digest}", t.image)
             pulled = images.local_image(runner, t.image)
-            reuse.record(state, t.id, fp, t.image, pulled.id if pulled is not None else None)
+            record_local_image(state, t.id, fp, t.image, pulled.id if pulled is not None else None)
             why = f"the registry has the image for the current inputs ({fp_tag})"
             return Choice(t.image, "pulled", why, found=pulled)
     if mount:
@@ -173,7 +174,7 @@ def _mounted_over(
     if local is not None and local.labels.get(ENVIRONMENT_LABEL) == fp.environment:
         return Choice(t.image, "mounted over", why, needs_mount=True)
     if recorded is not None:
-        parts = reuse.recorded_parts(state, t.id, recorded[1])
+        parts = local_image_parts(state, t.id, recorded[1])
         if parts is not None and only_mounted_changed(fp, parts):
             return Choice(recorded[0], "mounted over", why, needs_mount=True)
     if not project.config.registry:

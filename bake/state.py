@@ -73,7 +73,7 @@ class State:
         return self.root / "fingerprints" / f"{target}.parts.json"
 
     def blob_memo(self) -> Path:
-        """The blob hashes of the context's files, by lstat (:class:`bake.fingerprint.Memo`)."""
+        """The blob hashes of the context's files, by lstat (:class:`bake.content.Memo`)."""
         return self.root / "blobs"
 
     def local_cache(self, target: str) -> Path:

@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING
 
 from bake import cache, ci, config, config_load, display, logs, naming, platforms, policy, registry, report, reuse
 from bake.args import Args, Output, uses_fingerprints
+from bake.bases import engine_mirrors, resolve_base
 from bake.build_steps import build, finish_cache, merge_images, record, reuse_images, trim_cache
 from bake.engine import git, images, process
 from bake.errors import ConfigError, StateFolderError, UsageError
+from bake.fingerprint import TargetFingerprints
 from bake.local_steps import (
     ask_engine,
     ask_local_images,
@@ -69,7 +71,7 @@ class Run:
     writes = Needed["policy.Writes | None"]("destination")
     #: the fingerprint of each target (per platform: of each plan identifier), None when the
     #: command does not use them (:func:`bake.args.uses_fingerprints`)
-    target_fingerprints = Needed["reuse.Fingerprints | None"]("fingerprint")
+    target_fingerprints = Needed[TargetFingerprints | None]("fingerprint")
     plan = Needed[Plan]("plan (or local_plan)")
     local_images = Needed[Callable[[str], images.LocalImage | None]]("ask_local_images")
     results: dict[str, report.Result] = field(default_factory=dict)
@@ -211,7 +213,7 @@ def fingerprint(run: Run) -> None:
     # the engine's mirrors (for docker.io base images) are asked while the context is read
     bases = [registry.Reference.parse(build_args(run.project, t)["BASE_IMAGE"]) for t in run.targets]
     if any(b.host == registry.DOCKER_HUB and not b.digest for b in bases):
-        threading.Thread(target=reuse.engine_mirrors, args=(run.runner,), name="mirrors", daemon=True).start()
+        threading.Thread(target=engine_mirrors, args=(run.runner,), name="mirrors", daemon=True).start()
     fps = platforms.fingerprints(run.registry_client, run.runner, run.project, run.targets, run.state, run.platforms)
     for target, why in fps.missing.items():
         (log.debug if quiet else log.warning)("no fingerprint", target=target, reason=why)
@@ -230,7 +232,7 @@ def check_images(run: Run) -> None:
     stages = sorted({t.stage for t in run.targets})
     if not resolutions:  # a push without reuse, or cache only: resolved for nothing else
         refs = sorted(dockerfile_check.image_lines(project.dockerfile_text, metas, stages))
-        resolve = functools.partial(reuse.resolve_base, run.registry_client, run.runner)
+        resolve = functools.partial(resolve_base, run.registry_client, run.runner)
         resolutions = dict(zip(refs, parallel(resolve, refs), strict=True))
     missing = {ref: r for ref, r in resolutions.items() if r.missing}
     problem = dockerfile_check.missing_image(project.dockerfile_text, metas, stages, missing) if missing else None

@@ -20,7 +20,7 @@ import pytest
 from unit.dockerfile_cases import ACCEPTED, PREAMBLE, REFUSED
 from unit.test_references import INVALID, VALID
 
-from bake import reuse
+from bake import bases, reuse
 from bake.engine import process
 from bake.registry import InvalidReference, Reference
 
@@ -95,7 +95,7 @@ def test_names_and_digests_agree_with_imagetools(own_base: tuple[str, str]) -> N
         shown = imagetools(ref)
         assert Reference.parse(ref).canonical == shown["Name"]
         runner = process.Runner(os.environ)
-        assert reuse.resolve_base(reuse.client(runner), runner, ref).digest == shown["Digest"]
+        assert bases.resolve_base(reuse.client(runner), runner, ref).digest == shown["Digest"]
 
 
 # -- digest pins -------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bake import config, config_load, reuse
+from bake import config, config_load, fingerprint, reuse
 from bake.engine import process
 from bake.plan import Target, build_args, matrix
 
@@ -46,7 +46,7 @@ def vertex(
     return out
 
 
-def fingerprints(root: Path) -> reuse.Fingerprints:
+def fingerprints(root: Path) -> fingerprint.TargetFingerprints:
     """What ``bake-ci`` computes for every target of the project at ``root``."""
     project = config_load.load(root / "pyproject.toml", {})
     targets = matrix(project)
@@ -55,10 +55,10 @@ def fingerprints(root: Path) -> reuse.Fingerprints:
 
 def compute(
     project: config.Project, targets: Sequence[Target], args: Mapping[str, Mapping[str, str]]
-) -> reuse.Fingerprints:
-    """``reuse.compute`` as a run of this process's environment makes it."""
+) -> fingerprint.TargetFingerprints:
+    """``fingerprint.of_targets`` as a run of this process's environment makes it."""
     runner = process.Runner(os.environ)
-    return reuse.compute(project, targets, args, client=reuse.client(runner), runner=runner)
+    return fingerprint.of_targets(project, targets, args, client=reuse.client(runner), runner=runner)
 
 
 def load_bench(name: str, file: str) -> ModuleType:

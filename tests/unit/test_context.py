@@ -17,9 +17,9 @@ from typing import ClassVar
 
 import pytest
 
-from bake import fingerprint, registry, reuse
+from bake import bases, content, fingerprint, registry
+from bake.context import Entry, Ignore, scan
 from bake.errors import ConfigError
-from bake.fingerprint import Entry, Ignore
 
 from .conftest import RunCli
 from .helpers import fingerprints
@@ -45,7 +45,7 @@ def digests(monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
         digest = found.get(ref, "sha256:" + "a" * 64)
         return registry.Resolution(ref, digest, () if digest else (registry.Answer(ref, "not found"),))
 
-    monkeypatch.setattr(reuse, "resolve_base", resolve)
+    monkeypatch.setattr(bases, "resolve_base", resolve)
     return found
 
 
@@ -132,8 +132,8 @@ def special(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_special_files_are_hashed_by_type_and_never_opened(special: Path) -> None:
-    entries = fingerprint.scan(special, Ignore(()))
-    records = fingerprint.content_records(special, entries, list(entries))
+    entries = scan(special, Ignore(()))
+    records = content.content_records(special, entries, list(entries))
     assert records[".#app.py"] == "link -> user@host.1234:1700000000"
     assert records["zero"] == "link -> /dev/zero"
     assert records["secret"] == f"link -> {special.parent / 'outside' / 'secret'}"
@@ -156,9 +156,9 @@ def test_plan_with_special_files_finishes(
 
 def test_a_file_swapped_for_a_fifo_is_not_waited_on(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "f")
-    assert fingerprint.blob_hash(tmp_path / "f") == "<not a regular file>"
+    assert content.blob_hash(tmp_path / "f") == "<not a regular file>"
     (tmp_path / "l").symlink_to("/dev/zero")
-    assert fingerprint.blob_hash(tmp_path / "l").startswith("<unreadable")  # O_NOFOLLOW
+    assert content.blob_hash(tmp_path / "l").startswith("<unreadable")  # O_NOFOLLOW
 
 
 def test_a_large_file_is_hashed_in_bounded_memory(tmp_path: Path) -> None:
@@ -172,8 +172,8 @@ def test_a_large_file_is_hashed_in_bounded_memory(tmp_path: Path) -> None:
         f"""
         import re, resource
         from pathlib import Path
-        from bake import fingerprint
-        print(fingerprint.blob_hash({os.fspath(big)!r}))
+        from bake import content
+        print(content.blob_hash({os.fspath(big)!r}))
         status = Path("/proc/self/status")
         found = re.search(r"VmHWM:\\s+(\\d+) kB", status.read_text()) if status.exists() else None
         print(found[1] if found else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
@@ -187,7 +187,7 @@ def test_a_large_file_is_hashed_in_bounded_memory(tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_blob_hash_is_gits() -> None:
     assert (
-        fingerprint.blob_hash(Path(__file__))
+        content.blob_hash(Path(__file__))
         == subprocess.run(
             ["git", "hash-object", "--no-filters", __file__], capture_output=True, text=True, check=True
         ).stdout.strip()
@@ -198,12 +198,12 @@ def test_blob_hash_is_gits() -> None:
 
 
 def test_git_is_asked_only_where_it_pays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert not fingerprint.git_worthwhile(tmp_path)  # no checkout
+    assert not content.git_worthwhile(tmp_path)  # no checkout
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "index").write_bytes(b"x" * 100)
-    assert not fingerprint.git_worthwhile(tmp_path / "sub")  # a small index: reading files is cheaper
-    (tmp_path / ".git" / "index").write_bytes(b"x" * fingerprint.GIT_WORTHWHILE)
-    assert fingerprint.git_worthwhile(tmp_path / "sub")
+    assert not content.git_worthwhile(tmp_path / "sub")  # a small index: reading files is cheaper
+    (tmp_path / ".git" / "index").write_bytes(b"x" * content.GIT_WORTHWHILE)
+    assert content.git_worthwhile(tmp_path / "sub")
 
 
 def _git(root: Path, *args: str) -> None:
@@ -246,7 +246,7 @@ def test_with_and_without_git_the_fingerprint_is_the_same(
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "init")
     for small in ("GIT_WORTHWHILE", "GIT_MIN_FILES", "GIT_MIN_BYTES"):
-        monkeypatch.setattr(fingerprint, small, 0)  # git is asked even for this small checkout
+        monkeypatch.setattr(content, small, 0)  # git is asked even for this small checkout
     monkeypatch.chdir(plain)
     without = ci(plain)
     monkeypatch.chdir(repo)
@@ -255,8 +255,8 @@ def test_with_and_without_git_the_fingerprint_is_the_same(
 
     # and git's answer is used: a tracked, unchanged file is not opened
     calls: list[str] = []
-    real = fingerprint.blob_hash
-    monkeypatch.setattr(fingerprint, "blob_hash", lambda p: calls.append(os.fspath(p)) or real(p))
+    real = content.blob_hash
+    monkeypatch.setattr(content, "blob_hash", lambda p: calls.append(os.fspath(p)) or real(p))
     ci(repo)
     opened = sorted(Path(c).relative_to(repo).as_posix() for c in calls)
     assert opened == ["crlf.txt"]  # converted by git: its blob is not its bytes
@@ -306,7 +306,7 @@ def test_scan_keeps_an_ignored_directory_only_for_what_is_re_included(tmp_path: 
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("", encoding="utf-8")
     (tmp_path / "cache").mkdir()
-    entries = fingerprint.scan(tmp_path, Ignore.parse("build\ncache\n!build/keep.txt\n"))
+    entries = scan(tmp_path, Ignore.parse("build\ncache\n!build/keep.txt\n"))
     assert sorted(entries) == ["build", "build/keep.txt", "docs", "docs/a.md"]
     assert entries["build"] == Entry("dir", entries["build"].mode)
 

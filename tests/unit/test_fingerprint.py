@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bake import config_load, fingerprint, registry, reuse
-from bake.fingerprint import Ignore
+from bake import bases, config_load, context, fingerprint, registry
+from bake.context import Ignore
 from bake.naming import PythonVersion
 from bake.plan import Target, build_args
 
@@ -140,8 +140,8 @@ def test_context_files_are_sorted_relative_posix_paths_minus_ignored(
         listed.append(Path(os.fsdecode(path)).relative_to(tmp_path).as_posix())
         return real_scandir(path)
 
-    monkeypatch.setattr(fingerprint.os, "scandir", spy)
-    files = fingerprint.context_files(tmp_path, fingerprint.read_ignore(tmp_path, tmp_path / "Dockerfile"))
+    monkeypatch.setattr(context.os, "scandir", spy)
+    files = context.context_files(tmp_path, context.read_ignore(tmp_path, tmp_path / "Dockerfile"))
     assert files == [".dockerignore", "README.md", "app.py", "docs/a b.md", "src/pkg/__init__.py", "src/pkg/mod.py"]
     # ignored directories are not even listed; the others are
     assert {".", "docs", "src", "src/pkg"} <= set(listed)
@@ -150,15 +150,13 @@ def test_context_files_are_sorted_relative_posix_paths_minus_ignored(
 
 def test_context_files_honour_exceptions_below_an_ignored_directory(tmp_path: Path) -> None:
     write(tmp_path, TREE)
-    files = fingerprint.context_files(tmp_path, Ignore.parse("build\n!build/keep.txt\n.git\n**/__pycache__\n*.log"))
+    files = context.context_files(tmp_path, Ignore.parse("build\n!build/keep.txt\n.git\n**/__pycache__\n*.log"))
     assert files == ["README.md", "app.py", "build/keep.txt", "docs/a b.md", "src/pkg/__init__.py", "src/pkg/mod.py"]
 
 
 def test_context_files_without_dockerignore_is_everything(tmp_path: Path) -> None:
     write(tmp_path, TREE)
-    assert fingerprint.context_files(tmp_path, fingerprint.read_ignore(tmp_path, tmp_path / "Dockerfile")) == sorted(
-        TREE
-    )
+    assert context.context_files(tmp_path, context.read_ignore(tmp_path, tmp_path / "Dockerfile")) == sorted(TREE)
 
 
 def test_read_ignore_prefers_the_dockerfiles_own_ignore_file(tmp_path: Path) -> None:
@@ -170,17 +168,17 @@ def test_read_ignore_prefers_the_dockerfiles_own_ignore_file(tmp_path: Path) -> 
             "docker/other.Dockerfile.dockerignore": "*.py\n",
         },
     )
-    own = fingerprint.read_ignore(tmp_path, tmp_path / "ci.Dockerfile")
+    own = context.read_ignore(tmp_path, tmp_path / "ci.Dockerfile")
     assert own.ignored("a.md")
     assert not own.ignored("a.txt")
-    nested = fingerprint.read_ignore(tmp_path, tmp_path / "docker" / "other.Dockerfile")
+    nested = context.read_ignore(tmp_path, tmp_path / "docker" / "other.Dockerfile")
     assert nested.ignored("a.py")
     assert not nested.ignored("a.txt")
-    shared = fingerprint.read_ignore(tmp_path, tmp_path / "Dockerfile")
+    shared = context.read_ignore(tmp_path, tmp_path / "Dockerfile")
     assert shared.ignored("a.txt")
     assert not shared.ignored("a.md")
     (tmp_path / ".dockerignore").unlink()
-    assert not fingerprint.read_ignore(tmp_path, tmp_path / "Dockerfile").ignored("a.txt")
+    assert not context.read_ignore(tmp_path, tmp_path / "Dockerfile").ignored("a.txt")
 
 
 # -- select(): COPY semantics ------------------------------------------------------------------
@@ -222,13 +220,13 @@ FILES = [
     ],
 )
 def test_select(patterns: list[str], expected: list[str]) -> None:
-    assert fingerprint.select(FILES, patterns) == expected
+    assert context.select(FILES, patterns) == expected
 
 
 def test_select_glob_star_stays_within_a_directory() -> None:
     # COPY *.txt copies the context's top-level .txt files only (Go filepath.Match)
-    assert fingerprint.select(FILES, ["*.txt"]) == ["requirements.txt", "requirements-dev.txt"]
-    assert fingerprint.select(FILES, ["src/*.py"]) == ["src/a.py"]
+    assert context.select(FILES, ["*.txt"]) == ["requirements.txt", "requirements-dev.txt"]
+    assert context.select(FILES, ["src/*.py"]) == ["src/a.py"]
 
 
 # -- compute(): the hash ----------------------------------------------------------------------
@@ -318,7 +316,7 @@ def test_changed_since_names_file_paths_without_prefix() -> None:
     assert new.changed_since(new.parts) == []
 
 
-# -- reuse.compute(): a project's fingerprints ------------------------------------------------
+# -- fingerprint.of_targets(): a project's fingerprints ---------------------------------------
 
 DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64
@@ -364,11 +362,11 @@ def resolver(monkeypatch: pytest.MonkeyPatch) -> FakeResolver:
     monkeypatch.setattr(subprocess, "run", refuse)
     monkeypatch.setattr(subprocess, "Popen", refuse)
     fake = FakeResolver()
-    monkeypatch.setattr(reuse, "resolve_base", fake)
+    monkeypatch.setattr(bases, "resolve_base", fake)
     return fake
 
 
-def values(fps: reuse.Fingerprints) -> dict[str, str]:
+def values(fps: fingerprint.TargetFingerprints) -> dict[str, str]:
     assert fps.missing == {}
     return {target: fp.value for target, fp in fps.values.items()}
 
@@ -376,7 +374,7 @@ def values(fps: reuse.Fingerprints) -> dict[str, str]:
 ALL = ["base-py311", "base-py312", "ci-py311", "ci-py312", "deps-py311", "deps-py312"]
 
 
-def changed(before: reuse.Fingerprints, after: reuse.Fingerprints) -> dict[str, list[str]]:
+def changed(before: fingerprint.TargetFingerprints, after: fingerprint.TargetFingerprints) -> dict[str, list[str]]:
     """Which targets' fingerprints changed, and which parts of them."""
     return {
         target: fp.changed_since(before.values[target].parts)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bake import config_load, local, registry, reuse
+from bake import bases, config_load, local, registry, reuse
 from bake.engine import images, process
 from bake.engine.process import CommandFailed
-from bake.fingerprint import Fingerprint
+from bake.fingerprint import Fingerprint, TargetFingerprints, record_local_image
 from bake.plan import FINGERPRINT_LABEL, Plan, build_plan, matrix
 from bake.state import State
 
@@ -55,7 +55,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
         own = next(fp.value for fp in (OLD, NEW) if tag.endswith(fp.short))
         return {w.labels.get(tag, own)}
 
-    monkeypatch.setattr(reuse, "lookup", lookup)
+    monkeypatch.setattr(bases, "lookup", lookup)
     monkeypatch.setattr(reuse, "fingerprint_labels", labels)
     monkeypatch.setattr(images, "local_image", lambda runner, ref: w.local.get(ref))
     return w
@@ -71,7 +71,7 @@ def setup(project: MakeProject, tmp_path: Path) -> tuple[Plan, State]:
 
 def verdict(setup: tuple[Plan, State], fp: Fingerprint | None, output: str = "push") -> local.Status:
     plan, state = setup
-    fps = reuse.Fingerprints({"ci-py312": fp} if fp else {}, {} if fp else {"ci-py312": "base image x is nowhere"})
+    fps = TargetFingerprints({"ci-py312": fp} if fp else {}, {} if fp else {"ci-py312": "base image x is nowhere"})
     runner = process.Runner({})
     [row] = local.status(reuse.client(runner), runner, plan, state, output, fps, "registry.example/acme")  # type: ignore[arg-type]
     return row
@@ -109,7 +109,7 @@ def test_changed_inputs_since_the_local_image_are_named(world: World, setup: tup
     plan, state = setup
     image = plan["ci-py312"].image
     world.local[image] = images.LocalImage("sha256:local", {FINGERPRINT_LABEL: OLD.value})
-    reuse.record(state, "ci-py312", OLD, image, "sha256:local")
+    record_local_image(state, "ci-py312", OLD, image, "sha256:local")
     row = verdict(setup, NEW, output="load")
     assert row.action == "build"
     assert row.changed == ("requirements.txt",)
@@ -121,7 +121,7 @@ def test_many_changed_inputs_are_cut_short_in_the_table(world: World, setup: tup
     image = plan["ci-py312"].image
     world.local[image] = images.LocalImage("sha256:local", {FINGERPRINT_LABEL: OLD.value})
     many = {f"file:src/m{i:02d}.py": str(i) for i in range(12)}
-    reuse.record(state, "ci-py312", OLD._replace(parts={**OLD.parts, **many}), image, "sha256:local")
+    record_local_image(state, "ci-py312", OLD._replace(parts={**OLD.parts, **many}), image, "sha256:local")
     row = verdict(setup, NEW, output="load")
     assert len(row.changed) == 13  # requirements.txt and the twelve that are gone, all in --json
     assert row.why.endswith(" and 8 more (--json lists all)")
@@ -132,7 +132,7 @@ def test_without_the_recorded_parts_the_inputs_changed(world: World, setup: tupl
     plan, state = setup
     image = plan["ci-py312"].image
     world.local[image] = images.LocalImage("sha256:local", {FINGERPRINT_LABEL: OLD.value})
-    reuse.record(state, "ci-py312", OLD, image, "sha256:local")
+    record_local_image(state, "ci-py312", OLD, image, "sha256:local")
     parts = state.fingerprint_parts("ci-py312")
     parts.write_text(json.dumps({"fingerprint": "another", "parts": OLD.parts}))  # another build's
     assert verdict(setup, NEW, output="load").changed == ("inputs",)
@@ -153,7 +153,7 @@ def test_a_record_of_an_earlier_version_still_names_what_changed(world: World, s
 def test_a_record_of_a_replaced_local_image_says_nothing(world: World, setup: tuple[Plan, State]) -> None:
     plan, state = setup
     image = plan["ci-py312"].image
-    reuse.record(state, "ci-py312", OLD, image, "sha256:old")
+    record_local_image(state, "ci-py312", OLD, image, "sha256:old")
     world.local[image] = images.LocalImage("sha256:someone-else", {})
     row = verdict(setup, NEW, output="load")
     assert (row.action, row.changed) == ("build", ())

@@ -1,4 +1,4 @@
-"""What an earlier run hashed (fingerprint.Memo): files whose lstat has not changed are
+"""What an earlier run hashed (content.Memo): files whose lstat has not changed are
 not read again, and every change a build could see is still seen. No Docker, no git."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bake import fingerprint
-from bake.fingerprint import Ignore, Memo
+from bake import content
+from bake.content import Memo
+from bake.context import Ignore, scan
 
 LATER = 60 * 1_000_000_000  # a run that began a minute after the files were written
 
@@ -18,17 +19,17 @@ LATER = 60 * 1_000_000_000  # a run that began a minute after the files were wri
 def records(context: Path, memo_file: Path, *, started: int | None = None) -> tuple[dict[str, str], list[str]]:
     """The records of every path of ``context`` and the files read to get them."""
     read: list[str] = []
-    original = fingerprint.blob_hash
+    original = content.blob_hash
 
     def spy(path: str | os.PathLike[str]) -> str:
         read.append(os.path.relpath(path, context))
         return original(path)
 
     memo = Memo(memo_file, context, started=time.time_ns() + LATER if started is None else started)
-    entries = fingerprint.scan(context, Ignore(()))
+    entries = scan(context, Ignore(()))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(fingerprint, "blob_hash", spy)
-        found = fingerprint.content_records(context, entries, list(entries), memo=memo)
+        patch.setattr(content, "blob_hash", spy)
+        found = content.content_records(context, entries, list(entries), memo=memo)
     memo.save(entries)
     return found, sorted(read)
 
@@ -47,7 +48,7 @@ def test_a_second_run_reads_no_file_and_gets_the_same_records(context: Path, tmp
     assert read == ["README", "src/app.py"]
     second, read = records(context, tmp_path / "memo")
     assert read == []
-    assert second == first == fingerprint.file_hashes(context, first)
+    assert second == first == content.file_hashes(context, first)
 
 
 def test_a_same_size_change_with_its_mtime_put_back_is_seen(context: Path, tmp_path: Path) -> None:
@@ -59,7 +60,7 @@ def test_a_same_size_change_with_its_mtime_put_back_is_seen(context: Path, tmp_p
     after, read = records(context, tmp_path / "memo")
     assert read == ["src/app.py"]
     assert after["src/app.py"] != before["src/app.py"]
-    assert after["src/app.py"] == fingerprint.file_hashes(context, ["src/app.py"])["src/app.py"]
+    assert after["src/app.py"] == content.file_hashes(context, ["src/app.py"])["src/app.py"]
 
 
 def test_a_mode_change_is_seen(context: Path, tmp_path: Path) -> None:

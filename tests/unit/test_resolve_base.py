@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from bake import registry, retry, reuse
+from bake import bases, registry, retry
 from bake.engine import checks, images, process
 from bake.engine.process import CommandFailed
 from bake.pool import parallel
@@ -29,10 +29,10 @@ from .fake_registry import FakeRegistry
 
 
 def resolve(ref: str) -> registry.Resolution:
-    """``reuse.resolve_base`` with a client that has no login and does not retry, and a
+    """``bases.resolve_base`` with a client that has no login and does not retry, and a
     runner that starts nothing (each test refuses processes)."""
     client = registry.Client(lambda host: None, policy=retry.Policy(retries=0))
-    return reuse.resolve_base(client, process.Runner({}), ref)
+    return bases.resolve_base(client, process.Runner({}), ref)
 
 
 def manifest(name: str) -> bytes:
@@ -65,7 +65,7 @@ def world(fake_registry: MakeRegistry, monkeypatch: pytest.MonkeyPatch) -> World
     monkeypatch.setattr(subprocess, "run", refuse)
     monkeypatch.setattr(subprocess, "Popen", refuse)
     monkeypatch.setattr(registry, "DOCKER_HUB", hub.address)
-    monkeypatch.setattr(reuse, "engine_mirrors", lambda runner: ([f"http://{mirror.address}/"], None))
+    monkeypatch.setattr(bases, "engine_mirrors", lambda runner: ([f"http://{mirror.address}/"], None))
     monkeypatch.setattr(images, "registry_descriptor", buildx_descriptor)
     monkeypatch.setattr(images, "local_image_id", lambda runner, ref: world.local.get(ref))
     return world
@@ -142,7 +142,7 @@ def test_an_unresolvable_base_says_which_refs_were_tried_and_what_each_answered(
 def test_when_the_engine_cannot_say_its_mirrors_the_reason_says_so(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(reuse, "engine_mirrors", lambda runner: ([], "docker info: Cannot connect"))
+    monkeypatch.setattr(bases, "engine_mirrors", lambda runner: ([], "docker info: Cannot connect"))
     resolution = resolve("python:3.99-slim")
     assert resolution.digest is None
     assert "the engine's registry mirrors: docker info: Cannot connect" in resolution.reason()
@@ -158,12 +158,12 @@ def test_the_engine_is_asked_for_its_mirrors_once_per_run() -> None:
             return json.dumps({"ServerVersion": "26.1.5", "RegistryConfig": {"Mirrors": ["http://localhost:5000/"]}})
 
     runner = Runner(os.environ)
-    found = parallel(lambda _: reuse.engine_mirrors(runner), list(range(8)))
+    found = parallel(lambda _: bases.engine_mirrors(runner), list(range(8)))
     assert found == [(["http://localhost:5000/"], None)] * 8
     assert [c[1:] for c in calls] == [["info", "--format", "{{json .}}"]]
     checks.check_engine(runner, checks.engine_info(runner))  # the checks before a build read the same answer
     assert len(calls) == 1
-    reuse.engine_mirrors(Runner(os.environ))  # another run asks again
+    bases.engine_mirrors(Runner(os.environ))  # another run asks again
     assert len(calls) == 2
 
 
@@ -174,7 +174,7 @@ def test_an_engine_that_does_not_answer_means_no_mirrors_and_a_reason() -> None:
                 {"ClientInfo": {}, "ServerErrors": ["Cannot connect to the Docker daemon at unix:///x.sock"]}
             )
 
-    mirrors, problem = reuse.engine_mirrors(Runner(os.environ))
+    mirrors, problem = bases.engine_mirrors(Runner(os.environ))
     assert mirrors == []
     assert problem is not None
     assert "Cannot connect to the Docker daemon" in problem

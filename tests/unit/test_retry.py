@@ -7,7 +7,7 @@ import email.utils
 
 import pytest
 
-from bake import registry, retry, reuse
+from bake import bases, registry, retry
 from bake.engine import images, process
 from bake.engine.process import CommandFailed
 from bake.errors import UsageError
@@ -136,7 +136,7 @@ def test_a_registry_client_that_gave_up_on_a_transient_failure_is_not_retried_ag
     asked: list[str] = []
     monkeypatch.setattr(images, "registry_descriptor", lambda runner, ref: asked.append(ref))
     with pytest.raises(registry.RegistryError, match="9 attempts"):
-        reuse.lookup(Down(), process.Runner({}), "registry.example/acme/app:1")  # type: ignore[arg-type]
+        bases.lookup(Down(), process.Runner({}), "registry.example/acme/app:1")  # type: ignore[arg-type]
     assert asked == [], "buildx was asked after the client had retried for a minute"
 
 
@@ -150,14 +150,14 @@ def test_the_buildx_fallback_is_retried_on_the_same_schedule(monkeypatch: pytest
             raise CommandFailed(["docker", "buildx", "imagetools"], 1, "ERROR: 503 Service Unavailable")
         return "done"
 
-    assert reuse.through_buildx(process.Runner({}), flaky, "tag x", time.clock(0.0)) == "done"
+    assert bases.through_buildx(process.Runner({}), flaky, "tag x", time.clock(0.0)) == "done"
     assert time.waits == [0.5, 1.0]
 
     def refused() -> str:
         raise CommandFailed(["docker", "buildx", "imagetools"], 1, "ERROR: 401 Unauthorized")
 
     with pytest.raises(CommandFailed):
-        reuse.through_buildx(process.Runner({}), refused, "tag x", time.clock(0.0))
+        bases.through_buildx(process.Runner({}), refused, "tag x", time.clock(0.0))
     assert time.waits == [0.5, 1.0]  # a refusal is not retried
 
 

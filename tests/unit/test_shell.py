@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bake import noise, registry, reuse, shell
+from bake import bases, noise, registry, shell
 from bake.cli import _args, parse_args
 from bake.errors import UsageError
 from bake.fingerprint import Fingerprint
@@ -38,7 +38,7 @@ FILES = {"requirements.txt": "six==1.16.0\n", "app.py": "print(1)\n"}
 def no_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     digest = "sha256:" + "a" * 64
     monkeypatch.setattr(
-        reuse, "resolve_base", lambda client, runner, ref, platform=None: registry.Resolution(ref, digest, ())
+        bases, "resolve_base", lambda client, runner, ref, platform=None: registry.Resolution(ref, digest, ())
     )
 
 

@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from bake import config_load, display, reuse
+from bake import config_load, display
 from bake.engine import process
 from bake.engine.buildx import BakeRun
 from bake.errors import StateFolderError
 from bake.execute import Executor, Options
 from bake.files import write_atomic
-from bake.fingerprint import Fingerprint
+from bake.fingerprint import Fingerprint, local_image_record, record_local_image
 from bake.plan import Plan, build_plan, matrix
 from bake.state import State
 
@@ -110,14 +110,14 @@ def test_a_fingerprint_record_that_does_not_fit_is_a_state_folder_error_and_no_h
     folder = mount()
     state = State(folder, "--state-dir")
     small = Fingerprint("a" * 64, {"file:app.py": "1"})
-    reuse.record(state, "ci-py311", small, "app:ci", "sha256:1")
+    record_local_image(state, "ci-py311", small, "app:ci", "sha256:1")
     before = {p: (folder / p).read_text() for p in listing(folder) if (folder / p).is_file()}
     large = Fingerprint("b" * 64, {f"file:src/{i:05}.py": "x" * 64 for i in range(2000)})  # ~170 KB of parts
     with pytest.raises(StateFolderError, match=r"No space left.*recording which inputs the local image of ci-py311"):
-        reuse.record(state, "ci-py311", large, "app:ci", "sha256:2")
+        record_local_image(state, "ci-py311", large, "app:ci", "sha256:2")
     after = {p: (folder / p).read_text() for p in listing(folder) if (folder / p).is_file()}
     assert after == before  # the earlier record, whole; no temporary file
-    assert reuse.recorded(state, "ci-py311") == {"fingerprint": "a" * 64, "image": "app:ci", "image_id": "sha256:1"}
+    assert local_image_record(state, "ci-py311") == {"fingerprint": "a" * 64, "image": "app:ci", "image_id": "sha256:1"}
 
 
 # -- the executor: a build goes on when its logs no longer fit ---------------------------------
