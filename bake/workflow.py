@@ -296,7 +296,9 @@ def reuse_images(run: Run) -> None:
         and not run.args.warm
         and not run.args.no_reuse
     ):
-        run.results.update(reuse.reuse(run.plan, run.fingerprints))
+        run.results.update(reused := reuse.reuse(run.plan, run.fingerprints))
+        fps = {t: fp.value for t, fp in run.fingerprints.values.items()}
+        cache.point_reused(reuse.client(), run.plan, fps, reused)  # the cache ref it would have written
 
 
 def trim_cache(run: Run) -> None:
