@@ -9,6 +9,7 @@ included) of the default branch may run it (:func:`check_trust`). See docs/reten
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -22,7 +23,7 @@ from bake.cache import fingerprint_ref
 from bake.engine import git
 from bake.engine.process import CommandFailed
 from bake.errors import BakeError, EnvironmentProblem, UsageError
-from bake.naming import tag_prefix
+from bake.naming import platform_suffix, tag_prefix
 from bake.plan import build_plan, matrix
 from bake.redact import redact
 from bake.report import align
@@ -163,12 +164,17 @@ def facts(project: config.Project, live: Live, found: inventory.Survey, now: flo
         branches[policy.identity(pushed, name)] = when
     plan = build_plan(project, matrix(project), branch=cfg.default_branch, sha=None, output="push")
     by_prefix = {tag_prefix(t.target.stage, t.target.python): t for t in plan.targets}
+    platform_named = {platform_suffix(p)[2:]: p for p in cfg.platforms}
     cache_of: dict[str, str] = {}
     for ref in found.refs:
-        parts = retention.split(ref.tag, by_prefix)
+        base, suffix = retention.platform_of(ref.tag)
+        parts = retention.split(base, by_prefix)
         if ref.repo != "image" or not ref.fingerprint or parts is None or parts[1] != f"fp-{ref.fingerprint[:12]}":
             continue
-        cache_ref = fingerprint_ref(by_prefix[parts[0]], ref.fingerprint)
+        if suffix and suffix not in platform_named:
+            continue  # a platform no longer configured: its cache ref cannot be named
+        target = dataclasses.replace(by_prefix[parts[0]], platform=platform_named[suffix] if suffix else None)
+        cache_ref = fingerprint_ref(target, ref.fingerprint)
         if cache_ref:
             cache_of[cache_ref.rpartition(":")[2]] = ref.tag
     shas = sorted(
@@ -176,7 +182,7 @@ def facts(project: config.Project, live: Live, found: inventory.Survey, now: flo
             parts[1]
             for r in found.refs
             if r.repo == "image"
-            for parts in [retention.split(r.tag, by_prefix)]
+            for parts in [retention.split(retention.platform_of(r.tag)[0], by_prefix)]
             if parts and retention.kind_of("image", parts[1])[0] == "commit"
         }
     )
@@ -193,6 +199,7 @@ def facts(project: config.Project, live: Live, found: inventory.Survey, now: flo
         heads=live.heads,
         reachable=frozenset(c[:7] for c in reachable) if reachable is not None else None,
         cache_of=cache_of,
+        children={digest: frozenset(kids) for digest, kids in found.children.items()},
     )
 
 
