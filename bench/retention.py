@@ -71,11 +71,18 @@ def wait_for_engine(timeout: float = 900) -> None:
 
 
 def free_port() -> int:
+    """A free loopback port in 5001-5099, the range kept for registries of one's own."""
+    import random
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    for port in random.sample(range(5001, 5100), 99):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port in 5001-5099 for the bench's registries")
 
 
 class OwnRegistry:
@@ -326,16 +333,24 @@ class Sim:
         if not rebuild:
             return f"{tags} tags whole; new branch {count}/4 reused"
         cached, baseline = self.rebuild(reg), self.rebuild(self.registries[1])
-        return f"{tags} tags whole; rebuild cached {cached} (without gc: {baseline}); new branch {count}/4 reused"
+        live = self.rebuild(reg, f"f{n}b")  # a kept branch's own cache ref (main's does not hold its steps)
+        return (
+            f"{tags} tags whole; rebuild cached {cached} (without gc: {baseline}); branch f{n}b's cache {live}; "
+            f"new branch {count}/4 reused"
+        )
 
-    def rebuild(self, reg: OwnRegistry) -> str:
-        """``--no-reuse --load`` of main on the second engine, its builder pruned: cached/total steps."""
+    def rebuild(self, reg: OwnRegistry, branch: str = "main") -> str:
+        """``--no-reuse --load`` of ``branch`` on the second engine, its builder pruned: cached/total steps."""
         with contextlib.suppress(subprocess.CalledProcessError):
             subprocess.run(
                 ["docker", "buildx", "prune", "-af"], env={**os.environ, "DOCKER_HOST": SECOND_ENGINE},
                 capture_output=True, check=True,
             )  # fmt: skip
-        rebuilt = self.bake(reg, "build", "--load", "--no-reuse", "--branch", "main", docker=SECOND_ENGINE)
+        self.git("checkout", "-q", branch)
+        try:
+            rebuilt = self.bake(reg, "build", "--load", "--no-reuse", "--branch", branch, docker=SECOND_ENGINE)
+        finally:
+            self.git("checkout", "-q", "main")
         rows = [line.split() for line in rebuilt.splitlines() if line.startswith(("deps-py", "ci-py"))]
         return " ".join(r[3] for r in rows)
 
