@@ -376,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verify", action="store_true", help="after every gc: pullable, cached rebuild, reuse")
     parser.add_argument("--rebuild-every", type=int, default=1, help="with --verify: the pruned rebuild every N days")
     parser.add_argument("--out", type=Path, help="write the table here (Markdown)")
+    parser.add_argument(
+        "--minutes", type=float, help="start no new day after this many minutes; the live set is then of the last day"
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the registries on the way out
     started = time.monotonic()
@@ -386,11 +389,16 @@ def main(argv: list[str] | None = None) -> int:
     with registries(3) as (with_gc, without_gc, live), tempfile.TemporaryDirectory() as work:
         sim = Sim(Path(work), [with_gc, without_gc], args.verify)
         sim.push_all("--push")
+        days = 0
         for n in range(1, args.days + 1):
+            if args.minutes is not None and n > 1 and time.monotonic() - started > args.minutes * 60:
+                print(f"stopped after day {n - 1} of {args.days}: --minutes {args.minutes:g} passed", flush=True)
+                break
+            days = n
             sim.day(n, args.fast)
             summary = sim.gc(with_gc)
             with_gc.gc()
-            rebuild = n % args.rebuild_every == 0 or n == args.days
+            rebuild = n % args.rebuild_every == 0 or n == args.days or n == 1
             checked = sim.check(with_gc, n, rebuild) if args.verify else ""
             row = (
                 f"| {n} | {with_gc.bytes() / 1e6:.1f} MB | {with_gc.refs()} | {without_gc.bytes() / 1e6:.1f} MB "
@@ -403,8 +411,8 @@ def main(argv: list[str] | None = None) -> int:
                 copy_tag(with_gc, live, repo, tag)
         live_bytes, ratio = live.bytes(), with_gc.bytes() / max(live.bytes(), 1)
         summary = (
-            f"\nDay {args.days}: with gc {with_gc.bytes() / 1e6:.1f} MB, {with_gc.refs()} refs; without gc "
-            f"{without_gc.bytes() / 1e6:.1f} MB, {without_gc.refs()} refs; the live set (day {args.days}'s kept refs "
+            f"\nDay {days}: with gc {with_gc.bytes() / 1e6:.1f} MB, {with_gc.refs()} refs; without gc "
+            f"{without_gc.bytes() / 1e6:.1f} MB, {without_gc.refs()} refs; the live set (day {days}'s kept refs "
             f"pushed alone to an empty registry) {live_bytes / 1e6:.1f} MB, {live.refs()} refs: with gc = "
             f"{ratio:.2f}x the live set. Whole run {(time.monotonic() - started) / 60:.1f} min "
             f"(`bench/retention.py {' '.join(argv or sys.argv[1:])}`).\n"
