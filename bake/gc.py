@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bake import auth, backoff, ci, config, inventory, logs, policy, prune, registry, retention, retry
+from bake import auth, ci, config, inventory, logs, policy, prune, registry, retention, retry
 from bake.args import Args
 from bake.cache import fingerprint_ref
 from bake.engine import git
@@ -251,12 +251,12 @@ def run_gc(project: config.Project, args: Args, context: ci.Context, now: float 
         "cache": f"{cfg.registry}/{cfg.image}{config.CACHE_SUFFIX}",
     }
     repos = {kind: registry.Reference.parse(f"{name}:x") for kind, name in names.items()}
-    # gc retries each request itself (prune.Registry), so the client does not retry as well
+    # gc retries each request itself (prune.Registry, on the client's schedule): the client does not as well
     reg = prune.Registry(registry.Client(auth.credentials, policy=retry.Policy(retries=0)))
     prefixes = [tag_prefix(s, p) for s in project.stages for p in cfg.pythons]
     try:
         found = inventory.survey(reg, repos, prefixes)
-    except (backoff.Again, registry.RegistryError) as exc:
+    except (prune.Again, registry.RegistryError) as exc:
         raise RegistryUnreachable(
             f"the registry {cfg.registry} could not be read ({redact(str(exc))}); nothing was deleted. Check that "
             "it is up and reachable, then run gc again."
