@@ -17,7 +17,7 @@ registry; a ``--no-reuse --load`` build of main on the second engine, its builde
 takes every step from cache; a new branch with no change reuses every target. At the end,
 day N's kept refs are copied alone into an empty registry: the live set.
 
-    .venv/bin/python bench/retention.py [--days 30] [--fast] [--verify] [--out FILE]
+    .venv/bin/python bench/retention.py [--days 30] [--fast] [--verify] [--minutes M] [--out FILE]
 
 ``--fast``: one commit per feature branch and warm every 7th day (a cheaper day).
 """
