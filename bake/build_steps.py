@@ -35,7 +35,10 @@ def reuse_images(run: Run) -> None:
         and not run.args.warm
         and not run.args.no_reuse
     ):
-        run.results.update(reuse.reuse(run.registry_client, run.runner, run.plan, run.target_fingerprints))
+        reused = reuse.reuse(run.registry_client, run.runner, run.plan, run.target_fingerprints)
+        run.results.update(reused)
+        fps = {t: fp.value for t, fp in run.target_fingerprints.values.items()}
+        cache.point_reused(run.registry_client, run.plan, fps, reused)  # the cache ref it would have written
 
 
 def trim_cache(run: Run) -> None:

@@ -12,7 +12,12 @@ refs are asked at once (a HEAD-sized GET each, in parallel) and:
 - a registry export is dropped when the cache repository already holds the cache
   written for the target's fingerprint (its tag ``STAGE-pyX.Y-fp-<12 hex>``, the hex
   also covering the export options). After the build the branch's ref is pointed at it,
-  or, where the export ran, the fresh cache is tagged with the fingerprint.
+  or, where the export ran, the fresh cache is tagged with the fingerprint;
+- a target that is reused instead of built gets the same: the branch cache ref it would
+  have exported is pointed at the fingerprint's cache, the cache of the very build whose
+  image it reuses (:func:`point_reused`). Without it the default branch's cache ref would
+  stay at an older build after it reused a branch's image, and a later cold build of the
+  default branch would miss.
 
 Cache can only make a step's result come from somewhere else when BuildKit's own key of
 that step matches, so none of this can ship a stale image: a wrong decision costs cache
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from bake import logs, registry
@@ -116,6 +121,40 @@ def trim(plan: Plan, fingerprints: Mapping[str, str], found: Found, *, record_fi
                 after[t.id] = ((branch_ref, fp_ref),)  # record the fresh export under the fingerprint
         targets.append(dataclasses.replace(t, cache_from=tuple(sources), cache_to=tuple(cache_to)))
     return dataclasses.replace(plan, targets=tuple(targets)), After(after)
+
+
+def reused_after(plan: Plan, fingerprints: Mapping[str, str], reused: Collection[str], found: Found) -> After:
+    """For each ``reused`` target (its image re-tagged, not built): point the branch cache ref
+    its plan exports at the cache tagged with its fingerprint, when that is there and the
+    branch ref names something else (pure). A plan exports a branch cache ref only where
+    the trust policy lets the run write it, and a run reuses only where it may write its
+    branch tags: a fork, which may do neither, gets nothing here."""
+    after: dict[str, tuple[tuple[str, str], ...]] = {}
+    for t in plan.targets:
+        fp = fingerprints.get(t.id)
+        export = _export(t)
+        if t.id not in reused or fp is None or export is None:
+            continue
+        fp_ref, branch_ref = fingerprint_ref(t, fp), registry_ref(export)
+        assert fp_ref is not None
+        assert branch_ref is not None
+        have, current = found.get(fp_ref, UNKNOWN), found.get(branch_ref, UNKNOWN)
+        if have is None or have is UNKNOWN:
+            continue  # no cache recorded for these inputs: the branch ref stays as it is
+        if current is None or current is UNKNOWN or current.digest != have.digest:
+            after[t.id] = ((fp_ref, branch_ref),)
+    return After(after)
+
+
+def point_reused(client: registry.Client, plan: Plan, fingerprints: Mapping[str, str], reused: Collection[str]) -> None:
+    """Point the branch cache refs of ``reused`` targets at their fingerprint's cache
+    (:func:`reused_after`): a manifest copy in the registry, nothing pulled."""
+    targets = [t for t in plan.targets if t.id in reused and t.id in fingerprints and _export(t)]
+    refs = [r for t in targets for r in (fingerprint_ref(t, fingerprints[t.id]), registry_ref(_export(t) or "")) if r]
+    if not refs:
+        return
+    after = reused_after(plan, fingerprints, reused, look_up(client, list(dict.fromkeys(refs))))
+    parallel(lambda t: finish(client, after, t), list(after.tags))
 
 
 def look_up(client: registry.Client, refs: list[str]) -> dict[str, registry.Manifest | None]:

@@ -9,6 +9,7 @@ included) of the default branch may run it (:func:`check_trust`). See docs/reten
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -16,13 +17,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bake import auth, backoff, ci, config, holdings, inventory, logs, policy, prune, registry, retention, retry
+from bake import auth, ci, config, holdings, inventory, logs, policy, prune, registry, retention, retry
 from bake.args import Args
 from bake.cache import fingerprint_ref
 from bake.engine import git
 from bake.engine.process import CommandFailed, Runner
 from bake.errors import BakeError, EnvironmentProblem, UsageError
-from bake.naming import tag_prefix
+from bake.naming import platform_suffix, tag_prefix
 from bake.plan import build_plan, matrix
 from bake.redact import redact
 from bake.report import align
@@ -163,12 +164,17 @@ def facts(runner: Runner, project: config.Project, live: Live, found: holdings.S
         branches[policy.identity(pushed, name)] = when
     plan = build_plan(project, matrix(project), branch=cfg.default_branch, sha=None, output="push")
     by_prefix = {tag_prefix(t.target.stage, t.target.python): t for t in plan.targets}
+    platform_named = {platform_suffix(p)[2:]: p for p in cfg.platforms}
     cache_of: dict[str, str] = {}
     for ref in found.refs:
-        parts = retention.split(ref.tag, by_prefix)
+        base, suffix = retention.platform_of(ref.tag)
+        parts = retention.split(base, by_prefix)
         if ref.repo != "image" or not ref.fingerprint or parts is None or parts[1] != f"fp-{ref.fingerprint[:12]}":
             continue
-        cache_ref = fingerprint_ref(by_prefix[parts[0]], ref.fingerprint)
+        if suffix and suffix not in platform_named:
+            continue  # a platform no longer configured: its cache ref cannot be named
+        target = dataclasses.replace(by_prefix[parts[0]], platform=platform_named[suffix] if suffix else None)
+        cache_ref = fingerprint_ref(target, ref.fingerprint)
         if cache_ref:
             cache_of[cache_ref.rpartition(":")[2]] = ref.tag
     shas = sorted(
@@ -176,7 +182,7 @@ def facts(runner: Runner, project: config.Project, live: Live, found: holdings.S
             parts[1]
             for r in found.refs
             if r.repo == "image"
-            for parts in [retention.split(r.tag, by_prefix)]
+            for parts in [retention.split(retention.platform_of(r.tag)[0], by_prefix)]
             if parts and retention.kind_of("image", parts[1])[0] == "commit"
         }
     )
@@ -193,6 +199,7 @@ def facts(runner: Runner, project: config.Project, live: Live, found: holdings.S
         heads=live.heads,
         reachable=frozenset(c[:7] for c in reachable) if reachable is not None else None,
         cache_of=cache_of,
+        children={digest: frozenset(kids) for digest, kids in found.children.items()},
     )
 
 
@@ -244,12 +251,12 @@ def run_gc(runner: Runner, project: config.Project, args: Args, context: ci.Cont
         "cache": f"{cfg.registry}/{cfg.image}{config.CACHE_SUFFIX}",
     }
     repos = {kind: registry.Reference.parse(f"{name}:x") for kind, name in names.items()}
-    # gc retries each request itself (prune.Registry), so the client does not retry as well
+    # gc retries each request itself (prune.Registry, on the client's schedule): the client does not as well
     reg = prune.Registry(registry.Client(auth.logins(runner), policy=retry.Policy(retries=0)))
     prefixes = [tag_prefix(s, p) for s in project.stages for p in cfg.pythons]
     try:
         found = inventory.survey(reg, repos, prefixes)
-    except (backoff.Again, registry.RegistryError) as exc:
+    except (prune.Again, registry.RegistryError) as exc:
         raise RegistryUnreachable(
             f"the registry {cfg.registry} could not be read ({redact(str(exc))}); nothing was deleted. Check that "
             "it is up and reachable, then run gc again."

@@ -10,9 +10,11 @@ digest:
 - a tag whose manifest a kept ref still needs is untagged: a small placeholder manifest
   is pushed to the tag (after checking the tag again), then the placeholder is deleted.
 
-Every request goes through :func:`bake.backoff.call`: 429 and 5xx answers (with their
-``Retry-After``) and unreachable registries are tried again with backoff. A registry that
-refuses deletes (405, 401/403 with a token lacking delete) raises :class:`Refused`.
+Every request is retried on :mod:`bake.retry`'s schedule (the registry client's, backoff
+with jitter within a budget): 429 and 5xx answers (their ``Retry-After`` honoured) and
+unreachable registries are tried again; the client under it does not retry as well. A
+registry that refuses deletes (405, 401/403 with a token lacking delete) raises
+:class:`Refused`.
 """
 
 from __future__ import annotations
@@ -20,12 +22,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bake import backoff, logs, registry, retry
+from bake import logs, registry, retry
 from bake.holdings import Survey
 from bake.redact import redact
 from bake.retention import Repo, Verdict, split
@@ -43,16 +44,31 @@ class Refused(Exception):
     """The registry does not let this client delete (405, or no delete permission)."""
 
 
-def _again(status: int, headers: Mapping[str, str], what: str) -> backoff.Again:
-    return backoff.Again(f"{what} answered HTTP {status}", retry.retry_after(headers.get("retry-after"), time.time()))
+class Again(Exception):
+    """A request failed for a reason that may pass (429, 5xx, no answer): retried, and
+    raised once the retries are used up."""
+
+    def __init__(self, message: str, retry_after: float | None = None, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        #: the registry could not be reached at all (as opposed to answering "later")
+        self.unreachable = unreachable
+
+
+def _again(status: int, headers: Mapping[str, str], what: str, now: float) -> Again:
+    return Again(f"{what} answered HTTP {status}", retry.retry_after(headers.get("retry-after"), now))
 
 
 class Registry:
-    """The registry client of this run with gc's retries and answers around it."""
+    """The registry client of this run with gc's retries and answers around it. ``client``
+    should not retry itself (``retry.Policy(retries=0)``): retries never nest."""
 
-    def __init__(self, client: registry.Client, retry: Callable[..., Any] = backoff.call) -> None:
+    def __init__(
+        self, client: registry.Client, policy: retry.Policy = registry.POLICY, clock: retry.Clock = retry.REAL_TIME
+    ) -> None:
         self.client = client
-        self.retry = retry
+        self.policy = policy
+        self.clock = clock
 
     def _request(
         self, method: str, ref: registry.Reference, what: str, *, actions: str, **kw: Any
@@ -61,21 +77,29 @@ class Registry:
             try:
                 status, headers, body = self.client.request(method, ref, what, actions=actions, **kw)
             except registry.RegistryUnavailable as exc:
-                raise backoff.Again(redact(str(exc)), unreachable=True) from None
+                raise Again(redact(str(exc)), unreachable=True) from None
             except registry.RegistryError as exc:
                 said = str(exc)
                 if method != "GET" and any(w in said for w in ("unauthorized", "token", "credentials")):
                     raise Refused(f"{method} {ref.repository}: {redact(said)}") from None
                 raise
             if status in registry.RETRY_STATUSES:
-                raise _again(status, headers, f"{method} {ref.repository}/{what.split('?')[0]}")
+                raise _again(status, headers, f"{method} {ref.repository}/{what.split('?')[0]}", self.clock.now())
             return status, headers, body
 
-        def noted(exc: backoff.Again, delay: float) -> None:
-            log.info("registry request retried", request=f"{method} {ref.repository}", why=str(exc), delay=delay)
-
-        result: tuple[int, dict[str, str], bytes] = self.retry(attempt, on_retry=noted)
-        return result
+        retries = retry.Retry(self.policy, self.clock)
+        while True:
+            try:
+                return attempt()
+            except Again as exc:
+                delay = retries.delay(exc.retry_after)
+                if delay is None:
+                    raise
+                log.info(
+                    "registry request retried", request=f"{method} {ref.repository}", why=str(exc),
+                    attempt=retries.attempt, delay=round(delay, 2),
+                )  # fmt: skip
+                retries.wait(delay)
 
     def tags(self, repo: registry.Reference) -> list[str]:
         found: list[str] = []
@@ -304,7 +328,7 @@ class Remover:
                 for v in untags.get(key, []):
                     with self._failing([v]):
                         self._untag(v)
-        except (Refused, backoff.Again) as exc:
+        except (Refused, Again) as exc:
             finished = (
                 {o.verdict.ref.tag for o in self.outcomes if o.verdict.ref.repo == "image"},
                 {o.verdict.ref.tag for o in self.outcomes if o.verdict.ref.repo == "cache"},
@@ -313,7 +337,7 @@ class Remover:
                 if v.ref.tag not in finished[0 if v.ref.repo == "image" else 1]:
                     self.outcomes.append(Outcome(v, "not attempted: gc stopped", False))
             refused = isinstance(exc, Refused)
-            unreachable = isinstance(exc, backoff.Again) and exc.unreachable
+            unreachable = isinstance(exc, Again) and exc.unreachable
             raise Stopped(redact(str(exc)), self.outcomes, refused=refused, unreachable=unreachable) from None
         return self.outcomes
 

@@ -5,13 +5,17 @@ bake-ci writes, per target ``STAGE-pyX.Y`` (see :mod:`bake.naming`, :func:`bake.
 - in the image repository ``IMAGE``: the bare tag ``STAGE-pyX.Y`` (default branch), the
   branch tag ``STAGE-pyX.Y-IDENTITY`` (a branch, ``branch-NAME`` for one whose name takes a
   reserved form, or ``pr-N``), the commit tag ``STAGE-pyX.Y-<7 hex>`` and the fingerprint
-  tag ``STAGE-pyX.Y-fp-<12 hex>``; per-platform refs ``…__OS-ARCH`` are kept, unread (docs/tags.md);
+  tag ``STAGE-pyX.Y-fp-<12 hex>``;
 - in the cache repository ``IMAGE-cache``: the cache ref ``STAGE-pyX.Y-IDENTITY`` and the
-  cache fingerprint ref ``STAGE-pyX.Y-fp-<12 hex>`` (:func:`bake.cache.fingerprint_ref`).
+  cache fingerprint ref ``STAGE-pyX.Y-fp-<12 hex>`` (:func:`bake.cache.fingerprint_ref`);
+- for each platform of a multi-platform project, the same refs with ``__OS-ARCH`` after
+  them (docs/tags.md): judged by the ref before the suffix, by the same rules (the last K
+  fingerprints counted per target and platform), and a per-platform fingerprint tag whose
+  image a kept multi-platform index lists is kept with it.
 
 :func:`classify` reads each tag by exactly those forms and gives it a verdict with the
-reason. Anything it cannot read (another target's tag, a form it does not know, such as a
-per-platform ref, or a ref whose age cannot be told) is kept, and the reason says so.
+reason. Anything it cannot read (another target's tag, a form it does not know, or a ref
+whose age cannot be told) is kept, and the reason says so.
 :func:`actions` then says how a ref that goes is removed: its manifest deleted by digest,
 or, when a kept ref still reaches that manifest, the tag alone moved away ("untag").
 Nothing here does I/O: :mod:`bake.gc` gathers the facts and applies the verdicts.
@@ -90,6 +94,8 @@ class Facts:
     reachable: frozenset[str] | None = None
     #: cache fingerprint tag -> the image fingerprint tag it was written for.
     cache_of: Mapping[str, str] = field(default_factory=dict)
+    #: image manifest digest -> the manifests it lists (an index's images and attestations).
+    children: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,13 @@ def split(tag: str, prefixes: Iterable[str]) -> tuple[str, str] | None:
         if (tag == prefix or tag.startswith(prefix + "-")) and (best is None or len(prefix) > len(best)):
             best = prefix
     return None if best is None else (best, tag[len(best) + 1 :])
+
+
+def platform_of(tag: str) -> tuple[str, str]:
+    """``(ref, platform)`` of a per-platform ref ``REF__OS-ARCH`` (``("ci-py3.12-main",
+    "linux-arm64")``); ``(tag, "")`` for any other tag."""
+    found = _PLAT_RE.search(tag)
+    return (tag, "") if found is None else (tag[: found.start()], tag[found.start() + 2 :])
 
 
 def kind_of(repo: Repo, suffix: str) -> tuple[Kind, str]:
@@ -174,27 +187,35 @@ def classify(refs: Sequence[Ref], facts: Facts, settings: Settings) -> list[Verd
     for verdict in first.values():
         if verdict.keep:
             kept_digests.setdefault((verdict.ref.repo, verdict.ref.digest), verdict.ref.tag)
-    by_prefix: dict[str, list[Ref]] = {}
+    by_prefix: dict[tuple[str, str], list[Ref]] = {}
     for ref in refs:
         if ref.repo == "image" and _is_fingerprint(ref, facts):
             parts = split(ref.tag, facts.prefixes)
             assert parts is not None
-            by_prefix.setdefault(parts[0], []).append(ref)
-    for prefix, group in by_prefix.items():
+            by_prefix.setdefault((parts[0], platform_of(ref.tag)[1]), []).append(ref)
+    listed: dict[str, str] = {}  # image digest -> the kept multi-platform image that lists it
+    # plain fingerprint tags first: a per-platform one is kept with the kept index that lists its image
+    for (prefix, platform), group in sorted(by_prefix.items(), key=lambda item: (item[0][1] != "", item[0])):
+        if platform and not listed:
+            listed = _listed(first.values(), facts.children)
+        of = f"{prefix} ({platform})" if platform else prefix
         dated = sorted((r for r in group if r.written is not None), key=lambda r: (-(r.written or 0), r.tag))
         newest = {r.tag for r in dated[: settings.keep_fingerprints]}
         for ref in group:
             shared = kept_digests.get(("image", ref.digest))
+            lister = next((listed[d] for d in {ref.digest, *facts.children.get(ref.digest, ())} if d in listed), None)
             if shared is not None:
                 verdict = Verdict(ref, "fingerprint", True, f"the image of kept tag {shared}")
+            elif lister is not None:
+                verdict = Verdict(ref, "fingerprint", True, f"its image is in kept multi-platform image {lister}")
             elif ref.tag in newest:
                 verdict = Verdict(
-                    ref, "fingerprint", True, f"one of the last {settings.keep_fingerprints} fingerprints of {prefix}"
+                    ref, "fingerprint", True, f"one of the last {settings.keep_fingerprints} fingerprints of {of}"
                 )
             elif ref.written is None:
                 verdict = Verdict(ref, "fingerprint", True, "its build time cannot be told (no created date)")
             else:
-                why = f"not among the last {settings.keep_fingerprints} fingerprints of {prefix}; no kept tag uses it"
+                why = f"not among the last {settings.keep_fingerprints} fingerprints of {of}; no kept tag uses it"
                 verdict = _graced(ref, "fingerprint", why, facts, settings)
             first[(ref.repo, ref.tag)] = verdict
     image_verdicts = {tag: v for (repo, tag), v in first.items() if repo == "image"}
@@ -213,8 +234,18 @@ def classify(refs: Sequence[Ref], facts: Facts, settings: Settings) -> list[Verd
 
 
 def _is_fingerprint(ref: Ref, facts: Facts) -> bool:
-    parts = split(ref.tag, facts.prefixes)
+    parts = split(platform_of(ref.tag)[0], facts.prefixes)
     return not ref.placeholder and parts is not None and kind_of(ref.repo, parts[1])[0] == "fingerprint"
+
+
+def _listed(verdicts: Iterable[Verdict], children: Mapping[str, frozenset[str]]) -> dict[str, str]:
+    """Every image digest a kept plain (not per-platform) image tag lists, and that tag."""
+    out: dict[str, str] = {}
+    for v in verdicts:
+        if v.keep and v.ref.repo == "image" and not platform_of(v.ref.tag)[1]:
+            for child in children.get(v.ref.digest, ()):
+                out.setdefault(child, v.ref.tag)
+    return out
 
 
 def _graced(ref: Ref, kind: Kind, why: str, facts: Facts, settings: Settings) -> Verdict:
@@ -231,6 +262,14 @@ def _graced(ref: Ref, kind: Kind, why: str, facts: Facts, settings: Settings) ->
 def _one(ref: Ref, facts: Facts, settings: Settings, protected: Mapping[str, str]) -> Verdict:
     if ref.placeholder:
         return Verdict(ref, "placeholder", False, "a placeholder an interrupted gc left behind", "delete")
+    base, platform = platform_of(ref.tag)
+    if platform and "__" in base:
+        return Verdict(ref, "unknown", True, "not a form bake-ci writes (a ref of a ref of a platform): kept")
+    if platform:  # one platform's ref: judged as the ref it is made from
+        found = _one(replace(ref, tag=base), facts, settings, protected)
+        if found.kind == "bare":
+            return Verdict(ref, "unknown", True, "a per-platform bare tag, which bake-ci does not write: kept")
+        return replace(found, ref=ref, reason=f"the {platform} ref of {base}: {found.reason}")
     parts = split(ref.tag, facts.prefixes)
     if parts is None:
         return Verdict(ref, "unknown", True, "not a tag of a configured target (STAGE-pyX.Y): unknown to bake-ci")

@@ -17,7 +17,7 @@ registry; a ``--no-reuse --load`` build of main on the second engine, its builde
 takes every step from cache; a new branch with no change reuses every target. At the end,
 day N's kept refs are copied alone into an empty registry: the live set.
 
-    .venv/bin/python bench/retention.py [--days 30] [--fast] [--verify] [--out FILE]
+    .venv/bin/python bench/retention.py [--days 30] [--fast] [--verify] [--minutes M] [--out FILE]
 
 ``--fast``: one commit per feature branch and warm every 7th day (a cheaper day).
 """
@@ -70,11 +70,18 @@ def wait_for_engine(timeout: float = 900) -> None:
 
 
 def free_port() -> int:
+    """A free loopback port in 5001-5099, the range kept for registries of one's own."""
+    import random
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    for port in random.sample(range(5001, 5100), 99):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port in 5001-5099 for the bench's registries")
 
 
 class OwnRegistry:
@@ -330,16 +337,24 @@ class Sim:
         if not rebuild:
             return f"{tags} tags whole; new branch {count}/4 reused"
         cached, baseline = self.rebuild(reg), self.rebuild(self.registries[1])
-        return f"{tags} tags whole; rebuild cached {cached} (without gc: {baseline}); new branch {count}/4 reused"
+        live = self.rebuild(reg, f"f{n}b")  # a kept branch's own cache ref (main's does not hold its steps)
+        return (
+            f"{tags} tags whole; rebuild cached {cached} (without gc: {baseline}); branch f{n}b's cache {live}; "
+            f"new branch {count}/4 reused"
+        )
 
-    def rebuild(self, reg: OwnRegistry) -> str:
-        """``--no-reuse --load`` of main on the second engine, its builder pruned: cached/total steps."""
+    def rebuild(self, reg: OwnRegistry, branch: str = "main") -> str:
+        """``--no-reuse --load`` of ``branch`` on the second engine, its builder pruned: cached/total steps."""
         with contextlib.suppress(subprocess.CalledProcessError):
             subprocess.run(
                 ["docker", "buildx", "prune", "-af"], env={**os.environ, "DOCKER_HOST": SECOND_ENGINE},
                 capture_output=True, check=True,
             )  # fmt: skip
-        rebuilt = self.bake(reg, "build", "--load", "--no-reuse", "--branch", "main", docker=SECOND_ENGINE)
+        self.git("checkout", "-q", branch)
+        try:
+            rebuilt = self.bake(reg, "build", "--load", "--no-reuse", "--branch", branch, docker=SECOND_ENGINE)
+        finally:
+            self.git("checkout", "-q", "main")
         rows = [line.split() for line in rebuilt.splitlines() if line.startswith(("deps-py", "ci-py"))]
         return " ".join(r[3] for r in rows)
 
@@ -365,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verify", action="store_true", help="after every gc: pullable, cached rebuild, reuse")
     parser.add_argument("--rebuild-every", type=int, default=1, help="with --verify: the pruned rebuild every N days")
     parser.add_argument("--out", type=Path, help="write the table here (Markdown)")
+    parser.add_argument(
+        "--minutes", type=float, help="start no new day after this many minutes; the live set is then of the last day"
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the registries on the way out
     started = time.monotonic()
@@ -375,11 +393,16 @@ def main(argv: list[str] | None = None) -> int:
     with registries(3) as (with_gc, without_gc, live), tempfile.TemporaryDirectory() as work:
         sim = Sim(Path(work), [with_gc, without_gc], args.verify)
         sim.push_all("--push")
+        days = 0
         for n in range(1, args.days + 1):
+            if args.minutes is not None and n > 1 and time.monotonic() - started > args.minutes * 60:
+                print(f"stopped after day {n - 1} of {args.days}: --minutes {args.minutes:g} passed", flush=True)
+                break
+            days = n
             sim.day(n, args.fast)
             summary = sim.gc(with_gc)
             with_gc.gc()
-            rebuild = n % args.rebuild_every == 0 or n == args.days
+            rebuild = n % args.rebuild_every == 0 or n == args.days or n == 1
             checked = sim.check(with_gc, n, rebuild) if args.verify else ""
             row = (
                 f"| {n} | {with_gc.bytes() / 1e6:.1f} MB | {with_gc.refs()} | {without_gc.bytes() / 1e6:.1f} MB "
@@ -392,8 +415,8 @@ def main(argv: list[str] | None = None) -> int:
                 copy_tag(with_gc, live, repo, tag)
         live_bytes, ratio = live.bytes(), with_gc.bytes() / max(live.bytes(), 1)
         summary = (
-            f"\nDay {args.days}: with gc {with_gc.bytes() / 1e6:.1f} MB, {with_gc.refs()} refs; without gc "
-            f"{without_gc.bytes() / 1e6:.1f} MB, {without_gc.refs()} refs; the live set (day {args.days}'s kept refs "
+            f"\nDay {days}: with gc {with_gc.bytes() / 1e6:.1f} MB, {with_gc.refs()} refs; without gc "
+            f"{without_gc.bytes() / 1e6:.1f} MB, {without_gc.refs()} refs; the live set (day {days}'s kept refs "
             f"pushed alone to an empty registry) {live_bytes / 1e6:.1f} MB, {live.refs()} refs: with gc = "
             f"{ratio:.2f}x the live set. Whole run {(time.monotonic() - started) / 60:.1f} min "
             f"(`bench/retention.py {' '.join(argv or sys.argv[1:])}`).\n"

@@ -8,6 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests check what holds for every input, not how fast: on a loaded 2-core runner a
+# single example can take longer than Hypothesis's default 200 ms deadline.
+settings.register_profile("bake-ci", deadline=None)
+settings.load_profile("bake-ci")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -25,6 +25,7 @@ import contextlib
 import http.client
 import ipaddress
 import json
+import random
 import re
 import shutil
 import socket
@@ -512,6 +513,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def registry_port() -> int:
+    """A free loopback port in 5001-5099, the range kept for registries of one's own."""
+    for port in random.sample(range(5001, 5100), 99):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port in 5001-5099 for a registry of the tests' own")
+
+
 class Registry:
     """A ``docker-registry serve`` of its own on a free loopback port, storage in a temp folder.
 
@@ -523,7 +536,7 @@ class Registry:
         self.dir = Path(tempfile.mkdtemp(prefix="faults-registry-"))
         if seed is not None:
             shutil.copytree(seed, self.data)
-        self.port = free_port()
+        self.port = registry_port()
         config = self.dir / "config.yml"
         config.write_text(
             "version: 0.1\n"

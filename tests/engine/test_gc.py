@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import bake_ci, docker, make_project
+from .conftest import bake_ci, clear_builder, docker, make_project
 from .faultproxy import FaultProxy, Registry
 
 IMAGE = "fixture/app-ci"
@@ -161,6 +161,86 @@ def test_a_deleted_branch_is_listed_by_the_dry_run_then_removed(gc_project: Push
     gc_project.kept_intact(kept)
     pulled = docker("pull", "-q", f"{gc_project.proxy.address}/{gc_project.namespace}/{IMAGE}:ci-py3.11", check=False)
     assert pulled.returncode == 0, pulled.stderr
+
+
+def test_the_cache_refs_gc_keeps_still_import_as_cache(gc_project: Pushed, second_engine: str, tmp_path: Path) -> None:
+    """After gc, a fresh runner's --no-reuse build of main takes every step from the kept cache."""
+    assert gc_project.gc("--apply")[0] == 0
+    assert not {t for t in gc_project.tags(f"{IMAGE}-cache") if t.endswith("-feature")}, "gc removed nothing"
+    clear_builder(second_engine)
+    args = ["build", "--push", "--no-reuse", "--progress", "plain", "--report", str(tmp_path / "r.json")]
+    result = bake_ci(*args, cwd=gc_project.path, env={**gc_project.env, "DOCKER_HOST": second_engine})
+    assert result.code == 0, result.err[-3000:]
+    rows = json.loads((tmp_path / "r.json").read_text())["targets"]
+    assert len(rows) == 4
+    for row in rows:
+        assert row["status"] == "built", row
+        assert row["cached"] == row["steps"], f"{row['target']}: {row['cached']}/{row['steps']} steps cached"
+
+
+PLATFORMS = ["linux/amd64", "linux/arm64"]
+
+
+def index_platforms(ref: str) -> set[str]:
+    """The platforms ``imagetools inspect`` lists for ``ref`` (attestations left out)."""
+    out = docker("buildx", "imagetools", "inspect", ref, "--format", "{{json .Manifest}}").stdout
+    listed = json.loads(out).get("manifests") or []
+    return {
+        f"{m['platform']['os']}/{m['platform']['architecture']}"
+        for m in listed
+        if (m.get("platform") or {}).get("os") not in (None, "unknown")
+    }
+
+
+def test_a_multi_platform_projects_gone_branch_goes_and_kept_images_keep_every_platform(tmp_path: Path) -> None:
+    """Per-platform refs (``…__linux-arm64``) are judged as the ref they are made from."""
+    registry = Registry()
+    try:
+        project = make_project(tmp_path, Path(__file__).parent / "fixture-platforms")
+        namespace = f"gc-{uuid.uuid4().hex[:8]}"
+        env = {**project.env, "BAKE_CI_REGISTRY": f"127.0.0.1:{registry.port}/{namespace}"}
+        image, cache = f"{namespace}/platforms/app-ci", f"{namespace}/platforms/app-ci-cache"
+        assert bake_ci("build", "--push", "--progress", "quiet", cwd=project.path, env=env).code == 0
+        subprocess.run([*GIT, "checkout", "-q", "-b", "gone"], cwd=project.path, check=True)
+        (project.path / "app.py").write_text((project.path / "app.py").read_text() + "\n# gone\n")
+        subprocess.run([*GIT, "commit", "-qam", "gone"], cwd=project.path, check=True)
+        assert bake_ci("build", "--push", "--progress", "quiet", cwd=project.path, env=env).code == 0
+        subprocess.run([*GIT, "checkout", "-q", "main"], cwd=project.path, check=True)
+        subprocess.run(["git", "branch", "-q", "-D", "gone"], cwd=project.path, check=True)
+        per_platform = {
+            (repo, t)
+            for repo in (image, cache)
+            for t in registry.tags(repo)
+            if t.endswith(("__linux-amd64", "__linux-arm64"))
+        }
+        gone = {(repo, t) for repo, t in per_platform if "-gone__" in t}
+        assert {t for _, t in gone} >= {"ci-py3.11-gone__linux-arm64", "ci-py3.13-gone__linux-amd64"}
+
+        dry = bake_ci("gc", "--grace", "0", "--json", cwd=project.path, env=env)
+        assert dry.code == 0, dry.err
+        rows = {(r["repository"].split("/", 1)[1], r["tag"]): r for r in json.loads(dry.out)["refs"]}
+        for key in gone:
+            assert rows[key]["verdict"] == "delete", rows[key]
+            assert "no live branch is named gone" in rows[key]["reason"], rows[key]
+        for key in per_platform - gone:
+            if "-main__" in key[1] or ("-fp-" in key[1] and key[0] == image):
+                assert rows[key]["verdict"] == "keep", rows[key]
+
+        code = bake_ci("gc", "--grace", "0", "--apply", cwd=project.path, env=env)
+        assert code.code == 0, code.err + code.out
+        left = {(repo, t) for repo in (image, cache) for t in registry.tags(repo)}
+        assert not {t for _, t in left if "-gone" in t}
+        assert {(image, "ci-py3.11-main__linux-arm64"), (cache, "ci-py3.13-main__linux-amd64")} <= left
+        for target in ("deps-py3.11", "deps-py3.13", "ci-py3.11", "ci-py3.13"):
+            for platform in PLATFORMS:  # each platform of main's images is still found by its fingerprint
+                assert any(t.startswith(f"{target}-fp-") and t.endswith(platform.replace("/", "-")) for _, t in left)
+        kept_indexes = sorted(t for repo, t in left if repo == image and "__" not in t)
+        assert kept_indexes
+        for tag in kept_indexes:
+            found = index_platforms(f"localhost:{registry.port}/{image}:{tag}")
+            assert found == set(PLATFORMS), (tag, found)
+    finally:
+        registry.close()
 
 
 def test_a_429_storm_is_waited_out(gc_project: Pushed) -> None:

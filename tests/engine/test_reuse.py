@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from .conftest import TARGETS, Project, bake_ci, docker, make_project
+from .conftest import TARGETS, Project, bake_ci, clear_builder, docker, make_project
 
 
 def statuses(path: Path) -> dict[str, str]:
@@ -126,3 +127,35 @@ def test_status_and_pull_without_an_engine_exit_3_with_the_fix(project: Project,
     assert result.code == 3, result.err
     assert "Traceback" not in result.err
     assert "the Docker engine does not answer at DOCKER_HOST=unix:///nonexistent/docker.sock" in result.err
+
+
+def test_after_main_reuses_a_branchs_images_a_cold_rebuild_of_main_takes_every_step_from_cache(
+    tmp_path: Path, second_engine: str
+) -> None:
+    """main reuses what a merged branch built; main's cache ref must follow to that build's
+    cache, or a fresh runner rebuilding main misses the branch's steps."""
+    project = make_project(tmp_path)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    assert bake_ci("build", "--push", "--progress", "quiet", cwd=project.path, env=project.env).code == 0
+    subprocess.run([*git, "checkout", "-q", "-b", "feature"], cwd=project.path, check=True)
+    (project.path / "app.py").write_text((project.path / "app.py").read_text() + "\n# feature\n")
+    subprocess.run([*git, "commit", "-qam", "feature"], cwd=project.path, check=True)
+    assert bake_ci("build", "--push", "--progress", "quiet", cwd=project.path, env=project.env).code == 0
+    subprocess.run([*git, "checkout", "-q", "main"], cwd=project.path, check=True)
+    subprocess.run([*git, "merge", "-q", "--ff-only", "feature"], cwd=project.path, check=True)
+    args = ["build", "--push", "--progress", "quiet", "--report", str(tmp_path / "reused.json")]
+    result = bake_ci(*args, cwd=project.path, env=project.env)
+    assert result.code == 0, result.err
+    assert statuses(tmp_path / "reused.json") == dict.fromkeys(TARGETS, "reused")
+    cache = f"{project.registry}/fixture/app-ci-cache"
+    for tag in ("ci-py3.11", "ci-py3.13"):
+        assert digest(f"{cache}:{tag}-main") == digest(f"{cache}:{tag}-feature"), tag
+
+    clear_builder(second_engine)  # a fresh runner: what it has comes from the registry
+    args = ["build", "--push", "--no-reuse", "--report", str(tmp_path / "cold.json")]
+    result = bake_ci(*args, cwd=project.path, env={**project.env, "DOCKER_HOST": second_engine})
+    assert result.code == 0, result.err
+    rows = {t["target"]: t for t in json.loads((tmp_path / "cold.json").read_text())["targets"]}
+    for target, row in rows.items():
+        assert row["status"] == "built", target
+        assert row["cached"] == row["steps"], f"{target}: {row['cached']}/{row['steps']} steps cached"

@@ -130,3 +130,39 @@ def test_registry_ref_reads_only_registry_entries() -> None:
     assert cache.registry_ref("type=registry,ref=r:1,mode=max") == "r:1"
     assert cache.registry_ref("type=inline") is None
     assert cache.registry_ref("type=local,src=/x") is None
+
+
+def test_a_reused_target_points_its_branch_cache_at_the_reused_builds_cache(project) -> None:
+    """Reusing a branch's image on main: main's cache ref follows, to that build's cache."""
+    p = plan(project, branch="main")
+    fp_ref = cache.fingerprint_ref(p["ci-py312"], FP)
+    assert fp_ref is not None
+    found = {fp_ref: m("sha256:new"), f"{CACHE}:ci-py3.12-main": m("sha256:old")}
+    after = cache.reused_after(p, {"ci-py312": FP}, {"ci-py312"}, found)
+    assert after.tags == {"ci-py312": ((fp_ref, f"{CACHE}:ci-py3.12-main"),)}
+    found[f"{CACHE}:ci-py3.12-main"] = None  # no cache ref yet: written too
+    assert cache.reused_after(p, {"ci-py312": FP}, {"ci-py312"}, found).tags == after.tags
+
+
+def test_a_reused_target_leaves_its_branch_cache_alone_when_nothing_better_is_known(project) -> None:
+    p = plan(project, branch="main")
+    fp_ref = cache.fingerprint_ref(p["ci-py312"], FP)
+    assert fp_ref is not None
+    same = {fp_ref: m("sha256:c"), f"{CACHE}:ci-py3.12-main": m("sha256:c")}
+    assert cache.reused_after(p, {"ci-py312": FP}, {"ci-py312"}, same).tags == {}
+    absent = {fp_ref: None, f"{CACHE}:ci-py3.12-main": m("sha256:c")}
+    assert cache.reused_after(p, {"ci-py312": FP}, {"ci-py312"}, absent).tags == {}  # type: ignore[dict-item]
+    unknown = {f"{CACHE}:ci-py3.12-main": m("sha256:c")}
+    assert cache.reused_after(p, {"ci-py312": FP}, {"ci-py312"}, unknown).tags == {}
+    built = {fp_ref: m("sha256:new"), f"{CACHE}:ci-py3.12-main": m("sha256:old")}
+    assert cache.reused_after(p, {"ci-py312": FP}, set(), built).tags == {}  # built: trim's business
+
+
+def test_a_run_that_writes_no_cache_ref_points_none_after_reuse(project) -> None:
+    """No export in the plan (a fork's run, or cache export off): nothing is written."""
+    p = plan(project, branch="main")
+    fp_ref = cache.fingerprint_ref(p["ci-py312"], FP)
+    t = p["ci-py312"]
+    no_export = Plan(**{**p.__dict__, "targets": (t.__class__(**{**t.__dict__, "cache_to": ("type=inline",)}),)})
+    found = {fp_ref: m("sha256:new"), f"{CACHE}:ci-py3.12-main": m("sha256:old")}
+    assert cache.reused_after(no_export, {"ci-py312": FP}, {"ci-py312"}, found).tags == {}  # type: ignore[dict-item]

@@ -97,7 +97,18 @@ def test_the_longest_configured_prefix_wins() -> None:
         ("ci-py3.11-pr-3", NOW - DAY, True, "pull request 3 built"),
         ("ci-py3.11-pr-3", None, True, "cannot be told"),
         ("other-py3.11-main", NOW - 99 * DAY, True, "not a tag of a configured target"),
-        ("ci-py3.11-gone__linux-arm64", NOW - 99 * DAY, True, "per-platform"),
+        # per-platform refs: judged as the ref before the suffix
+        ("ci-py3.11-main__linux-arm64", NOW - 99 * DAY, True, "the linux-arm64 ref of ci-py3.11-main: the default"),
+        ("ci-py3.11-feature__linux-arm-v7", NOW - 99 * DAY, True, "branch feature is live"),
+        ("ci-py3.11-gone__linux-arm64", NOW - 99 * DAY, False, "no live branch is named gone"),
+        ("ci-py3.11-gone__linux-arm64", NOW - 60, True, "within the grace window"),
+        ("ci-py3.11-3333333__linux-amd64", NOW - 99 * DAY, True, "head of a live branch"),
+        ("ci-py3.11-1111111__linux-arm64", NOW - DAY, False, "committed 40 days ago"),
+        ("ci-py3.11-pr-3__linux-arm64", NOW - 20 * DAY, False, "last built 20 days ago"),
+        ("ci-py3.11-pr-3__linux-arm64", NOW - DAY, True, "pull request 3 built"),
+        ("ci-py3.11__linux-arm64", NOW - 99 * DAY, True, "per-platform bare tag"),
+        ("ci-py3.11-x__linux-arm64__linux-arm64", NOW - 99 * DAY, True, "not a form bake-ci writes"),
+        ("other-py3.11-main__linux-arm64", NOW - 99 * DAY, True, "not a tag of a configured target"),
     ],
 )
 def test_image_tag_verdicts(tag: str, written: float | None, keep: bool, words: str) -> None:
@@ -170,6 +181,86 @@ def test_cache_fingerprint_refs_follow_their_image_or_a_kept_cache_ref() -> None
     assert "kept cache ref ci-py3.11-main" in found["ci-py3.11-fp-bbbbbbbbbbbb"].reason
     assert not found["ci-py3.11-fp-cccccccccccc"].keep
     assert found["ci-py3.11-fp-dddddddddddd"].keep  # within the grace window
+
+
+def test_per_platform_cache_refs_are_judged_as_their_branch_ref() -> None:
+    refs = [
+        ref("ci-py3.11-main__linux-arm64", written=NOW - 99 * DAY, repo="cache"),
+        ref("ci-py3.11-gone__linux-arm64", "sha256:b", NOW - 99 * DAY, repo="cache"),
+        ref("ci-py3.11-pr-3__linux-arm64", "sha256:c", NOW - 20 * DAY, repo="cache"),
+    ]
+    assert [v.keep for v in classify(refs, FACTS, SETTINGS)] == [True, False, False]
+
+
+def platform_fps() -> list[Ref]:
+    """A multi-platform target: the index under main's and a fingerprint tag, its two
+    platforms' images (each an index of image and attestation) under their own tags."""
+    return [
+        ref("ci-py3.11-main", "sha256:index", NOW - 5 * DAY),
+        ref("ci-py3.11-fp-00000000000a", "sha256:index", NOW - 5 * DAY),
+        ref("ci-py3.11-fp-0000000000a1__linux-amd64", "sha256:amd", NOW - 5 * DAY),
+        ref("ci-py3.11-fp-0000000000a2__linux-arm64", "sha256:arm", NOW - 5 * DAY),
+        # newer per-platform builds of a branch that went: the newest 2 per platform are kept
+        ref("ci-py3.11-fp-0000000000b1__linux-amd64", "sha256:b1", NOW - 1 * DAY),
+        ref("ci-py3.11-fp-0000000000b2__linux-amd64", "sha256:b2", NOW - 2 * DAY),
+        ref("ci-py3.11-fp-0000000000b3__linux-amd64", "sha256:b3", NOW - 3 * DAY),
+        ref("ci-py3.11-fp-0000000000c1__linux-arm64", "sha256:c1", NOW - 1 * DAY),
+    ]
+
+
+PLATFORM_CHILDREN = {
+    "sha256:index": frozenset({"sha256:amd-image", "sha256:amd-att", "sha256:arm-image", "sha256:arm-att"}),
+    "sha256:amd": frozenset({"sha256:amd-image", "sha256:amd-att"}),
+    "sha256:arm": frozenset({"sha256:arm-image", "sha256:arm-att"}),
+}
+
+
+def test_per_platform_fingerprints_are_counted_per_platform_and_kept_with_their_index() -> None:
+    facts = Facts(**{**FACTS.__dict__, "children": PLATFORM_CHILDREN})
+    found = {v.ref.tag: v for v in classify(platform_fps(), facts, SETTINGS)}
+    for tag in ("ci-py3.11-fp-0000000000a1__linux-amd64", "ci-py3.11-fp-0000000000a2__linux-arm64"):
+        assert found[tag].keep, found[tag].reason
+        assert "kept multi-platform image ci-py3.11-main" in found[tag].reason
+    assert found["ci-py3.11-fp-0000000000b1__linux-amd64"].keep
+    assert "last 2 fingerprints of ci-py3.11 (linux-amd64)" in found["ci-py3.11-fp-0000000000b2__linux-amd64"].reason
+    assert not found["ci-py3.11-fp-0000000000b3__linux-amd64"].keep  # the third newest of amd64
+    assert found["ci-py3.11-fp-0000000000c1__linux-arm64"].keep  # arm64 counts its own
+
+
+def test_per_platform_fingerprints_of_an_index_that_goes_are_counted_like_any_other() -> None:
+    facts = Facts(**{**FACTS.__dict__, "children": PLATFORM_CHILDREN})
+    refs = [r for r in platform_fps() if r.tag != "ci-py3.11-main"]
+    refs[0] = ref("ci-py3.11-fp-00000000000a", "sha256:index", NOW - 50 * DAY)
+    settings = Settings(**{**SETTINGS.__dict__, "keep_fingerprints": 1})
+    found = {v.ref.tag: v for v in classify(refs, facts, settings)}
+    assert found["ci-py3.11-fp-00000000000a"].keep  # the newest index of its target
+    assert found["ci-py3.11-fp-0000000000a2__linux-arm64"].keep  # listed by it
+    refs.append(ref("ci-py3.11-fp-00000000000d", "sha256:newer", NOW - DAY))
+    found = {v.ref.tag: v for v in classify(refs, facts, settings)}
+    assert not found["ci-py3.11-fp-00000000000a"].keep
+    assert not found["ci-py3.11-fp-0000000000a1__linux-amd64"].keep  # b1 is amd64's newest
+    assert found["ci-py3.11-fp-0000000000a2__linux-arm64"].keep is False  # c1 is arm64's newest
+
+
+def test_per_platform_cache_fingerprint_refs_follow_their_platforms_image() -> None:
+    facts = Facts(
+        **{
+            **FACTS.__dict__,
+            "children": PLATFORM_CHILDREN,
+            "cache_of": {
+                "ci-py3.11-fp-aaaaaaaaaaa1__linux-amd64": "ci-py3.11-fp-0000000000a1__linux-amd64",
+                "ci-py3.11-fp-aaaaaaaaaab3__linux-amd64": "ci-py3.11-fp-0000000000b3__linux-amd64",
+            },
+        }
+    )
+    refs = [
+        *platform_fps(),
+        ref("ci-py3.11-fp-aaaaaaaaaaa1__linux-amd64", "sha256:ca1", repo="cache"),
+        ref("ci-py3.11-fp-aaaaaaaaaab3__linux-amd64", "sha256:cb3", repo="cache"),
+    ]
+    found = {v.ref.tag: v for v in classify(refs, facts, SETTINGS) if v.ref.repo == "cache"}
+    assert found["ci-py3.11-fp-aaaaaaaaaaa1__linux-amd64"].keep
+    assert not found["ci-py3.11-fp-aaaaaaaaaab3__linux-amd64"].keep
 
 
 def test_a_ref_whose_manifest_a_kept_ref_needs_is_only_untagged() -> None:
