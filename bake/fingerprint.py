@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from bake import bases, content, dockerfile, dockerfile_parser, logs, registry
 from bake.config import TABLE, Project
+from bake.config_errors import display_path
 from bake.context import Entry, normalize, select, through_link
 from bake.errors import ConfigError
 from bake.files import write_atomic
@@ -131,13 +132,6 @@ Resolver = Callable[[str], "tuple[str | None, str]"]
 PlatformResolver = Callable[[str, str], "tuple[str | None, str]"]
 
 
-def _shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except (ValueError, OSError):
-        return str(path)
-
-
 def check_inputs(project: Project, entries: Mapping[str, Entry]) -> None:
     """Every configured ``inputs`` glob must match something in the context: one that
     matches nothing would leave a stage's real inputs out of its fingerprint."""
@@ -148,8 +142,8 @@ def check_inputs(project: Project, entries: Mapping[str, Entry]) -> None:
             close = difflib.get_close_matches(normalize(glob), list(entries), n=1, cutoff=0.6)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(
-                f"{_shown(project.config_file)}: {TABLE}.stages.{stage}.inputs[{i}] = {glob!r} matches nothing "
-                f"in the build context ({_shown(project.root / project.config.context)}, after .dockerignore), "
+                f"{display_path(project.config_file)}: {TABLE}.stages.{stage}.inputs[{i}] = {glob!r} matches nothing "
+                f"in the build context ({display_path(project.root / project.config.context)}, after .dockerignore), "
                 f"so changes to this stage's real inputs would go unseen and a stale image could be reused."
                 f"{hint} Fix the glob (relative to the context) or remove it."
             )
