@@ -20,7 +20,7 @@ from bake.report import Result
 
 if TYPE_CHECKING:
     from bake.execute import Executor
-    from bake.workflow import Run
+    from bake.run import Run
 
 log = logs.get_logger("bake")
 

@@ -13,7 +13,7 @@ from bake.errors import BuildFailed, ConfigError, EnvironmentProblem, UsageError
 from bake.plan import build_plan
 
 if TYPE_CHECKING:
-    from bake.workflow import Run
+    from bake.run import Run
 
 
 def ask_engine(run: Run) -> None:

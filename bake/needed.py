@@ -1,6 +1,6 @@
 """What a step of a command needs from the steps before it, said where it is read.
 
-A :class:`~bake.workflow.Run` field that a step sets (the project, the plan, ...) is a
+A :class:`~bake.run.Run` field that a step sets (the project, the plan, ...) is a
 :class:`Needed`: read before any step set it, it raises :class:`StepOrderError` naming
 the step that makes it, instead of an ``AttributeError`` about a missing attribute.
 """

@@ -18,7 +18,7 @@ from bake.errors import BuildFailed, Interrupted, StateFolderError
 from bake.files import write_atomic
 
 if TYPE_CHECKING:
-    from bake.workflow import Run
+    from bake.run import Run
 
 log = logs.get_logger("bake")
 

@@ -13,17 +13,15 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from bake import cache, ci, config, config_load, display, logs, naming, platforms, policy, registry, report, reuse
+from bake import config, config_load, logs, naming, platforms, policy, registry
 from bake.args import Args, Output, uses_fingerprints
 from bake.bases import engine_mirrors, resolve_base
 from bake.build_steps import build, finish_cache, merge_images, record, reuse_images, trim_cache
-from bake.engine import git, images, process
-from bake.errors import ConfigError, StateFolderError, UsageError
-from bake.fingerprint import TargetFingerprints
+from bake.engine import git, process
+from bake.errors import ConfigError, UsageError
 from bake.local_steps import (
     ask_engine,
     ask_local_images,
@@ -37,74 +35,17 @@ from bake.local_steps import (
     print_status,
     pull,
 )
-from bake.needed import Needed
-from bake.plan import Plan, Selection, Target, build_args, build_plan, matrix, select
+from bake.plan import Selection, build_args, build_plan, matrix, select
 from bake.pool import parallel
 from bake.redact import redact
+from bake.run import Run, Step, execute
 from bake.state import State
 from bake.summary import summarise
 
 if TYPE_CHECKING:
-    from bake.execute import Executor
+    pass
 
 log = logs.get_logger("bake")
-
-
-@dataclass
-class Run:
-    """One command's run: its inputs, and what each step has found so far."""
-
-    args: Args
-    environ: Mapping[str, str]
-    #: starts every process of the run, with ``environ``, and keeps what the engine said once
-    runner: process.Runner
-    #: the run's registry client (it keeps its tokens between requests)
-    registry_client: registry.Client
-    context: ci.Context = field(init=False)
-    #: what the steps found so far, each set by the step named (read before it: StepOrderError)
-    project = Needed[config.Project]("load")
-    state = Needed[State]("load")
-    targets = Needed[list[Target]]("select_targets")
-    branch = Needed[str]("destination")
-    sha = Needed["str | None"]("destination")
-    output = Needed[Output]("destination")
-    writes = Needed["policy.Writes | None"]("destination")
-    #: the fingerprint of each target (per platform: of each plan identifier), None when the
-    #: command does not use them (:func:`bake.args.uses_fingerprints`)
-    target_fingerprints = Needed[TargetFingerprints | None]("fingerprint")
-    plan = Needed[Plan]("plan (or local_plan)")
-    local_images = Needed[Callable[[str], images.LocalImage | None]]("ask_local_images")
-    results: dict[str, report.Result] = field(default_factory=dict)
-    executor: Executor | None = None
-    shown: display.Display | None = None
-    cache_after: cache.After = field(default_factory=lambda: cache.After({}))
-    #: Targets whose image was published (their cache tags were written then).
-    published: set[str] = field(default_factory=set)
-    exit_code: int = 0
-    #: the state folder could not be written after targets had been built or reused:
-    #: the run ends with it once the summary is out
-    state_error: StateFolderError | None = None
-    #: a multi-platform project's platforms this run handles one by one (() for one image,
-    #: and for shell and run, which build for the engine's own)
-    platforms: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        self.context = ci.from_environ(self.environ)
-
-    @classmethod
-    def start(cls, args: Args, environ: Mapping[str, str]) -> Run:
-        """A command's run, with its own process runner and registry client."""
-        runner = process.Runner(environ)
-        return cls(args, environ, runner, reuse.client(runner))
-
-
-Step = Callable[[Run], None]
-
-
-def execute(steps: Sequence[Step], run: Run) -> None:
-    for step in steps:
-        log.debug("step", step=step.__name__)
-        step(run)
 
 
 # -- the steps ----------------------------------------------------------------------------
