@@ -93,7 +93,8 @@ def merge_one(client: registry.Client, wanted: Wanted) -> Result:
         return Result(target=t.id, status="failed", image=t.image, error=error, failed_step="merge")
 
     try:
-        found = parallel(client.manifest, [ref for _, ref in wanted.children])
+        # the children and what the branch tag names now, in one round trip
+        *found, current = parallel(client.manifest, [*(ref for _, ref in wanted.children), t.tags[0]])
         missing = [(p, ref) for (p, ref), m in zip(wanted.children, found, strict=True) if m is None]
         if missing:
             shown = ", ".join(f"{p} ({ref})" for p, ref in missing)
@@ -102,7 +103,6 @@ def merge_one(client: registry.Client, wanted: Wanted) -> Result:
                 f"`bake-ci build {t.id} --platform {missing[0][0]}` on the same commit"
             )
         index = assemble([(p, m) for (p, _), m in zip(wanted.children, found, strict=True) if m is not None])
-        current = client.manifest(t.tags[0])
         fp_tags = [
             tag for tag in t.tags if t.fingerprint and tag.endswith(":" + fingerprint_tag(t.target, t.fingerprint))
         ]
