@@ -36,6 +36,7 @@ from bake.fingerprint import Fingerprint
 from bake.naming import branch_tag, platform_suffix, tag_prefix
 from bake.plan import ENVIRONMENT_LABEL, FINGERPRINT_LABEL, TargetPlan, fingerprint_tag
 from bake.pool import background
+from bake.redact import redact
 from bake.state import State
 
 log = logs.get_logger("bake")
@@ -130,8 +131,12 @@ def _published(t: TargetPlan, fp: Fingerprint, platform: str | None) -> tuple[st
     child, _ = registry.platform_child(index, platform)
     if child is None:
         return None
-    found = reuse.lookup(f"{t.repository}@{child}")
-    if found is None or reuse.fingerprint_labels(t.repository, found) != {fp.value}:
+    try:
+        found = reuse.lookup(f"{t.repository}@{child}")
+        if found is None or reuse.fingerprint_labels(t.repository, found) != {fp.value}:
+            return None
+    except (CommandFailed, registry.RegistryError) as exc:  # then it is built, as without an index
+        log.debug("cannot read the index's child", image=t.image, platform=platform, error=redact(str(exc))[-200:])
         return None
     return f"{t.repository}@{child}", f"the {platform} image of {t.image}"
 
