@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Literal, Protocol
 
-from bake import ci, logs, workflow_commands
+from bake import ci, logs, naming, workflow_commands
 from bake.progress import Event, TargetProgress, Vertex, describe
 from bake.report import Result
 
@@ -315,7 +315,7 @@ class Board:
     def lines(self) -> list[Line]:
         now = self.clock()
         with self.lock:
-            return [_line(target, row, now) for target, row in self.rows.items()]
+            return [_line(naming.shown(target), row, now) for target, row in self.rows.items()]
 
     def render(self) -> _View:
         return _View(self.lines())

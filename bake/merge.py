@@ -5,7 +5,8 @@ Each platform's image of a target was pushed by digest and tagged ``…__OS-ARCH
 its attestation manifest, when buildx wrote one) in the configured order of platforms,
 and is written under the target's usual tags, the fingerprint tag last, exactly as a
 build writes its image's tags. The index's bytes depend only on its children, so merging
-the same children again gives the same digest, and rewrites nothing.
+the same children again gives the same digest, and rewrites nothing: a tag that already
+names the index is not written again.
 """
 
 from __future__ import annotations
@@ -90,7 +91,11 @@ def merge_one(client: registry.Client, wanted: Wanted) -> Result:
         return Result(target=t.id, status="failed", image=t.image, error=error, failed_step="merge")
 
     try:
-        found = parallel(client.manifest, [ref for _, ref in wanted.children])
+        # the children and what every tag names now, in one round trip
+        refs = [ref for _, ref in wanted.children]
+        answers = parallel(client.manifest, [*refs, *t.tags])
+        found, now = answers[: len(refs)], dict(zip(t.tags, answers[len(refs) :], strict=True))
+        current = now[t.tags[0]]
         missing = [(p, ref) for (p, ref), m in zip(wanted.children, found, strict=True) if m is None]
         if missing:
             shown = ", ".join(f"{p} ({ref})" for p, ref in missing)
@@ -99,11 +104,11 @@ def merge_one(client: registry.Client, wanted: Wanted) -> Result:
                 f"`bake-ci build {t.id} --platform {missing[0][0]}` on the same commit"
             )
         index = assemble([(p, m) for (p, _), m in zip(wanted.children, found, strict=True) if m is not None])
-        current = client.manifest(t.tags[0])
         fp_tags = [
             tag for tag in t.tags if t.fingerprint and tag.endswith(":" + fingerprint_tag(t.target, t.fingerprint))
         ]
-        for group in ([tag for tag in t.tags if tag not in fp_tags], fp_tags):
+        stale = [tag for tag in t.tags if (m := now[tag]) is None or m.digest != index.digest]  # the rest: unchanged
+        for group in ([tag for tag in stale if tag not in fp_tags], [tag for tag in stale if tag in fp_tags]):
             parallel(lambda tag: client.tag(index, tag), group)
     except (registry.RegistryError, MergeError, ValueError) as exc:
         return failed(redact(str(exc)))

@@ -118,6 +118,13 @@ def branch_tag(stage: str, python: PythonVersion, branch: str, platform: str | N
 PLATFORM_SUFFIX_RE = re.compile(r"__[a-z0-9]+-[a-z0-9]+(?:-[a-z0-9.]+)?\Z")
 
 
+def shown(plan_id: str) -> str:
+    """A plan identifier as summaries show it: ``ci-py312 linux/arm64`` for one platform's
+    image (``ci-py312__linux-arm64``), the identifier itself otherwise (pure)."""
+    target, sep, platform = plan_id.partition("__")
+    return f"{target} {platform.replace('-', '/')}" if sep and platform else plan_id
+
+
 def platform_suffix(platform: str) -> str:
     """What one platform's ref adds to the ref of the multi-platform image: ``__OS-ARCH[-VARIANT]``.
 

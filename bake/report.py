@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from bake import naming
 from bake.progress import TargetProgress
 
 #: built: buildx built (or fully cached) it; reused: an image with the same inputs got
@@ -112,7 +113,7 @@ def _row(r: Result) -> list[str]:
     digest = r.digest[:19] if r.digest else "-"
     secs = f"{r.seconds:.1f}s" if r.seconds is not None else "-"
     cached = f"{r.cached}/{r.steps}" if r.steps is not None else "-"
-    return [r.target, r.status, secs, cached, r.image or "-", digest]
+    return [naming.shown(r.target), r.status, secs, cached, r.image or "-", digest]
 
 
 HEADER = ["TARGET", "STATUS", "TIME", "CACHED", "IMAGE", "DIGEST"]
@@ -150,7 +151,7 @@ def markdown(rows: Sequence[Result], title: str = "bake-ci build") -> str:
     failed = [r for r in rows if r.failed_step]
     for r in failed:
         lines.append("")
-        lines.append(f"**{r.target}** failed at `{r.failed_step}`")
+        lines.append(f"**{naming.shown(r.target)}** failed at `{r.failed_step}`")
     return "\n".join(lines) + "\n\n"
 
 

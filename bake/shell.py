@@ -9,6 +9,11 @@ Which image (:func:`choose`), in order:
    current one, with the checkout mounted over it;
 4. else the target is built locally first (``--load``, with the registry cache).
 
+A multi-platform project runs one platform's image (:func:`run_platform`: ``--platform``,
+else the engine's own): its fingerprint is that platform's, found in the registry under
+the per-platform fingerprint tag a platform's job pushed, else as that platform's child
+of the index under the branch tag.
+
 Then ``docker run`` in the foreground (:func:`bake.engine.docker.interactive`): the
 checkout mounted at the image's working directory, as the invoking user, a TTY only when
 stdin is one, the container removed afterwards.
@@ -22,16 +27,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bake import ci, logs
+from bake import ci, logs, platforms, registry, reuse
 from bake.bases import lookup
 from bake.config import Project
 from bake.engine import docker, images
 from bake.engine.process import CommandFailed, Runner
 from bake.errors import NoImage, UsageError
-from bake.fingerprint import Fingerprint, local_image_parts, local_image_record, of_targets, record_local_image
-from bake.naming import branch_tag, tag_prefix
-from bake.plan import ENVIRONMENT_LABEL, FINGERPRINT_LABEL, TargetPlan, build_args, fingerprint_tag
+from bake.fingerprint import Fingerprint, local_image_parts, local_image_record, record_local_image
+from bake.naming import branch_tag, platform_suffix, tag_prefix
+from bake.plan import ENVIRONMENT_LABEL, FINGERPRINT_LABEL, TargetPlan, fingerprint_tag
 from bake.pool import background
+from bake.redact import redact
 from bake.registry import Client as RegistryClient
 from bake.state import State
 
@@ -102,6 +108,43 @@ def _recorded_image(runner: Runner, state: State, target: str) -> tuple[str, dic
     return image, record
 
 
+def run_platform(runner: Runner, project: Project, platform: str | None) -> str | None:
+    """The platform whose image runs: for a multi-platform project ``--platform`` (one of
+    its platforms), else the engine's own; as given for any other project."""
+    if not platforms.multi(project):
+        return platform
+    return platforms.chosen(runner, project, "shell", platform, "load")[0]
+
+
+def _published(
+    client: RegistryClient, runner: Runner, t: TargetPlan, fp: Fingerprint, platform: str | None
+) -> tuple[str, str] | None:
+    """The registry's image for ``fp`` by digest, and where it was found: under its
+    fingerprint tag (a platform's own with ``platform``), else, for a multi-platform
+    project, ``platform``'s child of the index under the branch tag when that child
+    carries the fingerprint."""
+    fp_tag = fingerprint_tag(t.target, fp.value, platform)
+    manifest = lookup(client, runner, f"{t.repository}:{fp_tag}")
+    if manifest is not None:
+        return f"{t.repository}@{manifest.digest}", fp_tag
+    if platform is None:
+        return None
+    index = lookup(client, runner, t.image)
+    if index is None or not index.is_index:
+        return None
+    child, _ = registry.platform_child(index, platform)
+    if child is None:
+        return None
+    try:
+        found = lookup(client, runner, f"{t.repository}@{child}")
+        if found is None or reuse.fingerprint_labels(client, runner, t.repository, found) != {fp.value}:
+            return None
+    except (CommandFailed, registry.RegistryError) as exc:  # then it is built, as without an index
+        log.debug("cannot read the index's child", image=t.image, platform=platform, error=redact(str(exc))[-200:])
+        return None
+    return f"{t.repository}@{child}", f"the {platform} image of {t.image}"
+
+
 def only_mounted_changed(fp: Fingerprint, parts: Mapping[str, str]) -> bool:
     """Whether the inputs recorded as ``parts`` differ from ``fp`` only in files that the
     target's own stage reads and nothing below it does (a mounted checkout has them)."""
@@ -121,30 +164,32 @@ def choose(
     client: RegistryClient,
     runner: Runner,
 ) -> Choice:
-    """The image for ``t`` (see the module's docstring); ``build`` builds it locally."""
+    """The image for ``t`` (see the module's docstring); ``build`` builds it locally.
+    ``platform`` is :func:`run_platform`'s: one platform of a multi-platform project."""
     # the engine is asked for the local image while the inputs are fingerprinted
     asked = background(lambda: images.local_image(runner, t.image), name="local-image")
-    fps = of_targets(project, [t.target], {t.id: build_args(project, t.target)}, state, client=client, runner=runner)
-    fp = fps.values.get(t.id)
+    own = platform if platforms.multi(project) else None  # fingerprinted as that platform's image
+    fps = platforms.fingerprints(client, runner, project, [t.target], state, (own,) if own else ())
+    key = t.id + (platform_suffix(own) if own else "")
+    fp = fps.values.get(key)
     if fp is None:
         build()
-        return Choice(t.image, "built", f"cannot fingerprint its inputs ({fps.missing.get(t.id, 'unknown')})")
-    fp_tag = fingerprint_tag(t.target, fp.value)
+        return Choice(t.image, "built", f"cannot fingerprint its inputs ({fps.missing.get(key, 'unknown')})")
     local = asked.result()
     if local is not None and local.labels.get(FINGERPRINT_LABEL) == fp.value:
         return Choice(t.image, "local", f"it matches the current inputs (fingerprint {fp.short})", found=local)
     recorded = _recorded_image(runner, state, t.id)
     if recorded is not None and recorded[1].get("fingerprint") == fp.value:
         return Choice(recorded[0], "local", f"it matches the current inputs (fingerprint {fp.short})")
-    registry = project.config.registry
-    if registry:
-        manifest = lookup(client, runner, f"{t.repository}:{fp_tag}")
-        if manifest is not None:
-            images.pull(runner, f"{t.repository}@{manifest.digest}", platform=platform)
-            images.tag(runner, f"{t.repository}@{manifest.digest}", t.image)
+    if project.config.registry:
+        published = _published(client, runner, t, fp, own)
+        if published is not None:
+            ref, where = published
+            images.pull(runner, ref, platform=platform)
+            images.tag(runner, ref, t.image)
             pulled = images.local_image(runner, t.image)
             record_local_image(state, t.id, fp, t.image, pulled.id if pulled is not None else None)
-            why = f"the registry has the image for the current inputs ({fp_tag})"
+            why = f"the registry has the image for the current inputs ({where})"
             return Choice(t.image, "pulled", why, found=pulled)
     if mount:
         choice = _mounted_over(runner, project, t, state, fp, local, recorded, platform)
@@ -263,6 +308,7 @@ def enter(
 ) -> int:
     """Choose the image, say which and why on one line, run it; the container's exit code."""
     env_options = environment_options(env, environ)  # bad input fails before anything is pulled
+    platform = run_platform(runner, project, platform)
     if commit is not None or pr is not None:
         if not project.config.registry:
             option = "--commit" if commit is not None else "--pr"

@@ -301,6 +301,7 @@ COMMANDS: dict[str, tuple[Step, ...]] = {
     ),
     "merge": (
         load,
+        ask_engine,  # docker info (the base images' mirrors) answers while the rest starts
         select_targets,
         need_registry,
         destination,

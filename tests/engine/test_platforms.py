@@ -304,3 +304,44 @@ def test_status_and_pull_default_to_the_engine_s_own_platform(emulated: tuple[Pr
     assert f"ci-py313{suffix(own)}: pulled" in pulled.out
     local = json.loads(docker("image", "inspect", f"{project.registry}/{IMAGE}:{tag_of('ci-py313', 'main')}").stdout)
     assert f"linux/{local[0]['Architecture']}" == own
+
+
+def choice_line(err: str) -> str:
+    """``run``'s line saying which image of ci-py311 it runs, and why."""
+    lines = [line for line in err.splitlines() if line.startswith("bake-ci: ci-py311: ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_run_and_shell_use_the_image_published_for_the_platform(
+    emulated: tuple[Project, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A laptop without the image: ``run`` pulls the engine's own platform's image that the
+    one-runner build pushed (or ``--platform``'s), and builds nothing."""
+    project, _ = emulated
+    own = (
+        "linux/"
+        + {"x86_64": "amd64", "aarch64": "arm64"}[docker("info", "--format", "{{.Architecture}}").stdout.strip()]
+    )
+    image = f"{project.registry}/{IMAGE}:{tag_of('ci-py311', 'main')}"
+    env = {**project.env, "BAKE_CI_STATE_DIR": str(tmp_path / "laptop-state")}
+    for platform, machine in (
+        (None, {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}[own]),
+        ("linux/arm64", "aarch64"),
+    ):
+        docker("image", "rm", "-f", image, check=False)
+        chosen = ["--platform", platform] if platform else []
+        ran = bake_ci(
+            "run", "ci-py311", *chosen, "--", "python3", "-c", "import platform; print(platform.machine())",
+            cwd=project.path, env=env,
+        )  # fmt: skip
+        assert ran.code == 0, ran.err[-3000:]
+        assert ran.out == f"{machine}\n"
+        line = choice_line(ran.err)
+        assert ": pulled " in line, ran.err[-3000:]
+        assert suffix(platform or own) in line  # its platform's fingerprint tag
+        assert "locally first" not in ran.err
+    # the image is now the local engine's: found there, for the same platform
+    again = bake_ci("run", "ci-py311", "--platform", "linux/arm64", "--", "true", cwd=project.path, env=env)
+    assert again.code == 0, again.err[-3000:]
+    assert ": local " in choice_line(again.err)

@@ -149,6 +149,29 @@ def test_table_lists_every_target_and_status() -> None:
     assert [line[status_at:].split()[0] for line in lines[1:]] == ["built", "failed", "cancelled", "reused"]
 
 
+def test_a_platform_build_s_rows_name_the_target_and_the_platform() -> None:
+    repo = "localhost:5000/acme/app-ci"
+    rows = [
+        report.Result(
+            target="ci-py311__linux-arm64", status="built", image=f"{repo}:ci-py3.11-main__linux-arm64",
+            digest=DIGEST, seconds=9.04, steps=4, cached=3,
+        ),
+        report.Result(
+            target="deps-py313__linux-arm-v7", status="failed", image=f"{repo}:deps-py3.13-main__linux-arm-v7",
+            seconds=2.0, steps=3, cached=1, failed_step="[deps 2/2] RUN pip install",
+        ),
+        report.Result(target="ci-py311", status="merged", image=f"{repo}:ci-py3.11-main", digest=DIGEST),
+    ]  # fmt: skip
+    assert report.table(rows) == (
+        "TARGET                   STATUS  TIME  CACHED  IMAGE" + " " * 54 + "DIGEST\n"
+        f"ci-py311 linux/arm64     built   9.0s  3/4     {repo}:ci-py3.11-main__linux-arm64     {DIGEST[:19]}\n"
+        f"deps-py313 linux/arm/v7  failed  2.0s  1/3     {repo}:deps-py3.13-main__linux-arm-v7  -\n"
+        f"ci-py311                 merged  -     -       {repo}:ci-py3.11-main                  {DIGEST[:19]}\n"
+    )
+    assert "**deps-py313 linux/arm/v7** failed at `[deps 2/2] RUN pip install`" in report.markdown(rows)
+    assert "| ci-py311 linux/arm64 | ✅ built |" in report.markdown(rows)
+
+
 def test_on_a_terminal_the_digest_gives_way_and_every_image_stays_whole() -> None:
     full = report.table(ROWS).splitlines()
     assert max(map(len, full)) > 80

@@ -14,7 +14,9 @@ from bake.naming import (
     PythonVersion,
     branch_name,
     branch_tag,
+    platform_suffix,
     reserved,
+    shown,
     slug,
     tag_prefix,
     target_id,
@@ -207,3 +209,10 @@ def test_no_branch_slug_holds_the_platform_separator() -> None:
     for branch in ("feature__linux-arm64", "a___b", "x__LINUX-ARM64", "__"):
         assert "__" not in slug(branch, 100), branch
         assert not PLATFORM_SUFFIX_RE.search(branch_tag("ci", PythonVersion(3, 12), branch)), branch
+
+
+def test_a_platform_s_plan_is_shown_as_its_target_and_platform() -> None:
+    assert shown("ci-py312__linux-arm64") == "ci-py312 linux/arm64"
+    assert shown("ci-py312__linux-arm-v7") == "ci-py312 linux/arm/v7"
+    assert shown("ci-py312") == "ci-py312"
+    assert shown("ci-py312" + platform_suffix("linux/amd64")) == "ci-py312 linux/amd64"
