@@ -85,7 +85,7 @@ def chosen(runner: Runner, project: Project, command: str, platform: str | None,
     return tuple(configured)
 
 
-def fingerprints(
+def fingerprint_targets(
     client: registry.Client,
     runner: Runner,
     project: Project,

@@ -169,7 +169,7 @@ def choose(
     # the engine is asked for the local image while the inputs are fingerprinted
     asked = background(lambda: images.local_image(runner, t.image), name="local-image")
     own = platform if platforms.multi(project) else None  # fingerprinted as that platform's image
-    fps = platforms.fingerprints(client, runner, project, [t.target], state, (own,) if own else ())
+    fps = platforms.fingerprint_targets(client, runner, project, [t.target], state, (own,) if own else ())
     key = t.id + (platform_suffix(own) if own else "")
     fp = fps.values.get(key)
     if fp is None:

@@ -155,7 +155,9 @@ def fingerprint(run: Run) -> None:
     bases = [registry.Reference.parse(build_args(run.project, t)["BASE_IMAGE"]) for t in run.targets]
     if any(b.host == registry.DOCKER_HUB and not b.digest for b in bases):
         threading.Thread(target=engine_mirrors, args=(run.runner,), name="mirrors", daemon=True).start()
-    fps = platforms.fingerprints(run.registry_client, run.runner, run.project, run.targets, run.state, run.platforms)
+    fps = platforms.fingerprint_targets(
+        run.registry_client, run.runner, run.project, run.targets, run.state, run.platforms
+    )
     for target, why in fps.missing.items():
         (log.debug if quiet else log.warning)("no fingerprint", target=target, reason=why)
     run.target_fingerprints = fps
