@@ -40,7 +40,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from harness import ROOT  # bench/ is not a package: python bench/retention.py puts it on sys.path
+from harness import ROOT, SecondEngine  # bench/ is not a package: python bench/retention.py puts it on sys.path
 
 from bake import ci, config_load
 from bake import gc as bake_gc
@@ -48,7 +48,7 @@ from bake.args import Args
 from bake.engine import process
 
 DAY = 86400
-SECOND_ENGINE = "unix:///run/bake-ci/docker2.sock"
+SECOND_ENGINE = SecondEngine.host
 #: what a build says when the shared engine was restarted under it (the run waits, then tries again)
 ENGINE_GONE = ("Cannot connect to the Docker daemon", "does not answer at the default socket")
 ACCEPT = ", ".join(
@@ -390,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         "| day | with gc: bytes | refs | without gc: bytes | refs | gc | after gc |",
         "|---|---|---|---|---|---|---|",
     ]
-    with registries(3) as (with_gc, without_gc, live), tempfile.TemporaryDirectory() as work:
+    second = contextlib.nullcontext() if not args.verify else SecondEngine.start()  # the pruned rebuilds' engine
+    with second, registries(3) as (with_gc, without_gc, live), tempfile.TemporaryDirectory() as work:
         sim = Sim(Path(work), [with_gc, without_gc], args.verify)
         sim.push_all("--push")
         days = 0
