@@ -8,7 +8,6 @@ client already retried is final here: retries never nest.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -29,7 +28,7 @@ def through_buildx(runner: Runner, call: Callable[[], R], what: str, clock: retr
     it lacks), retried on the client's schedule while it fails for a transient reason."""
     from bake.execute import is_transient  # only on this rare path: the reuse path's imports are counted
 
-    retries = retry.Retry(dataclasses.replace(registry.POLICY, budget=retry.budget(runner.environ)), clock)
+    retries = retry.Retry(registry.policy(runner.environ), clock)
     while True:
         try:
             return call()

@@ -252,7 +252,7 @@ def run_gc(runner: Runner, project: config.Project, args: Args, context: ci.Cont
     }
     repos = {kind: registry.Reference.parse(f"{name}:x") for kind, name in names.items()}
     # gc retries each request itself (prune.Registry, on the client's schedule): the client does not as well
-    schedule = dataclasses.replace(registry.POLICY, budget=retry.budget(runner.environ))
+    schedule = registry.policy(runner.environ)
     reg = prune.Registry(registry.Client(auth.logins(runner), policy=retry.Policy(retries=0)), policy=schedule)
     prefixes = [tag_prefix(s, p) for s in project.stages for p in cfg.pythons]
     try:

@@ -38,7 +38,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from bake import logs, retry
@@ -59,6 +59,13 @@ TIMEOUT = 15.0
 #: the first wait before a request is sent again (then doubled, with jitter: bake.retry)
 BACKOFF = 0.5
 POLICY = retry.Policy(first=BACKOFF)
+
+
+def policy(environ: Mapping[str, str]) -> retry.Policy:
+    """:data:`POLICY` with the retry budget of a run's environment (``BAKE_CI_RETRY_BUDGET``)."""
+    return dataclasses.replace(POLICY, budget=retry.budget(environ))
+
+
 #: answers worth another attempt; a longer ``Retry-After`` than this is not waited for in full
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = retry.LONGEST

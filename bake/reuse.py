@@ -8,12 +8,11 @@ this branch's tags to that image with ``imagetools create`` instead of building 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Mapping, Sequence
 
-from bake import auth, bases, logs, registry, retry
+from bake import auth, bases, logs, registry
 from bake.engine import images
 from bake.engine.process import CommandFailed, Runner
 from bake.fingerprint import Fingerprint, TargetFingerprints
@@ -28,7 +27,7 @@ log = logs.get_logger("bake")
 def client(runner: Runner) -> registry.Client:
     """A run's registry client (it keeps tokens between requests: make one per run, and
     pass it down), with the logins docker keeps as ``runner``'s environment names them."""
-    policy = dataclasses.replace(registry.POLICY, budget=retry.budget(runner.environ))
+    policy = registry.policy(runner.environ)
     return registry.Client(auth.logins(runner), policy=policy)
 
 
