@@ -142,7 +142,7 @@ def kept_tags(project: Project) -> dict[str, str]:
 def speed(sizes: list[int]) -> None:
     print("| tags in the repository | dry run, wall time | refs judged |\n|---|---|---|")
     for size in sizes:
-        with registries(1) as (reg,), tempfile.TemporaryDirectory() as work:
+        with registries("gc-stress") as (reg,), tempfile.TemporaryDirectory() as work:
             project = Project(Path(work), reg, "speed")
             code, _, err = project.run("build", "--push", "--progress", "quiet")
             assert code == 0, err
@@ -155,7 +155,7 @@ def speed(sizes: list[int]) -> None:
 
 
 def races(kills: int) -> None:
-    with registries(1) as (reg,), tempfile.TemporaryDirectory() as work:
+    with registries("gc-stress") as (reg,), tempfile.TemporaryDirectory() as work:
         project = Project(Path(work), reg, "races")
         assert project.run("build", "--push", "--progress", "quiet")[0] == 0
         kept = kept_tags(project)

@@ -88,6 +88,7 @@ class OwnRegistry:
     """``docker-registry serve`` on a loopback port, with a pid file ``ci/engine-up --gc`` can use."""
 
     def __init__(self, root: Path, name: str) -> None:
+        self.name = name
         self.dir = root / name
         self.dir.mkdir(parents=True)
         self.port = free_port()
@@ -281,7 +282,7 @@ class Sim:
                 break
             wait_for_engine()
         if out.returncode != 0:
-            raise RuntimeError(f"bake-ci {' '.join(args)} failed: {out.stderr[-1500:]}")
+            raise RuntimeError(f"bake-ci {' '.join(args)} failed against registry {reg.name}: {out.stderr[-3000:]}")
         return out.stdout
 
     def push_all(self, *args: str, env: dict[str, str] | None = None) -> None:
@@ -360,17 +361,24 @@ class Sim:
 
 
 @contextlib.contextmanager
-def registries(count: int) -> Iterator[list[OwnRegistry]]:
+def registries(*names: str) -> Iterator[list[OwnRegistry]]:
     root = Path(tempfile.mkdtemp(prefix="bench-retention-"))
     made: list[OwnRegistry] = []
+    failed = False
     try:
-        for i in range(count):
-            made.append(OwnRegistry(root, f"r{i}"))
+        for name in names:
+            made.append(OwnRegistry(root, name))
         yield made
+    except BaseException:
+        failed = True
+        raise
     finally:
         for reg in made:
             reg.close()
-        shutil.rmtree(root, ignore_errors=True)
+        if failed:  # the storage and the registries' logs are the evidence: keep them
+            print(f"kept the registries' storage and logs for a look: {root}", file=sys.stderr, flush=True)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -391,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|---|",
     ]
     second = contextlib.nullcontext() if not args.verify else SecondEngine.start()  # the pruned rebuilds' engine
-    with second, registries(3) as (with_gc, without_gc, live), tempfile.TemporaryDirectory() as work:
+    names = ("with-gc", "without-gc", "live")
+    with second, registries(*names) as (with_gc, without_gc, live), tempfile.TemporaryDirectory() as work:
         sim = Sim(Path(work), [with_gc, without_gc], args.verify)
         sim.push_all("--push")
         days = 0
