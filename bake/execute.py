@@ -60,23 +60,40 @@ PERMANENT_RE = re.compile(
 )
 
 
-def is_transient(failure: Vertex | None, messages: Sequence[str]) -> bool:
-    """Whether a failed call is worth retrying. A failing ``RUN`` step never is.
+#: A manifest the registry refused while the same call pushed a layer it names for another
+#: target. Targets that share a layer (``COPY . .`` into the images of two Python versions)
+#: push it to one repository at once, and a distribution registry on filesystem storage
+#: rewrites the repository's link to a layer in place (truncate, then write): a manifest
+#: checked in that instant is refused, "manifest blob unknown" (400). Worth one more attempt
+#: (its steps come from cache, the layer is there by then); a 400 of another cause fails again.
+PUSH_RACE_RE = re.compile(r"unexpected status from PUT request to \S+/manifests/\S+: 400 Bad Request", re.IGNORECASE)
 
-    Judged on the error the call failed with: the failed vertex's, else buildx's last
-    error line (earlier lines can be BuildKit's own retries of something that then failed
-    for good).
-    """
+
+def _final_error(failure: Vertex | None, messages: Sequence[str]) -> str:
+    """The error a call failed with: the failed vertex's, else buildx's last error line
+    (earlier lines can be BuildKit's own retries of something that then failed for good)."""
+    if failure is not None and failure.error.strip():
+        return failure.error.strip()
+    lines = [line for m in messages for line in m.splitlines() if line.strip()]
+    errors = [m for m in lines if "error" in m.lower()]
+    return (errors[-1] if errors else "\n".join(lines)).strip()
+
+
+def is_transient(failure: Vertex | None, messages: Sequence[str]) -> bool:
+    """Whether a failed call is worth retrying, judged on its final error. A failing ``RUN``
+    step never is."""
     if failure is not None and failure.instruction == "RUN":
         return False
-    if failure is not None and failure.error.strip():
-        text = failure.error
-    else:
-        lines = [line for m in messages for line in m.splitlines() if line.strip()]
-        errors = [m for m in lines if "error" in m.lower()]
-        text = errors[-1] if errors else "\n".join(lines)
-    text = text.strip()
+    text = _final_error(failure, messages)
     return PERMANENT_RE.search(text) is None and TRANSIENT_RE.search(text) is not None
+
+
+def is_push_race(failure: Vertex | None, messages: Sequence[str]) -> bool:
+    """Whether a failed call's final error is a manifest refused as the shared-layer race
+    (:data:`PUSH_RACE_RE`) may refuse one: worth a second attempt, not more."""
+    if failure is not None and failure.instruction == "RUN":
+        return False
+    return PUSH_RACE_RE.search(_final_error(failure, messages)) is not None
 
 
 @dataclass(frozen=True)
@@ -199,7 +216,11 @@ class Executor:
                 tracker, run, seconds = self._attempt(ids, name, retries.attempt, logs)
                 failures = [tracker.targets[t].failure for t in ids]
                 failure = next((f for f in failures if f is not None), None)
-                again = run.returncode != 0 and not self.stopping.is_set() and is_transient(failure, run.messages)
+                again = run.returncode != 0 and not self.stopping.is_set()
+                again = again and (
+                    is_transient(failure, run.messages)
+                    or (retries.attempt == 1 and is_push_race(failure, run.messages))
+                )
                 delay = retries.delay() if again else None
                 if delay is None:
                     break

@@ -32,10 +32,17 @@ stages = ["ci"]
 """
 DIGEST = "sha256:" + "d" * 64
 UNAVAILABLE = "ERROR: failed to push registry.example/acme/app-ci:ci-py3.11-main: 503 Service Unavailable"
+#: a manifest refused while another target pushed a layer it shares (bake/execute.py, PUSH_RACE_RE)
+RACE = (
+    "ERROR: failed to push registry.example/acme/app-ci:ci-py3.11-main: failed commit on ref "
+    '"manifest-sha256:762a": unexpected status from PUT request to '
+    "http://registry.example/v2/acme/app-ci/manifests/sha256:762a: 400 Bad Request"
+)
 RUN_FAILED = 'process "/bin/sh -c make" did not complete successfully: exit code: 2'
 
 #: What a fake bake call does for one target: "ok", "cached" (ok, its step from cache),
-#: "transient", "push-fails" (its step built, then the push refused), "run-fails", or "block"
+#: "transient", "push-fails" (its step built, then the push refused), "race" (a manifest refused
+#: as the shared-layer race refuses one), "run-fails", or "block"
 Outcome = str
 
 
@@ -101,8 +108,8 @@ class FakeBake:
         for t, outcome in outcomes.items():
             if outcome == "run-fails":
                 vertexes.append(_vertex(t, "ci 1/1] RUN make", prefix=len(targets) > 1, error=RUN_FAILED))
-            elif outcome in ("ok", "cached", "push-fails") or len(targets) == 1:
-                done = outcome in ("ok", "cached", "push-fails")
+            elif outcome in ("ok", "cached", "push-fails", "race") or len(targets) == 1:
+                done = outcome in ("ok", "cached", "push-fails", "race")
                 vertexes.append(
                     _vertex(t, "ci 1/1] RUN make", prefix=len(targets) > 1, done=done, cached=outcome == "cached")
                 )
@@ -114,6 +121,9 @@ class FakeBake:
         if {"transient", "push-fails"} & set(outcomes.values()):
             on_text(UNAVAILABLE)
             return BakeRun(1, [UNAVAILABLE])
+        if "race" in outcomes.values():
+            on_text(RACE)
+            return BakeRun(1, [RACE])
         return BakeRun(1, [f"ERROR: target {targets[0]}: failed to solve"])
 
 
@@ -182,6 +192,19 @@ def test_retries_run_out_and_the_error_says_what_failed(plan: Plan, tmp_path: Pa
     assert all(r.attempts == 2 for r in results)
     assert all("503" in (r.error or "") for r in results)
     assert sleeps == [1.0, 1.0]  # one retry per keep-going call
+
+
+def test_a_manifest_refused_as_in_the_shared_layer_race_gets_one_more_attempt(plan: Plan, tmp_path: Path) -> None:
+    results, fake, _, _ = execute(plan, tmp_path, lambda t, n: "race" if n == 1 else "ok")
+    assert [(r.status, r.attempts) for r in results] == [("built", 2), ("built", 2)]
+    assert len(fake.calls) == 2
+
+
+def test_a_manifest_refused_twice_is_not_tried_a_third_time(plan: Plan, tmp_path: Path) -> None:
+    results, fake, _, _ = execute(plan, tmp_path, lambda t, n: "race", retries=5, keep_going=True)
+    assert len(fake.calls) == 4  # two targets, each in its own call, each tried twice
+    assert [(r.status, r.attempts) for r in results] == [("failed", 2), ("failed", 2)]
+    assert all("400 Bad Request" in (r.error or "") for r in results)
 
 
 def test_a_failing_run_step_is_never_retried(plan: Plan, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import urllib.error
 import pytest
 
 from bake import retry
-from bake.execute import is_transient
+from bake.execute import is_push_race, is_transient
 from bake.progress import Vertex
 from bake.registry import MAX_RETRY_AFTER, Client, RegistryError, transient_error
 
@@ -129,6 +129,36 @@ def test_a_commands_whole_output_is_judged_by_its_last_error_line() -> None:
 )
 def test_other_failures_are_not_transient(text: str) -> None:
     assert not is_transient(None, [text])
+
+
+#: the final error of the push the shared-layer race refused (bench/retention.py, day 3)
+RACE = (
+    f'{PUSH}: failed commit on ref "manifest-{BLOB}": unexpected status from PUT request to '
+    f"http://{REG}/manifests/{BLOB}: 400 Bad Request"
+)
+
+
+def test_a_manifest_refused_with_400_is_the_shared_layer_race_not_a_transient_failure() -> None:
+    assert is_push_race(Vertex("sha256:1", "exporting to image", error=RACE), [])
+    assert is_push_race(None, [f"ERROR: failed to solve: {RACE}"])
+    assert not is_transient(None, [f"ERROR: failed to solve: {RACE}"])  # retried once, not on the schedule
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"ERROR: {PUSH}: unexpected status from PUT request to http://{REG}/blobs/uploads/x: 400 Bad Request",
+        f"ERROR: {PUSH}: unexpected status from PUT request to http://{REG}/manifests/x: 401 Unauthorized",
+        TRANSIENT["500 on a manifest PUT"],
+    ],
+)
+def test_other_refusals_are_not_the_race(text: str) -> None:
+    assert not is_push_race(None, [text])
+
+
+def test_a_failing_run_step_is_never_the_race() -> None:
+    step = Vertex("sha256:2", "[ci 2/2] RUN make", error='process "/bin/sh -c make" did not complete successfully')
+    assert not is_push_race(step, [RACE])
 
 
 # -- the registry HTTP client retries transient failures ------------------------------------------
