@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import _thread
 import json
+import signal
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -281,8 +282,14 @@ def test_an_interrupt_stops_running_calls_and_reports_what_finished(plan: Plan, 
             return "block"
         return "ok"
 
-    threading.Thread(target=lambda: started.wait(10) and _thread.interrupt_main(), daemon=True).start()
-    results, _fake, sleeps, executor = execute(plan, tmp_path, script, keep_going=True, retries=3)
+    # Ctrl-C as Python delivers it, whatever this process inherited: a job started in the
+    # background of a script has SIGINT ignored, and interrupt_main() then does nothing.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=lambda: started.wait(10) and _thread.interrupt_main(), daemon=True).start()
+        results, _fake, sleeps, executor = execute(plan, tmp_path, script, keep_going=True, retries=3)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert executor.interrupted
     assert by_target(results)["ci-py312"].status == "cancelled"
     assert by_target(results)["ci-py312"].attempts == 1  # no retry after an interrupt
