@@ -67,11 +67,9 @@ def _containers() -> dict[str, str]:
 
 
 def _ours(line: str) -> bool:
-    """A container of this session's images: the engine is shared, others' containers are theirs
-    (the agreement suite runs in a session beside the others: ci/test). The fixture's local
-    images (``fixture/...``) are this session's once it has made a fixture project."""
+    """A container of this session's images: the engine is shared, others' containers are theirs."""
     image = line.split()[1]
-    return (bool(NAMESPACES) and image.startswith("fixture/")) or any(f"/{ns}/" in image for ns in NAMESPACES)
+    return image.startswith("fixture/") or any(f"/{namespace}/" in image for namespace in NAMESPACES)
 
 
 @dataclass
