@@ -231,6 +231,8 @@ TRANSIENT = {
     "upload cut mid-stream": lambda p: p.cut(1024, None),
     # the cache export's manifest PUT answers 503
     "503 on cache export": lambda p: p.fail(503, None, methods="PUT", path=r"/tiny/app-cache/manifests/"),
+    # one manifest PUT by digest answers 400, as in the shared-layer race (bake/execute.py): one more attempt
+    "400 on a manifest PUT": lambda p: p.fail(400, 1, methods="PUT", path=r"/tiny/app/manifests/sha256:"),
 }
 
 
