@@ -51,8 +51,10 @@ def engine() -> Iterator[None]:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     before = set(_containers())
+    images = _images()
     yield
     left = [line for cid, line in _containers().items() if cid not in before and _ours(line)]
+    _remove_images(_images() - images)
     assert not left, "the engine tests left containers behind:\n" + "\n".join(left)
 
 
@@ -64,6 +66,29 @@ def _containers() -> dict[str, str]:
     """The first engine's containers, running or not: ID -> "ID IMAGE NAME"."""
     listed = docker("ps", "--all", "--no-trunc", "--format", "{{.ID}} {{.Image}} {{.Names}}", check=False)
     return {line.split()[0]: line for line in listed.stdout.splitlines() if line.strip()}
+
+
+#: dockerd's namespace in containerd, where its image store keeps the images it builds
+MOBY = "moby"
+
+
+def _images() -> set[str]:
+    """The first engine's image names, read from containerd directly.
+
+    The suite removes the images it built (about 230 a run) through containerd too: with
+    the containerd image store, ``docker image rm`` took 2 s an image with 225 images in
+    the store and 24 s with 5,600, while ``ctr images rm`` takes milliseconds. Left in
+    place, a few runs' images slowed the whole engine lane by half.
+    """
+    listed = subprocess.run(["ctr", "-n", MOBY, "images", "ls", "-q"], capture_output=True, text=True, check=True)
+    return set(listed.stdout.split())
+
+
+def _remove_images(names: set[str]) -> None:
+    ordered = sorted(names)
+    for start in range(0, len(ordered), 200):
+        batch = ordered[start : start + 200]
+        subprocess.run(["ctr", "-n", MOBY, "images", "rm", *batch], capture_output=True, check=True)
 
 
 def _ours(line: str) -> bool:
