@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -146,6 +147,35 @@ ENGINE_UP = ROOT / "ci" / "engine-up"
 SECOND_ENGINE = "unix:///run/bake-ci/docker2.sock"
 #: images a forget() keeps: the base images, as a fresh runner would pull them anyway (cheaply, locally)
 KEEP_PREFIXES = (f"{REGISTRY}/library/",)
+
+
+#: dockerd's namespace in containerd (the first engine's image store)
+MOBY = "moby"
+
+
+def remove_engine_images(prefixes: Sequence[str], namespace: str = MOBY) -> None:
+    """Remove the images whose names start with one of ``prefixes`` from an engine's store
+    (never anyone else's), and the content only they held.
+
+    dockerd (containerd image store) runs a synchronous garbage collection for every tag it
+    removes: 2 s an image with 225 images in the store, 24 s with 5,600. containerd's own
+    CLI removes all the tags and collects once. Falls back to ``docker image rm`` without it.
+    """
+    if not prefixes:
+        return
+    if shutil.which("ctr"):
+        try:
+            refs = sh("ctr", "--namespace", namespace, "images", "ls", "--quiet").split()
+            ours = sorted(r for r in refs if r.startswith(tuple(prefixes)))
+            if ours:
+                sh("ctr", "--namespace", namespace, "images", "rm", "--sync", *ours)
+            return
+        except BenchError as exc:
+            say(f"ctr cannot remove images, using docker image rm: {str(exc)[:200]}")
+    refs = sh("docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}").split()
+    ours = sorted(r for r in refs if r.startswith(tuple(prefixes)))
+    if ours:
+        sh("docker", "image", "rm", *ours)
 
 
 @dataclass

@@ -40,7 +40,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from harness import ROOT, SecondEngine  # bench/ is not a package: python bench/retention.py puts it on sys.path
+# bench/ is not a package: python bench/retention.py puts it on sys.path
+from harness import ROOT, SecondEngine, remove_engine_images
 
 from bake import ci, config_load
 from bake import gc as bake_gc
@@ -375,6 +376,7 @@ def registries(*names: str) -> Iterator[list[OwnRegistry]]:
     finally:
         for reg in made:
             reg.close()
+        remove_engine_images([f"{reg.address}/" for reg in made])  # what the builds left in the engine's store
         if failed:  # the storage and the registries' logs are the evidence: keep them
             print(f"kept the registries' storage and logs for a look: {root}", file=sys.stderr, flush=True)
         else:

@@ -55,6 +55,7 @@ from typing import TypeVar
 import results  # bench/ is not a package: python bench/run.py (and the tests) put it on sys.path
 from harness import (
     BASE_IMAGE,
+    MOBY,
     REGISTRY,
     BenchError,
     SecondEngine,
@@ -63,6 +64,7 @@ from harness import (
     clean_env,
     median,
     ratio,
+    remove_engine_images,
     say,
     seconds_cell,
     sh,
@@ -78,7 +80,6 @@ STAGES = ("deps", "ci")
 PYTHONS = ("3.11", "3.13")
 DEFAULT_BRANCH = "main"
 #: Where dockerd keeps its images in containerd (containerd image store).
-CONTAINERD_NAMESPACE = "moby"
 ATTEMPTS = 3
 T = TypeVar("T")
 DEPENDENCY_CHANGE = ("mdurl==0.1.2", "mdurl==0.1.1")
@@ -365,27 +366,8 @@ class Harness:
     # state --------------------------------------------------------------------------------
 
     def remove_local_images(self) -> None:
-        """This run's images in the local engine (never anyone else's), and the content only they held.
-
-        dockerd (containerd image store) runs a synchronous garbage collection for every tag it
-        removes, about a second each here; containerd's own CLI removes all the tags and collects
-        once. Falls back to ``docker image rm``.
-        """
-        prefix = f"{REGISTRY}/{self.prefix}"
-        if shutil.which("ctr"):
-            try:
-                namespace = self.engine.namespace if self.engine else CONTAINERD_NAMESPACE
-                refs = sh("ctr", "--namespace", namespace, "images", "ls", "--quiet").split()
-                ours = sorted(r for r in refs if r.startswith(prefix))
-                if ours:
-                    sh("ctr", "--namespace", namespace, "images", "rm", "--sync", *ours)
-                return
-            except BenchError as exc:
-                say(f"ctr cannot remove images, using docker image rm: {str(exc)[:200]}")
-        refs = sh("docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}").split()
-        ours = sorted(r for r in refs if r.startswith(prefix))
-        if ours:
-            sh("docker", "image", "rm", *ours)
+        """This run's images in the local engine (never anyone else's)."""
+        remove_engine_images([f"{REGISTRY}/{self.prefix}"], self.engine.namespace if self.engine else MOBY)
 
     def forget(self) -> None:
         """What a fresh runner would not have: build cache, and the run's local images.
